@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create the environment first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/nlp-lstm
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-slow test-all bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "== sentiment classification: pipelines/sentiment.toml =="
+	$(CLI) run pipelines/sentiment.toml
+	$(CLI) classify --model runs/sentiment/model \
+		"What a wonderful, heartfelt film." \
+		"The battery died after two days and support never answered." \
+		"Not bad at all, I would buy it again." \
+		"The plot was dull and the acting even worse."
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]  # exit 5: no test carries the mark
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_lstm.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,38 @@
+"""nlp-lstm: LSTM text classification and abstractive summarization.
+
+The stage functions mirror the CLI: `vocab`, `encode`, `train`, `train_summarizer`, `evaluate`,
+`classify`, `summarize`, `run_pipeline`; `load(DIR)` returns a model ready to predict. Imports are lazy
+so that `nlp-lstm --help` starts fast.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "vocab": "nlp_lstm.api",
+    "encode": "nlp_lstm.api",
+    "train": "nlp_lstm.api",
+    "evaluate": "nlp_lstm.api",
+    "classify": "nlp_lstm.api",
+    "train_summarizer": "nlp_lstm.summarize",
+    "summarize": "nlp_lstm.summarize",
+    "fit_sequences": "nlp_lstm.sequences",
+    "load": "nlp_lstm.predict",
+    "run_pipeline": "nlp_lstm.pipeline",
+    "LSTM": "nlp_lstm.nn.lstm",
+    "TextClassifier": "nlp_lstm.models.classifier",
+    "ClassifierConfig": "nlp_lstm.config",
+    "TrainConfig": "nlp_lstm.config",
+    "DataSource": "nlp_lstm.data.datasets",
+    "Binarize": "nlp_lstm.data.datasets",
+    "NlpLstmError": "nlp_lstm.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nlp_lstm' has no attribute {name!r}")

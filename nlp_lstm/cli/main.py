@@ -1,0 +1,23 @@
+"""`nlp-lstm`: one subcommand per stage; each file in this package parses options and calls the library."""
+
+import typer
+
+from nlp_lstm.cli import classify, encode, evaluate, run, summarize, train, vocab
+
+app = typer.Typer(
+    name="nlp-lstm",
+    help="Train and run LSTM models for text classification and abstractive summarization.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("vocab")(vocab.vocab_command)
+app.command("encode")(encode.encode_command)
+app.add_typer(train.app, name="train")
+app.command("evaluate")(evaluate.evaluate_command)
+app.command("classify")(classify.classify_command)
+app.command("summarize")(summarize.summarize_command)
+app.command("run")(run.run_command)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,178 @@
+"""Typed configuration: dataclasses validated once, where they are loaded.
+
+Pipeline TOML files, CLI options and a model directory's `config.json` all become these dataclasses
+through `from_dict`, which rejects unknown keys (naming the nearest valid one) and wrong types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from nlp_lstm.errors import NlpLstmError
+
+T = TypeVar("T")
+
+TASKS = ("binary", "multiclass", "multilabel")
+POOLINGS = ("max", "mean", "last", "attention")
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything needed to rebuild a `TextClassifier`.
+
+    Token inputs set `vocab_size`; float feature sequences (time series) set `input_size` instead.
+    """
+
+    num_labels: int
+    task: str = "multiclass"  # binary | multiclass | multilabel
+    vocab_size: int | None = None
+    input_size: int | None = None
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    peephole: str = "none"
+    pooling: str = "max"
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        if (self.vocab_size is None) == (self.input_size is None):
+            raise NlpLstmError("model config needs exactly one of vocab_size (token ids) or input_size (float features)")
+        if self.task == "binary" and self.num_labels != 2:
+            raise NlpLstmError(f"task 'binary' needs 2 labels, got {self.num_labels}; use task 'multiclass'")
+        _check_positive(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_dim=self.embedding_dim)
+        _check_fraction("dropout", self.dropout)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by the classifier and the summarizer."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"  # adamw | adagrad (See et al. 2017 train the summarizer with Adagrad)
+    clip_norm: float = 1.0
+    warmup_steps: int = 0
+    schedule: str = "linear"  # linear decay to 0 over all steps | constant
+    patience: int = 3  # epochs without improvement of the validation metric before stopping
+    seed: int = 13
+    max_length: int = 256  # tokens kept per text (classifier)
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch end
+    keep_checkpoints: int = 2
+    coverage_weight: float = 1.0  # summarizer: weight of the coverage loss once switched on
+    coverage_from_epoch: int = 0  # summarizer: epoch (1-based) from which coverage loss is on; 0 = off
+
+    def __post_init__(self) -> None:
+        _check_positive(epochs=self.epochs, batch_size=self.batch_size, max_length=self.max_length)
+        if not self.learning_rate > 0:
+            raise NlpLstmError(f"learning_rate must be > 0, got {self.learning_rate}")
+        _check_choice("optimizer", self.optimizer, ("adamw", "adagrad"))
+        _check_choice("schedule", self.schedule, ("linear", "constant"))
+        if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
+            raise NlpLstmError("patience, warmup_steps and checkpoint_every must be >= 0")
+        if self.keep_checkpoints < 1:
+            raise NlpLstmError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise NlpLstmError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise NlpLstmError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise NlpLstmError(f"{name} must be in [0, 1), got {value}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, where: str) -> T:
+    """Build dataclass `cls` from plain data, rejecting unknown keys and wrong types.
+
+    `where` names the source for messages, e.g. "pipelines/sentiment.toml [model]".
+    """
+    if not isinstance(data, dict):
+        raise NlpLstmError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(fields)}"
+            raise NlpLstmError(f"{where}: unknown key '{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], where=f"{where} '{key}'")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise NlpLstmError(f"{where}: missing required key(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, *, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where=where)
+            except NlpLstmError as error:
+                errors.append(str(error))
+        raise NlpLstmError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where=where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise NlpLstmError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        items = [_coerce(v, item, where=where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise NlpLstmError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass -> JSON-ready dict (tuples become lists)."""
+    return dataclasses.asdict(obj)
+
+
+__all__ = ["ClassifierConfig", "TrainConfig", "from_dict", "to_dict", "TASKS", "POOLINGS", "field"]

@@ -1,0 +1,213 @@
+"""Tokenize a dataset into ids, in Arrow, with `Dataset.map(batched=True)`.
+
+Each function names its result with a fingerprint of (input dataset, tokenizer files, arguments), so
+`datasets` reuses its on-disk cache when nothing changed, and the tokenizer itself is never hashed.
+No bos/eos are added here: the models (and `batching.collate_*`) add them where they are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from nlp_lstm.data.datasets import label_key
+from nlp_lstm.errors import NlpLstmError
+
+_ENCODE_VERSION = 1  # bump when the encoded layout changes, so stale caches are not reused
+_BATCH_SIZE = 1000
+
+
+def _fingerprint(ds, tokenizer, name: str, arguments: dict) -> str:
+    payload = json.dumps(
+        {"v": _ENCODE_VERSION, "fn": name, "data": ds._fingerprint, "tokenizer": tokenizer.fingerprint, "args": arguments},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _require(ds, columns) -> None:
+    for column in columns:
+        if column is not None and column not in ds.column_names:
+            raise NlpLstmError(
+                f"column {column!r} not found in the dataset; available columns: {', '.join(ds.column_names)}"
+            )
+
+
+def _texts(values) -> list[str]:
+    return ["" if value is None else value for value in values]
+
+
+def encode_classification(
+    ds,
+    tokenizer,
+    *,
+    text_column: str,
+    label_column: str | None,
+    label_names: list[str],
+    multi_label: bool = False,
+    max_length: int = 256,
+    num_proc: int | None = None,
+):
+    """Texts (and labels) -> ids for a classifier.
+
+    Returns a `datasets.Dataset` with only these columns:
+        input_ids: list[int], truncated to `max_length`; an empty text becomes `[unk_id]` so every
+            example has at least one step for the LSTM.
+        length: int, len(input_ids).
+        labels: int index into `label_names`; with `multi_label`, a multi-hot list[float] of
+            len(label_names). Absent when `label_column` is None (prediction).
+
+    Raises:
+        NlpLstmError: a label not in `label_names` (names it and the known ones), a missing column.
+    """
+    import datasets
+
+    if max_length < 1:
+        raise NlpLstmError(f"max_length must be at least 1, got {max_length}")
+    _require(ds, [text_column, label_column])
+    names = [str(name) for name in label_names]
+    index = {name: position for position, name in enumerate(names)}
+    unk_id = tokenizer.unk_id
+
+    def class_of(value) -> int:
+        try:
+            return index[label_key(value)]
+        except KeyError:
+            raise NlpLstmError(
+                f"label {value!r} in column {label_column!r} is not one of the known labels ({', '.join(names)}); "
+                "encode with the label names of the training data, or retrain with this label"
+            ) from None
+
+    def multi_hot(value) -> list[float]:
+        hot = [0.0] * len(names)
+        for item in ([] if value is None else value if isinstance(value, (list, tuple)) else [value]):
+            hot[class_of(item)] = 1.0
+        return hot
+
+    def encode_batch(batch: dict) -> dict:
+        ids = [row[:max_length] or [unk_id] for row in tokenizer.encode_batch(_texts(batch[text_column]))]
+        out = {"input_ids": ids, "length": [len(row) for row in ids]}
+        if label_column is not None:
+            convert = multi_hot if multi_label else class_of
+            out["labels"] = [convert(value) for value in batch[label_column]]
+        return out
+
+    features = {"input_ids": datasets.List(datasets.Value("int32")), "length": datasets.Value("int32")}
+    if label_column is not None:
+        features["labels"] = datasets.List(datasets.Value("float32")) if multi_label else datasets.Value("int64")
+    arguments = {
+        "text_column": text_column, "label_column": label_column, "label_names": names,
+        "multi_label": multi_label, "max_length": max_length,
+    }
+    return ds.map(
+        encode_batch,
+        batched=True,
+        batch_size=_BATCH_SIZE,
+        remove_columns=ds.column_names,
+        features=datasets.Features(features),
+        num_proc=num_proc,
+        new_fingerprint=_fingerprint(ds, tokenizer, "encode_classification", arguments),
+        desc="Encoding",
+    )
+
+
+def extend_with_oovs(tokens: list[str], ids: list[int], *, unk_id: int, vocab_size: int) -> tuple[list[int], list[str]]:
+    """Source ids over the extended vocabulary of a pointer-generator (See et al. 2017, section 2.2).
+
+    Each out-of-vocabulary source token (id == unk_id) gets `vocab_size + i`, i its position in this
+    example's `oovs` (first-occurrence order), so the model can copy it although it has no embedding.
+
+    Returns:
+        (extended ids, oovs)
+    """
+    oov_index: dict[str, int] = {}
+    extended = []
+    for token, token_id in zip(tokens, ids):
+        if token_id == unk_id:
+            token_id = vocab_size + oov_index.setdefault(token, len(oov_index))
+        extended.append(token_id)
+    return extended, list(oov_index)
+
+
+def encode_summarization(
+    ds,
+    tokenizer,
+    *,
+    text_column: str,
+    summary_column: str | None,
+    max_source_length: int = 400,
+    max_target_length: int = 30,
+    num_proc: int | None = None,
+):
+    """Sources (and summaries) -> ids for a pointer-generator summarizer.
+
+    Returns a `datasets.Dataset` with only these columns:
+        src_ids: list[int] in-vocabulary ids (unk_id for OOV), truncated to `max_source_length`;
+            an empty source becomes `[unk_id]`.
+        src_ext_ids: the same with each OOV token as `vocab_size + its index in oovs`.
+        oovs: list[str] source tokens outside the vocabulary, first-occurrence order (truncated source).
+        length: len(src_ids).
+        tgt_ids: (when summary_column) in-vocabulary target ids, unk_id for OOV, truncated to
+            `max_target_length`; no bos/eos.
+        tgt_ext_ids: the same, but target tokens that are source OOVs get their extended id
+            (so the copy distribution can produce them); other OOVs stay unk_id.
+        tgt_length: len(tgt_ids).
+    """
+    import datasets
+
+    if max_source_length < 1 or max_target_length < 1:
+        raise NlpLstmError(
+            f"max_source_length and max_target_length must be at least 1, got {max_source_length} and {max_target_length}"
+        )
+    _require(ds, [text_column, summary_column])
+    unk_id, vocab_size = tokenizer.unk_id, tokenizer.vocab_size
+
+    def encode_batch(batch: dict) -> dict:
+        out = {"src_ids": [], "src_ext_ids": [], "oovs": [], "length": []}
+        sources = tokenizer.tokenize_and_encode_batch(_texts(batch[text_column]))
+        for tokens, ids in sources:
+            tokens, ids = tokens[:max_source_length], ids[:max_source_length]
+            if not ids:
+                tokens, ids = [], [unk_id]  # the placeholder is no OOV: nothing to copy
+            extended, oovs = extend_with_oovs(tokens, ids, unk_id=unk_id, vocab_size=vocab_size)
+            if not tokens:
+                extended = [unk_id]
+            out["src_ids"].append(ids)
+            out["src_ext_ids"].append(extended)
+            out["oovs"].append(oovs)
+            out["length"].append(len(ids))
+        if summary_column is not None:
+            out["tgt_ids"], out["tgt_ext_ids"], out["tgt_length"] = [], [], []
+            targets = tokenizer.tokenize_and_encode_batch(_texts(batch[summary_column]))
+            for (tokens, ids), oovs in zip(targets, out["oovs"]):
+                tokens, ids = tokens[:max_target_length], ids[:max_target_length]
+                oov_ids = {token: vocab_size + position for position, token in enumerate(oovs)}
+                extended = [oov_ids.get(token, unk_id) if i == unk_id else i for token, i in zip(tokens, ids)]
+                out["tgt_ids"].append(ids)
+                out["tgt_ext_ids"].append(extended)
+                out["tgt_length"].append(len(ids))
+        return out
+
+    ids_feature = datasets.List(datasets.Value("int32"))
+    features = {
+        "src_ids": ids_feature,
+        "src_ext_ids": ids_feature,
+        "oovs": datasets.List(datasets.Value("string")),
+        "length": datasets.Value("int32"),
+    }
+    if summary_column is not None:
+        features.update({"tgt_ids": ids_feature, "tgt_ext_ids": ids_feature, "tgt_length": datasets.Value("int32")})
+    arguments = {
+        "text_column": text_column, "summary_column": summary_column,
+        "max_source_length": max_source_length, "max_target_length": max_target_length,
+    }
+    return ds.map(
+        encode_batch,
+        batched=True,
+        batch_size=_BATCH_SIZE,
+        remove_columns=ds.column_names,
+        features=datasets.Features(features),
+        num_proc=num_proc,
+        new_fingerprint=_fingerprint(ds, tokenizer, "encode_summarization", arguments),
+        desc="Encoding",
+    )

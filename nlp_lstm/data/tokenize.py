@@ -1,0 +1,449 @@
+"""Text -> tokens -> ids: a word tokenizer (spaCy's rule-based tokenizer) or subwords (sentencepiece).
+
+Both kinds share one interface (`Tokenizer`) and one on-disk layout, `vocab/<name>/`:
+
+- `tokenizer.json`: kind, settings (what `fit_tokenizer` was called with), special tokens, vocab size;
+- `vocab.txt` (spaCy: one token per line, line number = id) or `spm.model` (sentencepiece proto).
+
+Every vocabulary starts with the specials of `specials.py` at ids 0..3 (PAD, UNK, BOS, EOS), so models
+and batches never need to ask the tokenizer where padding is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
+from nlp_lstm.errors import NlpLstmError
+
+TOKENIZER_KINDS = ("spacy", "sentencepiece")
+SPM_MODEL_TYPES = ("unigram", "bpe")
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
+SPM_FILE = "spm.model"
+FORMAT_VERSION = 1
+
+# Texts per spaCy `tokenizer.pipe` batch; larger batches gain nothing for the rule-based tokenizer.
+_PIPE_BATCH_SIZE = 1000
+
+
+class Tokenizer:
+    """Shared interface of the spaCy and sentencepiece tokenizers.
+
+    Attributes:
+        kind: "spacy" or "sentencepiece".
+        settings: the keyword arguments of `fit_tokenizer` that shape this tokenizer; saved in
+            `tokenizer.json` and given back unchanged by `load_tokenizer`.
+        vocab_size: number of ids, the 4 specials included (ids are 0..vocab_size-1).
+        pad_id, unk_id, bos_id, eos_id: 0, 1, 2, 3.
+    """
+
+    kind: str = ""
+    pad_id = PAD_ID
+    unk_id = UNK_ID
+    bos_id = BOS_ID
+    eos_id = EOS_ID
+
+    def __init__(self, settings: dict):
+        self.settings = dict(settings)
+
+    # --- subclass hooks -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def tokenize_batch(self, texts: list[str]) -> list[list[str]]:
+        """Surface pieces of many texts at once (the fast path of `tokenize`)."""
+        raise NotImplementedError
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of many texts at once; equal to `[self.encode(t) for t in texts]`, only faster."""
+        raise NotImplementedError
+
+    def token_to_id(self, token: str) -> int:
+        """Id of a token (a word or a piece); `unk_id` when it is not in the vocabulary."""
+        raise NotImplementedError
+
+    def tokenize_and_encode_batch(self, texts: list[str]) -> list[tuple[list[str], list[int]]]:
+        """(pieces, ids) of many texts, aligned one to one; what a copy mechanism needs."""
+        return list(zip(self.tokenize_batch(texts), self.encode_batch(texts)))
+
+    def id_to_token(self, index: int) -> str:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        """Ids -> text. PAD, BOS and EOS are skipped; UNK is written as `<unk>`."""
+        raise NotImplementedError
+
+    def detokenize(self, tokens: list[str]) -> str:
+        """Pieces (as from `tokenize`, possibly out of vocabulary) -> text."""
+        raise NotImplementedError
+
+    def _model_files(self) -> dict[str, bytes]:
+        """File name -> content of the vocabulary file(s) written next to tokenizer.json."""
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        """Surface pieces of one text: words for spaCy, subword pieces (with "▁") for sentencepiece."""
+        return self.tokenize_batch([text])[0]
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of one text, without BOS/EOS. Empty or whitespace-only text gives []."""
+        return self.encode_batch([text])[0]
+
+    def _tokenizer_json(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "settings": self.settings,
+            "special_tokens": {token: index for index, token in enumerate(SPECIALS)},
+            "vocab_size": self.vocab_size,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the ids; `datasets` caches encoded data under it."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.sha256(json.dumps(self._tokenizer_json(), sort_keys=True).encode())
+            for name, content in sorted(self._model_files().items()):
+                digest.update(name.encode())
+                digest.update(content)
+            self._fingerprint = digest.hexdigest()[:32]
+        return self._fingerprint
+
+    def save(self, directory) -> None:
+        """Write tokenizer.json and vocab.txt | spm.model into `directory` (created if missing).
+
+        Each file is written to a temporary file in the same directory and renamed over the old one,
+        and tokenizer.json goes last, so a reader never sees a half-written tokenizer.
+        """
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise NlpLstmError(f"cannot save the tokenizer to {directory}: it is a file; give a directory path")
+        directory.mkdir(parents=True, exist_ok=True)
+        files = dict(self._model_files())
+        files[TOKENIZER_FILE] = (json.dumps(self._tokenizer_json(), indent=2, ensure_ascii=False) + "\n").encode()
+        for name in [n for n in files if n != TOKENIZER_FILE] + [TOKENIZER_FILE]:
+            _atomic_write(directory / name, files[name])
+
+    def __getstate__(self):
+        # Picklable by value (datasets' multiprocess map ships the tokenizer to workers);
+        # spaCy and sentencepiece objects are rebuilt on the other side.
+        return {"kind": self.kind, "settings": self.settings, "files": self._model_files()}
+
+    def __setstate__(self, state):
+        rebuilt = _from_files(state["kind"], state["settings"], state["files"], where="pickled tokenizer")
+        self.__dict__.update(rebuilt.__dict__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size}, settings={self.settings})"
+
+
+def _atomic_write(path: Path, content: bytes) -> None:
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+# --- spaCy: words ------------------------------------------------------------------------------
+_SPACY_PIPELINES: dict[str, object] = {}
+
+
+def _spacy_tokenizer(lang: str):
+    """spaCy's rule-based tokenizer for `lang` (a blank pipeline: no model download)."""
+    if lang not in _SPACY_PIPELINES:
+        import spacy
+
+        try:
+            _SPACY_PIPELINES[lang] = spacy.blank(lang)
+        except Exception as error:  # spaCy raises ImportError/ValueError/KeyError for unknown codes
+            raise NlpLstmError(
+                f"unknown spaCy language {lang!r} ({type(error).__name__}); "
+                "give an ISO code spaCy supports, e.g. 'en', 'de', 'xx' (multi-language)"
+            ) from None
+    return _SPACY_PIPELINES[lang].tokenizer
+
+
+class SpacyTokenizer(Tokenizer):
+    """Words from spaCy's rule-based tokenizer; vocabulary = specials + frequent words.
+
+    Whitespace tokens spaCy emits (runs of spaces, newlines) are dropped. With `lowercase`, words are
+    lowercased after tokenization (spaCy's exceptions such as "Don't" -> "Do", "n't" see the original case).
+    """
+
+    kind = "spacy"
+
+    def __init__(self, tokens: list[str], settings: dict):
+        super().__init__(settings)
+        if list(tokens[: len(SPECIALS)]) != list(SPECIALS):
+            raise ValueError(f"a vocabulary must start with {SPECIALS}")
+        self._itos = list(tokens)
+        self._stoi = {token: index for index, token in enumerate(self._itos)}
+        # Text never maps to PAD/BOS/EOS: a literal "<pad>" in the input is an unknown word.
+        self._text_stoi = {t: i for t, i in self._stoi.items() if i not in (PAD_ID, BOS_ID, EOS_ID)}
+        self._lowercase = bool(settings.get("lowercase", True))
+        self._tokenizer = _spacy_tokenizer(settings.get("lang", "en"))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._itos)
+
+    def _words(self, doc) -> list[str]:
+        if self._lowercase:
+            return [token.lower_ for token in doc if not token.is_space]
+        return [token.text for token in doc if not token.is_space]
+
+    def _iter_tokenized(self, texts: Iterable[str]) -> Iterator[list[str]]:
+        texts = ("" if text is None else text for text in texts)
+        for doc in self._tokenizer.pipe(texts, batch_size=_PIPE_BATCH_SIZE):
+            yield self._words(doc)
+
+    def tokenize_batch(self, texts: list[str]) -> list[list[str]]:
+        return list(self._iter_tokenized(texts))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        stoi, unk = self._text_stoi, UNK_ID
+        return [[stoi.get(word, unk) for word in words] for words in self._iter_tokenized(texts)]
+
+    def tokenize_and_encode_batch(self, texts: list[str]) -> list[tuple[list[str], list[int]]]:
+        stoi, unk = self._text_stoi, UNK_ID
+        return [(words, [stoi.get(word, unk) for word in words]) for words in self._iter_tokenized(texts)]
+
+    def token_to_id(self, token: str) -> int:
+        return self._stoi.get(token, UNK_ID)
+
+    def id_to_token(self, index: int) -> str:
+        if not 0 <= index < len(self._itos):
+            raise IndexError(f"token id {index} is outside the vocabulary (size {len(self._itos)})")
+        return self._itos[index]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.detokenize([self.id_to_token(int(i)) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)])
+
+    def detokenize(self, tokens: list[str]) -> str:
+        # spaCy keeps no whitespace information in the ids, so words are joined by single spaces.
+        return " ".join(tokens)
+
+    def _model_files(self) -> dict[str, bytes]:
+        return {VOCAB_FILE: ("\n".join(self._itos) + "\n").encode("utf-8")}
+
+
+def _fit_spacy(texts: Iterable[str], *, vocab_size: int, min_freq: int, lowercase: bool, lang: str) -> SpacyTokenizer:
+    settings = {"vocab_size": vocab_size, "min_freq": min_freq, "lowercase": lowercase, "lang": lang}
+    counter_source = SpacyTokenizer(list(SPECIALS), settings)  # tokenizes; its vocabulary is not used
+    counts: Counter[str] = Counter()
+    for words in counter_source._iter_tokenized(texts):  # streams: only the counts are held
+        counts.update(words)
+    # Newlines would break vocab.txt's one-token-per-line format; spaCy only puts them in space tokens.
+    candidates = [
+        (token, count)
+        for token, count in counts.items()
+        if count >= min_freq and token not in SPECIALS and "\n" not in token and "\r" not in token
+    ]
+    candidates.sort(key=lambda item: (-item[1], item[0]))  # by frequency, ties alphabetical: reproducible
+    tokens = list(SPECIALS) + [token for token, _ in candidates[: vocab_size - len(SPECIALS)]]
+    return SpacyTokenizer(tokens, settings)
+
+
+# --- sentencepiece: subwords -------------------------------------------------------------------
+class SentencePieceTokenizer(Tokenizer):
+    """Subword pieces from a sentencepiece model (unigram or BPE) whose ids 0..3 are our specials.
+
+    Text is NFKC-normalised (and case-folded with `lowercase`) by the model itself, so `decode`
+    gives back the normalised text: `decode(encode(x)) == x` for NFKC text with single spaces.
+    """
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes, settings: dict):
+        import sentencepiece
+
+        super().__init__(settings)
+        self._model_proto = bytes(model_proto)
+        self._processor = sentencepiece.SentencePieceProcessor(model_proto=self._model_proto)
+        for index, token in enumerate(SPECIALS):
+            if self._processor.id_to_piece(index) != token:
+                raise ValueError(f"sentencepiece id {index} is {self._processor.id_to_piece(index)!r}, not {token!r}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self._processor.get_piece_size()
+
+    def tokenize_batch(self, texts: list[str]) -> list[list[str]]:
+        return self._processor.encode([("" if t is None else t) for t in texts], out_type=str)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._processor.encode([("" if t is None else t) for t in texts], out_type=int)
+
+    def token_to_id(self, token: str) -> int:
+        return self._processor.piece_to_id(token)  # unk_id for unknown pieces
+
+    def id_to_token(self, index: int) -> str:
+        if not 0 <= index < self.vocab_size:
+            raise IndexError(f"token id {index} is outside the vocabulary (size {self.vocab_size})")
+        return self._processor.id_to_piece(index)
+
+    def decode(self, ids: list[int]) -> str:
+        # PAD/BOS/EOS are control pieces, which sentencepiece already decodes to "";
+        # UNK decodes to its surface, set to "<unk>" at training time.
+        ids = [int(i) for i in ids]
+        for index in ids:
+            if not 0 <= index < self.vocab_size:
+                raise IndexError(f"token id {index} is outside the vocabulary (size {self.vocab_size})")
+        return self._processor.decode(ids)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self._processor.decode_pieces(list(tokens))
+
+    def _model_files(self) -> dict[str, bytes]:
+        return {SPM_FILE: self._model_proto}
+
+
+def _fit_sentencepiece(
+    texts: Iterable[str], *, vocab_size: int, lowercase: bool, model_type: str, max_sentences: int
+) -> SentencePieceTokenizer:
+    import sentencepiece
+
+    if model_type not in SPM_MODEL_TYPES:
+        raise NlpLstmError(f"unknown sentencepiece model_type {model_type!r}; use one of {', '.join(SPM_MODEL_TYPES)}")
+    if max_sentences < 1:
+        raise NlpLstmError(f"max_sentences must be at least 1, got {max_sentences}")
+    settings = {"vocab_size": vocab_size, "lowercase": lowercase, "model_type": model_type, "max_sentences": max_sentences}
+    seen = {"count": 0}
+
+    def sentences() -> Iterator[str]:
+        # sentencepiece holds its training sample in memory: cap it, and never list the corpus here.
+        # Whitespace-only texts carry nothing to learn and are skipped.
+        for text in itertools.islice((t for t in texts if t is not None and t.strip()), max_sentences):
+            seen["count"] += 1
+            yield text
+
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=sentences(),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            pad_piece=SPECIALS[PAD_ID], unk_piece=SPECIALS[UNK_ID],
+            bos_piece=SPECIALS[BOS_ID], eos_piece=SPECIALS[EOS_ID],
+            unk_surface=UNK,
+            # Small corpora cannot fill a large vocabulary: let it come out smaller instead of failing.
+            hard_vocab_limit=False,
+            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
+            max_sentence_length=1 << 16,
+            character_coverage=0.9995,
+            minloglevel=2,
+        )
+    except RuntimeError as error:
+        if seen["count"] == 0:
+            raise NlpLstmError("cannot fit a sentencepiece tokenizer: the texts are all empty; check --text-column") from None
+        raise NlpLstmError(f"sentencepiece training failed ({error}); try a smaller --vocab-size or more text") from None
+    return SentencePieceTokenizer(model.getvalue(), settings)
+
+
+# --- fitting and loading -----------------------------------------------------------------------
+def fit_tokenizer(
+    texts: Iterable[str],
+    *,
+    kind: str = "spacy",
+    vocab_size: int = 20000,
+    min_freq: int = 2,
+    lowercase: bool = True,
+    lang: str = "en",
+    model_type: str = "unigram",
+    max_sentences: int = 200_000,
+) -> Tokenizer:
+    """Fit a tokenizer on `texts` (any iterable; consumed once, streamed).
+
+    Args:
+        kind: "spacy" (words) or "sentencepiece" (subwords).
+        vocab_size: the most ids, the 4 specials included. sentencepiece may give fewer on a small
+            corpus (soft limit); spaCy keeps at most `vocab_size - 4` words.
+        min_freq: spaCy only: a word needs this many occurrences to enter the vocabulary.
+        lowercase: lowercase words (spaCy) / case-fold in the model's normaliser (sentencepiece).
+        lang: spaCy only: the language of `spacy.blank(lang)`.
+        model_type: sentencepiece only: "unigram" or "bpe".
+        max_sentences: sentencepiece only: train on at most the first this many non-empty texts
+            (sentencepiece holds its sample in memory). spaCy counts the whole stream.
+    """
+    if kind not in TOKENIZER_KINDS:
+        raise NlpLstmError(f"unknown tokenizer kind {kind!r}; use one of {', '.join(TOKENIZER_KINDS)}")
+    if vocab_size <= len(SPECIALS):
+        raise NlpLstmError(f"vocab_size must be larger than the {len(SPECIALS)} special tokens, got {vocab_size}")
+    if isinstance(texts, str):
+        raise TypeError("fit_tokenizer takes an iterable of texts, not one string")
+    if kind == "spacy":
+        if min_freq < 1:
+            raise NlpLstmError(f"min_freq must be at least 1, got {min_freq}")
+        return _fit_spacy(texts, vocab_size=vocab_size, min_freq=min_freq, lowercase=lowercase, lang=lang)
+    return _fit_sentencepiece(
+        texts, vocab_size=vocab_size, lowercase=lowercase, model_type=model_type, max_sentences=max_sentences
+    )
+
+
+def _from_files(kind: str, settings: dict, files: dict[str, bytes], *, where: str) -> Tokenizer:
+    if kind == "spacy":
+        content = files[VOCAB_FILE]
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise NlpLstmError(f"{where}/{VOCAB_FILE} is not valid UTF-8 (byte {error.start}); re-create it with `nlp-lstm vocab`") from None
+        tokens = text.split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        if tokens[: len(SPECIALS)] != list(SPECIALS):
+            raise NlpLstmError(
+                f"{where}/{VOCAB_FILE} is corrupt: it must start with {', '.join(SPECIALS)}; re-create it with `nlp-lstm vocab`"
+            )
+        return SpacyTokenizer(tokens, settings)
+    try:
+        return SentencePieceTokenizer(files[SPM_FILE], settings)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise NlpLstmError(f"{where}/{SPM_FILE} is corrupt ({error}); re-create it with `nlp-lstm vocab`") from None
+
+
+def load_tokenizer(directory) -> Tokenizer:
+    """Load a tokenizer saved by `Tokenizer.save`. Raises NlpLstmError naming the bad file."""
+    directory = Path(directory)
+    config_path = directory / TOKENIZER_FILE
+    if not directory.is_dir():
+        raise NlpLstmError(f"tokenizer directory {directory} does not exist; fit one with `nlp-lstm vocab` or check the path")
+    if not config_path.is_file():
+        raise NlpLstmError(f"{config_path} is missing; give a directory made by `nlp-lstm vocab` (or re-create it)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        kind, settings = config["kind"], config["settings"]
+        if not isinstance(settings, dict):
+            raise TypeError("settings is not an object")
+    except (ValueError, KeyError, TypeError) as error:
+        raise NlpLstmError(f"{config_path} is corrupt ({type(error).__name__}: {error}); re-create it with `nlp-lstm vocab`") from None
+    if kind not in TOKENIZER_KINDS:
+        raise NlpLstmError(f"{config_path} names an unknown tokenizer kind {kind!r}; known kinds: {', '.join(TOKENIZER_KINDS)}")
+    file_name = VOCAB_FILE if kind == "spacy" else SPM_FILE
+    model_path = directory / file_name
+    if not model_path.is_file():
+        raise NlpLstmError(f"{model_path} is missing (needed by the {kind} tokenizer in {config_path}); re-create it with `nlp-lstm vocab`")
+    tokenizer = _from_files(kind, settings, {file_name: model_path.read_bytes()}, where=str(directory))
+    expected = config.get("vocab_size")
+    if expected is not None and expected != tokenizer.vocab_size:
+        raise NlpLstmError(
+            f"{model_path} holds {tokenizer.vocab_size} tokens but {config_path} says {expected}; "
+            "the files do not belong together: re-create them with `nlp-lstm vocab`"
+        )
+    return tokenizer

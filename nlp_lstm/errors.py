@@ -1,0 +1,8 @@
+"""The one exception type a user can cause.
+
+Its message names the bad value and the fix; the CLI prints it as one line on stderr and exits 2.
+"""
+
+
+class NlpLstmError(Exception):
+    """A usage or input error: bad option, missing file, unknown column, corrupt model, ..."""

@@ -1,0 +1,81 @@
+"""TextClassifier: embed -> BiLSTM -> pooling -> dropout -> linear (DESIGN section 3).
+
+Inputs are token ids (B, T) with an embedding table, or float feature sequences (B, T, D) such as
+time series, which skip the embedding: the seed recipe `LSTM(128) -> Dense(1, sigmoid)` is this model
+with `input_size=64, bidirectional=False, pooling="last", task="binary"`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.data.specials import PAD_ID
+from nlp_lstm.nn.lstm import LSTM
+from nlp_lstm.nn.pooling import build_pooling
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.vocab_size is not None:
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+            input_size = config.embedding_dim
+        else:
+            self.embedding = None
+            input_size = config.input_size
+        self.encoder = LSTM(
+            input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            peephole=config.peephole,
+        )
+        self.pooling = build_pooling(config.pooling, self.encoder.output_size)
+        self.dropout = nn.Dropout(config.dropout)
+        # Binary uses one logit + sigmoid (the seed recipe's Dense(1, sigmoid)); otherwise one per label.
+        self.head = nn.Linear(self.encoder.output_size, 1 if config.task == "binary" else config.num_labels)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """Args:
+            inputs: token ids (B, T) long, or features (B, T, D) float.
+            lengths: (B,) real lengths.
+            pad_mask: (B, T) True at padding.
+        Returns:
+            logits (B, 1) for binary, else (B, num_labels).
+        """
+        embedded = self.embedding(inputs) if self.embedding is not None else inputs  # (B, T, E)
+        outputs, (h_n, _) = self.encoder(embedded, lengths)  # (B, T, dirs*H)
+        directions = 2 if self.config.bidirectional else 1
+        final_hidden = h_n[-directions:].transpose(0, 1).reshape(inputs.size(0), -1)  # (B, dirs*H), last layer
+        pooled = self.pooling(outputs, pad_mask, final_hidden)
+        return self.head(self.dropout(pooled))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.task == "binary":
+            return F.binary_cross_entropy_with_logits(logits.squeeze(-1), labels.float())
+        if self.config.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        return F.cross_entropy(logits, labels)
+
+    @torch.no_grad()
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-label probabilities (B, num_labels), for every task."""
+        if self.config.task == "binary":
+            positive = torch.sigmoid(logits.squeeze(-1))
+            return torch.stack([1 - positive, positive], dim=-1)
+        if self.config.task == "multilabel":
+            return torch.sigmoid(logits)
+        return logits.softmax(dim=-1)
+
+    @torch.no_grad()
+    def predict_labels(self, logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+        """(B,) class indices, or (B, L) 0/1 for multi-label."""
+        scores = self.scores(logits)
+        if self.config.task == "multilabel":
+            return (scores >= threshold).long()
+        return scores.argmax(dim=-1)

@@ -1,0 +1,528 @@
+"""The LSTM encoder: a multi-layer, optionally bidirectional LSTM with exact variable lengths and
+optional peephole connections (DESIGN.md section 2; the maths is in docs/lstm.md).
+
+Two execution paths share one set of parameters, named and shaped like `torch.nn.LSTM`'s, so one
+state dict loads into either:
+
+- `peephole="none"`: the fused `torch.nn.LSTM` kernel (oneDNN on CPU, cuDNN on GPU), called one
+  layer and one direction at a time through `torch._VF.lstm` (see `_fused_direction`).
+- `peephole="diagonal" | "full"`: our own cell, a Python loop over time inside a
+  `torch.autograd.Function` with a hand-derived backward through time (`_PeepholeScan`).
+
+Internally both paths run time-major `(time, batch, features)`: the fused kernel works time-major
+anyway, and slicing a time segment (`x[start:end]`) or unbinding time steps is then contiguous.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlp_lstm.errors import NlpLstmError
+
+PEEPHOLES = ("none", "diagonal", "full")
+
+__all__ = ["LSTM", "PEEPHOLES", "peephole_lstm_scan", "reverse_within_lengths"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Variable lengths
+# ---------------------------------------------------------------------------------------------
+
+
+def reverse_within_lengths(sequence: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence within its own length; padding stays where it is.
+
+    Applying it twice is the identity, so the same call maps the backward direction's outputs back.
+
+    Args:
+        sequence: `(time, batch, features)`, right-padded.
+        lengths: `(batch,)` int64 real lengths, or None when every row has length `time`.
+    Returns:
+        `(time, batch, features)` with `out[t, b] = sequence[lengths[b] - 1 - t, b]` for
+        `t < lengths[b]`, and `out[t, b] = sequence[t, b]` otherwise.
+    """
+    if lengths is None:
+        return sequence.flip(0)
+    time = sequence.shape[0]
+    steps = torch.arange(time, device=sequence.device).unsqueeze(1)  # (T, 1)
+    reversed_steps = lengths.unsqueeze(0) - 1 - steps  # (T, B)
+    index = torch.where(reversed_steps >= 0, reversed_steps, steps.expand_as(reversed_steps))
+    return sequence.gather(0, index.unsqueeze(-1).expand_as(sequence))
+
+
+def _at_lengths(sequence: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Pick each row's value at its own last real step: `(time, batch, H)` -> `(batch, H)`."""
+    if lengths is None:
+        return sequence[-1]
+    index = (lengths - 1).view(1, -1, 1).expand(1, sequence.shape[1], sequence.shape[2])
+    return sequence.gather(0, index).squeeze(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: the fused kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def _fused_direction(
+    inputs: torch.Tensor,
+    sorted_lengths: list[int] | None,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    weights: list[torch.Tensor],
+    training: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run one unidirectional LSTM layer with the fused kernel, exactly, over ragged lengths.
+
+    Why time segments: the kernel only returns the state after the last step it ran, and packing
+    (`pack_padded_sequence`) falls back to a slower native kernel (training 5.3x slower here). So
+    with rows sorted by length (longest first), the kernel runs once per segment between two
+    consecutive distinct lengths, on the rows still active there, continuing from the previous
+    segment's (h, c); rows that end at a segment boundary keep the state recorded there. Only real
+    steps are computed (like packing), with at most `batch` kernel calls. The alternative, running
+    padded to the maximum length and recovering c separately, costs at least the padded run; in
+    benchmarks/bench_lstm.py ("ragged" rows, lengths 10..200, batch 32) the exact segments took
+    0.78x the padded nn.LSTM's time for a training step (1.18x for inference, where the ~20 extra
+    kernel calls weigh more), so segments win where it matters most.
+
+    Args:
+        inputs: `(time, batch, input_size)`, rows sorted by length, longest first.
+        sorted_lengths: the rows' lengths (non-increasing), or None when all equal `time`.
+        h0, c0: `(batch, hidden_size)` initial state.
+        weights: `[weight_ih (4H, D), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)]`.
+        training: passed to the kernel (it decides what to keep for backward).
+    Returns:
+        outputs `(time, batch, hidden_size)`, zero past each row's length; h_n, c_n `(batch, H)`.
+    """
+    time, batch = inputs.shape[:2]
+    if sorted_lengths is None:
+        outputs, h_n, c_n = torch._VF.lstm(
+            inputs, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, True, 1, 0.0, training, False, False
+        )
+        return outputs, h_n[0], c_n[0]
+
+    hidden, cell = h0, c0
+    segment_outputs, ended_h, ended_c = [], [], []
+    start = 0
+    for end in sorted(set(sorted_lengths)):
+        active = hidden.shape[0]  # rows with length >= end: a prefix, as rows are sorted
+        outputs, h_seg, c_seg = torch._VF.lstm(
+            inputs[start:end, :active],
+            (hidden.unsqueeze(0).contiguous(), cell.unsqueeze(0).contiguous()),
+            weights, True, 1, 0.0, training, False, False,
+        )  # fmt: skip
+        segment_outputs.append(F.pad(outputs, (0, 0, 0, batch - active)))  # (end-start, B, H)
+        continuing = sum(1 for length in sorted_lengths if length > end)
+        ended_h.append(h_seg[0, continuing:])
+        ended_c.append(c_seg[0, continuing:])
+        hidden, cell = h_seg[0, :continuing], c_seg[0, :continuing]
+        start = end
+    outputs = torch.cat(segment_outputs, dim=0)  # (max_length, B, H)
+    outputs = F.pad(outputs, (0, 0, 0, 0, 0, time - outputs.shape[0]))
+    # Shorter rows end first and sit at the end of the batch: reverse to restore row order.
+    return outputs, torch.cat(ended_h[::-1], dim=0), torch.cat(ended_c[::-1], dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Own path: the peephole cell with a hand-derived backward through time
+# ---------------------------------------------------------------------------------------------
+
+
+def _scan_forward(xproj, h0, c0, weight_hh, peephole_i, peephole_f, peephole_o, peephole, keep):
+    """The cell's forward recurrence (DESIGN.md section 2) over all time steps.
+
+    Args:
+        xproj: `(time, batch, 4H)` = `W_ih x_t + b_ih + b_hh`, gate order i, f, g, o; projected for
+            all steps in one matmul by the caller, so the loop only does the recurrent matmul.
+        h0, c0: `(batch, H)`.
+        weight_hh: `(4H, H)`.
+        peephole_i, peephole_f, peephole_o: `(H,)` for "diagonal", `(H, H)` for "full", None for
+            "none".
+        keep: also return the gates for the backward pass.
+    Returns:
+        hs, cs `(time, batch, H)` and, if `keep`, gates `(i_f (T, B, 2, H), g (T, B, H), o (T, B, H))`.
+    """
+    batch, hidden_size = h0.shape
+    weight_hh_t = weight_hh.t()  # (H, 4H)
+    if peephole == "diagonal":
+        peephole_if = torch.stack([peephole_i, peephole_f])  # (2, H)
+    elif peephole == "full":
+        peephole_if_t = torch.cat([peephole_i, peephole_f]).t()  # (H, 2H)
+        peephole_o_t = peephole_o.t()
+    time = xproj.shape[0]
+    # Written in place step by step (out=): stacking lists afterwards cost an extra copy of each.
+    hs, cs = xproj.new_empty(time, batch, hidden_size), xproj.new_empty(time, batch, hidden_size)
+    if keep:
+        gates_if = xproj.new_empty(time, batch, 2, hidden_size)
+        gates_g, gates_o = xproj.new_empty(time, batch, hidden_size), xproj.new_empty(time, batch, hidden_size)
+    hidden, cell = h0, c0
+    # unbind, not xproj[t]: indexing made autograd's backward quadratic in T (NOTES.md).
+    for t, step_input in enumerate(xproj.unbind(0)):
+        pre = torch.addmm(step_input, hidden, weight_hh_t).view(batch, 4, hidden_size)
+        if peephole == "diagonal":
+            pre[:, :2].addcmul_(cell.unsqueeze(1), peephole_if)  # + P_i c_{t-1}, P_f c_{t-1}
+        elif peephole == "full":
+            pre[:, :2].add_((cell @ peephole_if_t).view(batch, 2, hidden_size))
+        input_forget = torch.sigmoid(pre[:, :2], out=gates_if[t] if keep else None)  # (B, 2, H): i, f
+        candidate = torch.tanh(pre[:, 2], out=gates_g[t] if keep else None)  # g_t
+        cell = torch.addcmul(input_forget[:, 1] * cell, input_forget[:, 0], candidate, out=cs[t])
+        pre_output = pre[:, 3]
+        if peephole == "diagonal":  # the output gate peeks at the new c_t
+            pre_output = torch.addcmul(pre_output, cell, peephole_o)
+        elif peephole == "full":
+            pre_output = torch.addmm(pre_output, cell, peephole_o_t)
+        output_gate = torch.sigmoid(pre_output, out=gates_o[t] if keep else None)
+        hidden = torch.mul(output_gate, torch.tanh(cell), out=hs[t])
+    if not keep:
+        return hs, cs
+    return hs, cs, (gates_if, gates_g, gates_o)
+
+
+class _PeepholeScan(torch.autograd.Function):
+    """Forward and backward through time for one layer and direction (docs/lstm.md, "Backward").
+
+    Autograd over the Python loop records ~15 nodes per step; this backward instead precomputes
+    every factor that does not depend on the recurrence over all steps at once, leaving ~6 small
+    ops per step.
+    """
+
+    @staticmethod
+    def forward(ctx, xproj, h0, c0, weight_hh, peephole_i, peephole_f, peephole_o, peephole):
+        hs, cs, (gates_if, gates_g, gates_o) = _scan_forward(
+            xproj, h0, c0, weight_hh, peephole_i, peephole_f, peephole_o, peephole, keep=True
+        )
+        ctx.peephole = peephole
+        ctx.save_for_backward(h0, c0, weight_hh, peephole_i, peephole_f, peephole_o, hs, cs,
+                              gates_if, gates_g, gates_o)  # fmt: skip
+        return hs, cs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hs, grad_cs):
+        (h0, c0, weight_hh, peephole_i, peephole_f, peephole_o, hs, cs,
+         gates_if, gates_g, gates_o) = ctx.saved_tensors  # fmt: skip
+        peephole = ctx.peephole
+        time, batch, hidden_size = hs.shape
+        input_gate, forget_gate = gates_if[:, :, 0], gates_if[:, :, 1]  # (T, B, H)
+        cell_prev = torch.cat([c0.unsqueeze(0), cs[:-1]])  # c_{t-1}: (T, B, H)
+        tanh_c = torch.tanh(cs)
+
+        # Local derivatives, all steps at once (docs/lstm.md, eqs. B1-B4):
+        d_h_d_pre_o = tanh_c * gates_o * (1 - gates_o)  # dh_t / d pre_o
+        d_h_d_c = gates_o * (1 - tanh_c * tanh_c)  # dh_t / dc_t through tanh(c_t)
+        d_c_d_pre = torch.stack(  # dc_t / d pre_{i, f, g}: (T, B, 3, H)
+            [
+                gates_g * input_gate * (1 - input_gate),
+                cell_prev * forget_gate * (1 - forget_gate),
+                input_gate * (1 - gates_g * gates_g),
+            ],
+            dim=2,
+        )
+        if peephole == "diagonal":
+            # Fold the peephole paths into the per-step factors, so each costs no extra op:
+            # dc_t += dh_t * (dh/dc + dh/dpre_o * p_o);  dc_{t-1} = dc_t * (f + dc/dpre_i p_i + ...)
+            d_h_d_c = d_h_d_c + d_h_d_pre_o * peephole_o
+            carry = forget_gate + d_c_d_pre[:, :, 0] * peephole_i + d_c_d_pre[:, :, 1] * peephole_f
+        else:
+            carry = forget_gate
+        if peephole == "full":
+            peephole_if = torch.cat([peephole_i, peephole_f])  # (2H, H)
+
+        grad_pre = hs.new_empty(time, batch, 4, hidden_size)  # d loss / d pre-activations
+        grad_h = grad_hs[time - 1]
+        grad_c_carry = torch.zeros_like(c0)
+        for t in range(time - 1, -1, -1):
+            if t < time - 1:  # h_t also feeds step t+1 through W_hh
+                grad_h = torch.addmm(grad_hs[t], grad_pre[t + 1].view(batch, -1), weight_hh)
+            grad_c = torch.addcmul(grad_cs[t], grad_h, d_h_d_c[t]).add_(grad_c_carry)
+            torch.mul(grad_h, d_h_d_pre_o[t], out=grad_pre[t, :, 3])
+            if peephole == "full":  # pre_o = ... + c_t P_o^T
+                grad_c = torch.addmm(grad_c, grad_pre[t, :, 3], peephole_o)
+            torch.mul(grad_c.unsqueeze(1), d_c_d_pre[t], out=grad_pre[t, :, :3])
+            grad_c_carry = grad_c * carry[t]
+            if peephole == "full":  # pre_{i,f} = ... + c_{t-1} P_{i,f}^T
+                grad_pre_if = grad_pre[t, :, :2].reshape(batch, 2 * hidden_size)
+                grad_c_carry = torch.addmm(grad_c_carry, grad_pre_if, peephole_if)
+
+        grad_pre_flat = grad_pre.view(time * batch, 4 * hidden_size)
+        hidden_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).view(time * batch, hidden_size)
+        grad_weight_hh = grad_pre_flat.t() @ hidden_prev  # sum_t dpre_t^T h_{t-1}: (4H, H)
+        grad_h0 = grad_pre[0].view(batch, -1) @ weight_hh
+        grad_peepholes = _peephole_grads(peephole, grad_pre, cell_prev, cs)
+        return (grad_pre.view(time, batch, 4 * hidden_size), grad_h0, grad_c_carry, grad_weight_hh,
+                *grad_peepholes, None)  # fmt: skip
+
+
+def _peephole_grads(peephole, grad_pre, cell_prev, cs):
+    """Gradients of P_i, P_f (which see c_{t-1}) and P_o (which sees c_t), summed over time and batch.
+
+    Args:
+        grad_pre: `(T, B, 4, H)` d loss / d pre-activations; cell_prev, cs: `(T, B, H)`.
+    Returns:
+        three `(H,)` ("diagonal"), three `(H, H)` ("full"), or three None ("none").
+    """
+    if peephole == "none":
+        return None, None, None
+    if peephole == "diagonal":
+        return (
+            (grad_pre[:, :, 0] * cell_prev).sum((0, 1)),
+            (grad_pre[:, :, 1] * cell_prev).sum((0, 1)),
+            (grad_pre[:, :, 3] * cs).sum((0, 1)),
+        )
+    hidden_size = cs.shape[-1]
+    cell_prev, cs = cell_prev.reshape(-1, hidden_size), cs.reshape(-1, hidden_size)
+    grad_pre = grad_pre.reshape(-1, 4, hidden_size)
+    return (grad_pre[:, 0].t() @ cell_prev, grad_pre[:, 1].t() @ cell_prev, grad_pre[:, 3].t() @ cs)
+
+
+def peephole_lstm_scan(
+    xproj: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    weight_hh: torch.Tensor,
+    peephole_i: torch.Tensor | None = None,
+    peephole_f: torch.Tensor | None = None,
+    peephole_o: torch.Tensor | None = None,
+    *,
+    peephole: str = "diagonal",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our own LSTM cell over a whole sequence (one layer, one direction).
+
+    Args:
+        xproj: `(time, batch, 4H)` projected inputs `W_ih x_t + b_ih + b_hh`, gate order i, f, g, o.
+        h0, c0: `(batch, H)` initial state.
+        weight_hh: `(4H, H)` recurrent weights.
+        peephole_i, peephole_f, peephole_o: `(H,)` ("diagonal") or `(H, H)` ("full"); None ("none").
+        peephole: one of `PEEPHOLES`.
+    Returns:
+        hs, cs: `(time, batch, H)` hidden and cell state after every step.
+    """
+    tensors = (xproj, h0, c0, weight_hh, peephole_i, peephole_f, peephole_o)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if not needs_grad:  # inference: skip keeping the gates
+        return _scan_forward(*tensors, peephole, keep=False)
+    return _PeepholeScan.apply(*tensors, peephole)
+
+
+# ---------------------------------------------------------------------------------------------
+# The module
+# ---------------------------------------------------------------------------------------------
+
+
+class LSTM(nn.Module):
+    """Multi-layer, optionally bidirectional LSTM with exact variable lengths and optional peepholes.
+
+    Parameters are named and shaped like `torch.nn.LSTM`'s (`weight_ih_l{k}{_reverse}`,
+    `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, gate order i, f, g, o), plus
+    `peephole_{i,f,o}_l{k}{_reverse}` for the peephole modes ((H,) diagonal, (H, H) full, zero at
+    initialisation), so a "none" state dict loads into a peephole model with `strict=False`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        peephole: str = "none",
+        batch_first: bool = True,
+    ):
+        super().__init__()
+        if peephole not in PEEPHOLES:
+            raise NlpLstmError(f"peephole={peephole!r} is not supported: choose one of {PEEPHOLES}")
+        if num_layers < 1 or hidden_size < 1 or input_size < 1:
+            raise NlpLstmError(
+                f"input_size={input_size}, hidden_size={hidden_size}, num_layers={num_layers}: "
+                "all must be at least 1"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise NlpLstmError(f"dropout={dropout} must be in [0, 1)")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.peephole = peephole
+        self.batch_first = batch_first
+        self.num_directions = 2 if bidirectional else 1
+
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else self.output_size
+            for suffix in self._suffixes(layer):
+                self._make_parameters(suffix, layer_input_size)
+        self.reset_parameters()
+
+    @property
+    def output_size(self) -> int:
+        """Features per output step: `num_directions * hidden_size`."""
+        return self.num_directions * self.hidden_size
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]
+
+    def _make_parameters(self, suffix: str, layer_input_size: int) -> None:
+        hidden_size = self.hidden_size
+        self.register_parameter(f"weight_ih{suffix}", nn.Parameter(torch.empty(4 * hidden_size, layer_input_size)))
+        self.register_parameter(f"weight_hh{suffix}", nn.Parameter(torch.empty(4 * hidden_size, hidden_size)))
+        self.register_parameter(f"bias_ih{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
+        self.register_parameter(f"bias_hh{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
+        if self.peephole != "none":
+            shape = (hidden_size,) if self.peephole == "diagonal" else (hidden_size, hidden_size)
+            for gate in "ifo":
+                self.register_parameter(f"peephole_{gate}{suffix}", nn.Parameter(torch.empty(shape)))
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/sqrt(H), 1/sqrt(H)) like `torch.nn.LSTM`; peepholes start at zero, so a fresh
+        peephole model starts as the plain LSTM and learns to use the cell state.
+
+        The forget-gate input bias starts at +1 (Gers et al. 2000; Jozefowicz et al. 2015, sec. 3.1,
+        and Keras' `unit_forget_bias`): the cell starts out remembering, so gradients reach early
+        steps of long sequences from the first update."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        hidden = self.hidden_size
+        for name, parameter in self.named_parameters():
+            if name.startswith("peephole_"):
+                nn.init.zeros_(parameter)
+            else:
+                nn.init.uniform_(parameter, -bound, bound)
+            if name.startswith("bias_ih"):
+                with torch.no_grad():
+                    parameter[hidden : 2 * hidden] += 1.0  # gate order i, f, g, o
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
+            f"peephole={self.peephole!r}, batch_first={self.batch_first}"
+        )
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, inputs, lengths=None, state=None):
+        """Encode a padded batch.
+
+        Args:
+            inputs: `(batch, time, input_size)` if `batch_first` else `(time, batch, input_size)`.
+            lengths: optional `(batch,)` int64 real lengths (1..time); None means all `time`.
+            state: optional `(h0, c0)`, each `(num_layers * num_directions, batch, hidden_size)`.
+        Returns:
+            outputs: `(batch, time, num_directions * hidden_size)` (time-major if not
+                `batch_first`), exactly zero at padded positions (t >= length).
+            (h_n, c_n): each `(num_layers * num_directions, batch, hidden_size)`, layer-major,
+                forward then backward, taken at each sequence's own last real token.
+        """
+        sequence = self._check_inputs(inputs)  # (T, B, D)
+        time, batch = sequence.shape[:2]
+        lengths = self._check_lengths(lengths, batch=batch, time=time, device=sequence.device)
+        h0, c0 = self._initial_state(state, batch=batch, like=sequence)
+
+        # Rows never interact, so padding past the longest row is never computed.
+        if lengths is not None:
+            sequence = sequence[: int(lengths.max())]
+        order = None
+        if lengths is not None and self.peephole == "none":
+            # The fused path's time segments need rows sorted longest first; undone below.
+            order = torch.argsort(lengths, descending=True, stable=True)
+            sequence, lengths = sequence[:, order], lengths[order]
+            h0, c0 = h0[:, order], c0[:, order]
+
+        outputs, h_n, c_n = self._run_layers(sequence, lengths, h0, c0)
+        if lengths is not None and self.peephole != "none":  # the own path runs through padding
+            steps = torch.arange(outputs.shape[0], device=outputs.device).unsqueeze(1)
+            outputs = outputs.masked_fill((steps >= lengths).unsqueeze(-1), 0.0)
+        outputs = F.pad(outputs, (0, 0, 0, 0, 0, time - outputs.shape[0]))  # (T, B, dirs*H)
+        if order is not None:
+            restore = torch.argsort(order)
+            outputs, h_n, c_n = outputs[:, restore], h_n[:, restore], c_n[:, restore]
+        if self.batch_first:
+            outputs = outputs.transpose(0, 1)
+        return outputs, (h_n, c_n)
+
+    def _run_layers(self, sequence, lengths, h0, c0):
+        """All layers, both directions. `sequence` `(T, B, D)`; h0, c0 `(L * dirs, B, H)`."""
+        layer_input = sequence
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            direction_outputs = []
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                index = layer * self.num_directions + direction
+                direction_input = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
+                outputs, h_last, c_last = self._run_direction(direction_input, lengths, h0[index], c0[index], suffix)
+                if direction == 1:
+                    outputs = reverse_within_lengths(outputs, lengths)
+                direction_outputs.append(outputs)
+                h_n.append(h_last)
+                c_n.append(c_last)
+            layer_output = torch.cat(direction_outputs, dim=-1) if self.bidirectional else direction_outputs[0]
+            if layer < self.num_layers - 1 and self.dropout > 0:  # between layers, not after the last
+                layer_output = F.dropout(layer_output, p=self.dropout, training=self.training)
+            layer_input = layer_output
+        return layer_input, torch.stack(h_n), torch.stack(c_n)
+
+    def _run_direction(self, sequence, lengths, h0, c0, suffix):
+        """One layer, one direction: `(T, B, D)` -> outputs `(T, B, H)`, h_n, c_n `(B, H)`."""
+        weight_ih = getattr(self, f"weight_ih{suffix}")
+        weight_hh = getattr(self, f"weight_hh{suffix}")
+        bias_ih = getattr(self, f"bias_ih{suffix}")
+        bias_hh = getattr(self, f"bias_hh{suffix}")
+        if self.peephole == "none":
+            sorted_lengths = None if lengths is None else lengths.tolist()
+            weights = [weight_ih, weight_hh, bias_ih, bias_hh]
+            return _fused_direction(sequence, sorted_lengths, h0, c0, weights, self.training)
+        xproj = F.linear(sequence, weight_ih, bias_ih + bias_hh)  # all steps in one matmul: (T, B, 4H)
+        peepholes = [getattr(self, f"peephole_{gate}{suffix}") for gate in "ifo"]
+        hs, cs = peephole_lstm_scan(xproj, h0, c0, weight_hh, *peepholes, peephole=self.peephole)
+        # Steps past a row's length computed junk after its real steps; outputs are masked by the
+        # caller and the final state is read at the row's own last step.
+        return hs, _at_lengths(hs, lengths), _at_lengths(cs, lengths)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _check_inputs(self, inputs) -> torch.Tensor:
+        """Validate rank and width; return time-major `(T, B, D)`."""
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            layout = "(batch, time, features)" if self.batch_first else "(time, batch, features)"
+            raise NlpLstmError(f"LSTM inputs must be a 3-D tensor {layout}, got {shape}")
+        if inputs.shape[-1] != self.input_size:
+            raise NlpLstmError(
+                f"LSTM inputs have {inputs.shape[-1]} features but input_size={self.input_size}"
+            )
+        if not inputs.is_floating_point():
+            raise NlpLstmError(f"LSTM inputs must be floating point, got {inputs.dtype}")
+        return inputs.transpose(0, 1) if self.batch_first else inputs
+
+    def _check_lengths(self, lengths, *, batch: int, time: int, device) -> torch.Tensor | None:
+        """Return `(batch,)` int64 lengths on `device`, or None when every row is full length."""
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths)
+        if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.is_floating_point():
+            raise NlpLstmError(
+                f"lengths must be a 1-D integer tensor of size batch={batch}, got "
+                f"{lengths.dtype} {tuple(lengths.shape)}"
+            )
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1 or high > time:
+            raise NlpLstmError(f"lengths must be in [1, {time}] (the padded time), got [{low}, {high}]")
+        if low == time:
+            return None
+        return lengths.to(device=device, dtype=torch.int64)
+
+    def _initial_state(self, state, *, batch: int, like: torch.Tensor):
+        """`(h0, c0)`, each `(num_layers * num_directions, batch, hidden_size)`; zeros if None."""
+        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if state is None:
+            zeros = like.new_zeros(shape)
+            return zeros, zeros
+        h0, c0 = state
+        if tuple(h0.shape) != shape or tuple(c0.shape) != shape:
+            raise NlpLstmError(
+                f"state (h0, c0) must each be {shape}, got {tuple(h0.shape)} and {tuple(c0.shape)}"
+            )
+        return h0, c0

@@ -1,0 +1,99 @@
+"""Loaded models ready to predict: `nlp_lstm.load(DIR)` returns one of these."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from nlp_lstm.config import ClassifierConfig, from_dict
+from nlp_lstm.data.batching import collate_classification, collate_features
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.model_dir import load_model_tokenizer, load_state, read_model_config
+from nlp_lstm.models.classifier import TextClassifier
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from nlp_lstm.errors import NlpLstmError
+
+        raise NlpLstmError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(device)
+
+
+class Classifier:
+    """A text classifier with its tokenizer and label names."""
+
+    kind = "classifier"
+
+    def __init__(self, model: TextClassifier, tokenizer: Tokenizer | None, *, labels: list[str], max_length: int,
+                 threshold: float = 0.5, device: torch.device | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+        self.threshold = threshold
+        self.device = device or torch.device("cpu")
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Label and score per text: `{"text", "label", "score"}` (multi-label: `"labels"`, `"scores"`)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if any(not text.strip() for text in texts):
+            warnings.warn("empty or whitespace-only text: predicted from the unknown token alone", stacklevel=2)
+        ids = [seq[: self.max_length] or [self.tokenizer.unk_id] for seq in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+        results: list[dict[str, Any]] = [{}] * len(ids)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk])
+            scores = self._scores(batch["input_ids"], batch)
+            for row, index in enumerate(chunk):
+                results[index] = self._describe(texts[index], scores[row])
+        return results
+
+    def _scores(self, inputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        logits = self.model(inputs.to(self.device), batch["lengths"].to(self.device), batch["pad_mask"].to(self.device))
+        return self.model.scores(logits).cpu()
+
+    def _describe(self, text: Any, scores: torch.Tensor) -> dict[str, Any]:
+        if self.model.config.task == "multilabel":
+            chosen = [i for i, s in enumerate(scores.tolist()) if s >= self.threshold]
+            return {"text": text, "labels": [self.labels[i] for i in chosen], "scores": [round(scores[i].item(), 4) for i in chosen]}
+        best = int(scores.argmax())
+        return {"text": text, "label": self.labels[best], "score": round(scores[best].item(), 4)}
+
+    @torch.no_grad()
+    def predict_features(self, sequences: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """For feature-sequence models (time series): each item a (T, D) array or nested list."""
+        results = []
+        for start in range(0, len(sequences), batch_size):
+            chunk = [{"features": torch.as_tensor(s, dtype=torch.float32)} for s in sequences[start : start + batch_size]]
+            batch = collate_features(chunk)
+            scores = self._scores(batch["features"], batch)
+            results += [self._describe(None, row) for row in scores]
+        return results
+
+
+def load(directory: str | Path, *, device: str = "auto"):
+    """Rebuild a saved model from its directory (config.json + model.safetensors + tokenizer/)."""
+    path = Path(directory)
+    config = read_model_config(path)
+    if config["kind"] == "summarizer":
+        from nlp_lstm.summarize import load_summarizer
+
+        return load_summarizer(path, config, device=pick_device(device))
+    model_config = from_dict(ClassifierConfig, config["model"], where=f"{path / 'config.json'} [model]")
+    model = TextClassifier(model_config)
+    load_state(path, model)
+    tokenizer = load_model_tokenizer(path, config) if model_config.vocab_size is not None else None
+    return Classifier(
+        model, tokenizer, labels=config["labels"], max_length=config["max_length"],
+        threshold=config.get("threshold", 0.5), device=pick_device(device),
+    )

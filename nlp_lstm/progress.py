@@ -1,0 +1,37 @@
+"""Progress bars on stderr (rich, as shipped with Typer); silent when disabled."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task_id: int | None) -> None:
+        self._progress, self._task_id = progress, task_id
+
+    def advance(self, steps: int = 1, **fields: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task_id, advance=steps, **fields)
+
+
+@contextmanager
+def progress_bar(total: int, description: str, *, enabled: bool = True) -> Iterator[_Bar]:
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with progress:
+        yield _Bar(progress, progress.add_task(description, total=total, info=""))

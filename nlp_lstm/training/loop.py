@@ -1,0 +1,232 @@
+"""One training loop for both tasks (DESIGN section 7).
+
+AdamW (or Adagrad), gradient clipping, a linear learning-rate schedule, early stopping on a
+validation metric with the best weights kept, seeded, and resumable exactly: the data order is a
+pure function of (seed, epoch), and checkpoints hold every RNG, so a resumed run reaches the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from nlp_lstm.artifacts import atomic_write_text
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.data.batching import LengthBucketSampler
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.progress import progress_bar
+from nlp_lstm.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+import json
+
+
+class Task(Protocol):
+    """What the loop needs to know about a model family."""
+
+    metric_name: str  # validation metric to maximise, e.g. "macro_f1" or "rougeL"
+
+    def collate(self, examples: list[dict]) -> dict: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor: ...
+
+    def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any]) -> dict[str, float]: ...
+
+    def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None: ...
+
+
+class TrainingInterrupted(NlpLstmError):
+    """Ctrl-C during training: a checkpoint was saved."""
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    log: list[dict[str, Any]]
+    best_metric: float
+    best_epoch: int
+    stop_reason: str
+    validation: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def iterate_batches(dataset: Dataset, sampler: LengthBucketSampler, collate, device, *, start: int = 0):
+    """Yield collated batches in sampler order, skipping the first `start` (mid-epoch resume)."""
+    for position, indices in enumerate(sampler):
+        if position < start:
+            continue
+        rows = dataset[list(indices)]  # columns -> lists, read from Arrow only for this batch
+        examples = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        yield to_device(collate(examples), device)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adagrad":
+        # See et al. (2017), sec. 5: Adagrad with initial accumulator 0.1.
+        return torch.optim.Adagrad(model.parameters(), lr=config.learning_rate, initial_accumulator_value=0.1)
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return 1.0
+        return max(0.0, 1.0 - step / max(1, total_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(
+    model: torch.nn.Module,
+    *,
+    task: Task,
+    train_data: Dataset,
+    validation_data: Dataset,
+    config: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train `model` in place and return the best weights (by the validation metric) and the log.
+
+    Writes `run_dir/train_log.jsonl` after every epoch and checkpoints under `run_dir/checkpoints/`.
+    `stop_after_steps` ends the run early after that many optimizer steps (tests of resume use it).
+    """
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    model.to(device)
+    sampler = LengthBucketSampler(train_data["length"], batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size), shuffle=False)
+    steps_per_epoch = len(sampler)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, total_steps=steps_per_epoch * config.epochs)
+    checkpoints = run_dir / "checkpoints"
+    state: dict[str, Any] = {
+        "epoch": 0, "step": 0, "batch_in_epoch": 0, "loss_sum": 0.0, "loss_count": 0,
+        "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": "", "log": [],
+    }
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume:
+        found = list_checkpoints(checkpoints)
+        if not found:
+            raise NlpLstmError(f"--resume: no checkpoint under {checkpoints}; start without --resume")
+        state, best_state = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=scheduler)
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            checkpoints, model=model, optimizer=optimizer, scheduler=scheduler, trainer_state=state,
+            best_state=best_state, keep=config.keep_checkpoints,
+        )
+
+    try:
+        while state["epoch"] < config.epochs and not state["stopped"]:
+            epoch = state["epoch"]
+            task.on_epoch_start(model, epoch + 1)
+            sampler.set_epoch(epoch)
+            model.train()
+            with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", enabled=progress) as bar:
+                bar.advance(state["batch_in_epoch"])
+                tick = time.perf_counter()
+                for batch in iterate_batches(train_data, sampler, task.collate, device, start=state["batch_in_epoch"]):
+                    loss = task.loss(model, batch)
+                    if not torch.isfinite(loss):
+                        raise NlpLstmError(
+                            f"training loss became {loss.item()} at step {state['step'] + 1}; "
+                            "lower the learning rate or check the data"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.clip_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    size = _batch_size(batch)
+                    state["step"] += 1
+                    state["batch_in_epoch"] += 1
+                    state["loss_sum"] += loss.item() * size
+                    state["loss_count"] += size
+                    now = time.perf_counter()
+                    bar.advance(1, info=f"loss {state['loss_sum'] / state['loss_count']:.4f}  {size / max(now - tick, 1e-9):,.0f} ex/s")
+                    tick = now
+                    if stop_after_steps is not None and state["step"] >= stop_after_steps:
+                        checkpoint()
+                        state["stopped"] = "step limit"
+                        break
+                    if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+                        checkpoint()
+            if state["stopped"]:
+                break
+            validation = task.evaluate(model, lambda: iterate_batches(validation_data, eval_sampler, task.collate, device))
+            metric = validation[task.metric_name]
+            improved = metric > state["best_metric"]
+            if improved:
+                state["best_metric"], state["best_epoch"], state["bad_epochs"] = metric, epoch + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+            row = {
+                "epoch": epoch + 1,
+                "step": state["step"],
+                "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
+                "val_loss": validation.get("loss"),
+                "val_metric": metric,
+                "val_metric_name": task.metric_name,
+                "learning_rate": scheduler.get_last_lr()[0],
+                "best": improved,
+            }
+            state["log"].append(row)
+            state.update(epoch=epoch + 1, batch_in_epoch=0, loss_sum=0.0, loss_count=0)
+            if state["bad_epochs"] > config.patience:
+                state["stopped"] = f"early stop: no better {task.metric_name} for {state['bad_epochs']} epochs"
+            _write_log(run_dir, state["log"])
+            checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        raise TrainingInterrupted(
+            f"interrupted at step {state['step']}; checkpoint saved in {checkpoints}; "
+            "run the same command with --resume to continue"
+        ) from None
+    if best_state is None:  # stopped before the first validation: keep the current weights
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return TrainResult(
+        best_state=best_state,
+        log=state["log"],
+        best_metric=state["best_metric"],
+        best_epoch=state["best_epoch"],
+        stop_reason=state["stopped"] or "all epochs done",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _batch_size(batch: dict) -> int:
+    for value in batch.values():
+        if torch.is_tensor(value):
+            return value.size(0)
+    return 1
+
+
+def _write_log(run_dir: Path, rows: list[dict]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(row) + "\n" for row in rows))

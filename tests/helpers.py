@@ -1,0 +1,37 @@
+"""Small learnable corpora written to temporary files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+POSITIVE = ["good", "great", "lovely", "excellent", "superb", "fine", "happy", "wonderful"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "sad", "horrible", "boring"]
+FILLER = ["the", "film", "was", "really", "a", "plot", "and", "story", "it", "very", "this", "product", "quite"]
+
+
+def sentiment_rows(count: int, seed: int = 0) -> list[dict]:
+    """Texts whose label is decided by a sentiment word among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(["pos", "neg"])
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path

@@ -1,0 +1,151 @@
+import gzip
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from nlp_lstm.data.batching import (
+    LengthBucketSampler,
+    collate_classification,
+    collate_features,
+    collate_summarization,
+    column_to_numpy,
+)
+from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+VADER = Path(__file__).resolve().parents[1] / "data" / "vader_sentiment.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def vader_lengths():
+    # Whitespace token counts: a stand-in for tokenizer lengths with the same spread, and fast.
+    with gzip.open(VADER, "rt", encoding="utf-8") as file:
+        return np.array([max(1, len(json.loads(line)["text"].split())) for line in file])
+
+
+def padding(batches, lengths):
+    return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
+
+
+def epoch(sampler, number):
+    sampler.set_epoch(number)
+    return list(sampler)
+
+
+def test_every_index_once_per_epoch():
+    lengths = np.random.default_rng(0).integers(1, 50, size=1003)
+    sampler = LengthBucketSampler(lengths, batch_size=16, bucket_multiplier=4, seed=3)
+    batches = epoch(sampler, 0)
+    assert len(batches) == len(sampler) == 63
+    assert sorted(i for b in batches for i in b) == list(range(1003))
+    assert all(len(b) == 16 for b in batches if len(b) != 1003 % 16)
+    dropped = LengthBucketSampler(lengths, batch_size=16, drop_last=True)
+    assert len(list(dropped)) == len(dropped) == 62 and all(len(b) == 16 for b in dropped)
+
+
+def test_order_is_a_function_of_seed_and_epoch():
+    lengths = np.arange(500) % 37
+    make = lambda seed: LengthBucketSampler(lengths, batch_size=8, bucket_multiplier=5, seed=seed)  # noqa: E731
+    a, b = make(1), make(1)
+    first = epoch(a, 4)
+    epoch(b, 0), epoch(b, 1)  # history does not matter
+    assert epoch(b, 4) == first
+    assert epoch(a, 5) != first
+    assert epoch(make(2), 4) != first
+
+
+def test_batches_are_sorted_within_buckets_without_shuffle():
+    lengths = np.array([5, 1, 4, 2, 3, 9, 7, 8])
+    sampler = LengthBucketSampler(lengths, batch_size=2, bucket_multiplier=2, shuffle=False)
+    assert list(sampler) == [[1, 3], [2, 0], [4, 6], [7, 5]]  # buckets [5,1,4,2] and [3,9,7,8], each sorted
+
+
+def test_bucketing_cuts_padding_on_real_vader_lengths(vader_lengths):
+    batch_size = 32
+    rng = np.random.default_rng(0)
+    random_batches = np.array_split(rng.permutation(len(vader_lengths)), len(vader_lengths) // batch_size)
+    bucketed = list(LengthBucketSampler(vader_lengths, batch_size=batch_size, seed=0))
+    ratio = padding([np.array(b) for b in bucketed], vader_lengths) / padding(random_batches, vader_lengths)
+    assert ratio < 0.05, ratio
+
+
+def test_ranks_get_equal_disjoint_batches():
+    lengths = np.random.default_rng(1).integers(1, 30, size=203)
+    ranks = [LengthBucketSampler(lengths, batch_size=10, num_replicas=3, rank=r, seed=7) for r in range(3)]
+    per_rank = [epoch(s, 2) for s in ranks]
+    assert {len(batches) for batches in per_rank} == {len(ranks[0])} == {7}
+    seen = [set(i for b in batches for i in b) for batches in per_rank]
+    covered = set().union(*seen)
+    assert covered == set(range(203))
+    # 21 batches over 3 ranks: no padding needed, so ranks are disjoint.
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    uneven = [list(LengthBucketSampler(lengths, batch_size=25, num_replicas=4, rank=r)) for r in range(4)]
+    assert {len(b) for b in uneven} == {3}  # 9 batches padded to 12 by repetition
+    assert set(i for batches in uneven for b in batches for i in b) == set(range(203))
+
+
+def test_lengths_from_a_dataset_column():
+    ds = datasets.Dataset.from_dict({"length": [3, 1, 2, 5], "x": ["a"] * 4}).select([3, 0, 2])
+    lengths = column_to_numpy(ds, "length")
+    assert isinstance(lengths, np.ndarray) and lengths.tolist() == [5, 3, 2]
+    assert len(LengthBucketSampler(lengths, batch_size=2)) == 2
+    from_column = LengthBucketSampler(ds["length"], batch_size=2, shuffle=False)  # lazy datasets Column
+    assert from_column.lengths.tolist() == [5, 3, 2]
+
+
+def test_collate_classification():
+    batch = collate_classification([{"input_ids": [5, 6, 7], "labels": 1}, {"input_ids": [8], "labels": 0}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, PAD_ID, PAD_ID]]
+    assert batch["input_ids"].dtype == torch.long
+    assert batch["lengths"].tolist() == [3, 1]
+    assert batch["pad_mask"].tolist() == [[False, False, False], [False, True, True]]
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [1, 0]
+    multi = collate_classification([{"input_ids": [5], "labels": [1.0, 0.0]}, {"input_ids": [6], "labels": [0.0, 1.0]}])
+    assert multi["labels"].shape == (2, 2) and multi["labels"].dtype == torch.float32
+    assert "labels" not in collate_classification([{"input_ids": [5]}])
+
+
+def test_collate_summarization():
+    vocab = 50
+    examples = [
+        {"src_ids": [5, UNK_ID, 6], "src_ext_ids": [5, vocab, 6], "oovs": ["Kim"], "length": 3,
+         "tgt_ids": [UNK_ID, 7], "tgt_ext_ids": [vocab, 7], "tgt_length": 2},
+        {"src_ids": [8], "src_ext_ids": [8], "oovs": [], "length": 1, "tgt_ids": [], "tgt_ext_ids": [], "tgt_length": 0},
+    ]
+    batch = collate_summarization(examples)
+    assert batch["src_ids"].tolist() == [[5, UNK_ID, 6], [8, PAD_ID, PAD_ID]]
+    assert batch["src_ext_ids"].tolist() == [[5, vocab, 6], [8, PAD_ID, PAD_ID]]
+    assert batch["src_lengths"].tolist() == [3, 1]
+    assert batch["src_pad_mask"].tolist() == [[False, False, False], [False, True, True]]
+    assert batch["max_oovs"] == 1 and batch["oovs"] == [["Kim"], []]
+    assert batch["dec_input_ids"].tolist() == [[BOS_ID, UNK_ID, 7], [BOS_ID, PAD_ID, PAD_ID]]
+    assert batch["target_ids"].tolist() == [[vocab, 7, EOS_ID], [EOS_ID, PAD_ID, PAD_ID]]
+    assert batch["tgt_lengths"].tolist() == [3, 1]
+    assert batch["tgt_pad_mask"].tolist() == [[False, False, False], [False, True, True]]
+    sources_only = collate_summarization([{k: v for k, v in e.items() if not k.startswith("tgt")} for e in examples])
+    assert "dec_input_ids" not in sources_only and sources_only["src_ids"].shape == (2, 3)
+
+
+def test_collate_features():
+    batch = collate_features([{"features": [[1, 2], [3, 4], [5, 6]], "labels": 2}, {"features": [[7, 8]], "labels": 0}])
+    assert batch["features"].shape == (2, 3, 2) and batch["features"].dtype == torch.float32
+    assert batch["features"][1].tolist() == [[7.0, 8.0], [0.0, 0.0], [0.0, 0.0]]
+    assert batch["lengths"].tolist() == [3, 1]
+    assert batch["pad_mask"].tolist() == [[False, False, False], [False, True, True]]
+    assert batch["labels"].tolist() == [2, 0]
+    univariate = collate_features([{"features": [0.5, 1.5]}, {"features": [2.5]}])
+    assert univariate["features"].shape == (2, 2, 1) and "labels" not in univariate
+
+
+def test_dataloader_end_to_end():
+    ds = datasets.Dataset.from_dict({"input_ids": [[5] * n for n in [3, 1, 4, 1, 5, 9, 2, 6]], "length": [3, 1, 4, 1, 5, 9, 2, 6], "labels": [0, 1] * 4})
+    sampler = LengthBucketSampler(column_to_numpy(ds, "length"), batch_size=3, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_classification)
+    total = 0
+    for batch in loader:
+        assert batch["input_ids"].shape[1] == int(batch["lengths"].max())
+        total += len(batch["lengths"])
+    assert total == 8
