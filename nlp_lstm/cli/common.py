@@ -54,8 +54,7 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
     import datasets
 
     datasets.logging.set_verbosity_error()
-    if quiet:
-        datasets.disable_progress_bars()
+    datasets.disable_progress_bars()  # our own rich bars report the long work
     try:
         return action()
     except NlpLstmError as error:

@@ -1,0 +1,75 @@
+"""The pointer-generator output layer (See et al. 2017, sec. 2.2).
+
+The decoder either generates a word from the fixed vocabulary or copies a source token by pointing
+at it with its attention. Source tokens outside the vocabulary get ids `vocab_size + k` (the batch's
+`src_ext_ids`), so the output covers an *extended* vocabulary of `vocab_size + max_oovs` ids.
+
+Output convention (the same with and without copying, so decoders need not care):
+- width `vocab_size + max_oovs`;
+- an extended slot that no source token of *this example* maps to is exactly `-inf` (it cannot be
+  produced). Without copying every extended slot is `-inf`.
+"""
+
+import torch
+from torch import nn
+
+# Guards log(0) where a word has neither generation nor copy mass (See et al.'s code adds 1e-12 too).
+EPSILON = 1e-12
+
+
+class PointerGenerator(nn.Module):
+    """p_gen = sigmoid(w_h^T h*_t + w_s^T s_t + w_x^T x_t + b_ptr)  (See et al. eq. 8).
+
+    Args:
+        context_size: size of the context vector h*_t, `2*hidden` for a BiLSTM encoder.
+        state_size: decoder state s_t size.
+        input_size: decoder input x_t size.
+    """
+
+    def __init__(self, *, context_size: int, state_size: int, input_size: int):
+        super().__init__()
+        self.proj = nn.Linear(context_size + state_size + input_size, 1)
+
+    def forward(
+        self, context: torch.Tensor, state: torch.Tensor, inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """`(batch, context_size)`, `(batch, state_size)`, `(batch, input_size)` -> p_gen `(batch,)`."""
+        return torch.sigmoid(self.proj(torch.cat([context, state, inputs], dim=-1))).squeeze(-1)
+
+
+def extended_log_probs(
+    vocab_logits: torch.Tensor,
+    *,
+    attention: torch.Tensor,
+    src_ext_ids: torch.Tensor,
+    max_oovs: int,
+    p_gen: torch.Tensor | None,
+) -> torch.Tensor:
+    """Log of the final distribution over the extended vocabulary (See et al. eq. 9).
+
+    P(w) = p_gen * P_vocab(w) + (1 - p_gen) * sum_{i: w_i = w} a_i
+
+    Args:
+        vocab_logits: `(batch, vocab_size)` generator scores.
+        attention: `(batch, src_len)` weights, zero at padding.
+        src_ext_ids: `(batch, src_len)` source ids in the extended vocabulary.
+        max_oovs: number of extended slots to add (the batch's largest count of source OOVs).
+        p_gen: `(batch,)` generation probability, or None for no copying (plain softmax).
+    Returns:
+        `(batch, vocab_size + max_oovs)` log-probabilities; see the module docstring for `-inf` slots.
+    """
+    batch_size, vocab_size = vocab_logits.shape
+    if p_gen is None:
+        log_probs = torch.log_softmax(vocab_logits, dim=-1)
+        extra = log_probs.new_full((batch_size, max_oovs), float("-inf"))
+        return torch.cat([log_probs, extra], dim=-1)
+
+    vocab_probs = torch.softmax(vocab_logits, dim=-1) * p_gen.unsqueeze(-1)  # (B, V)
+    probs = torch.cat([vocab_probs, vocab_probs.new_zeros(batch_size, max_oovs)], dim=-1)
+    copy_probs = attention * (1.0 - p_gen).unsqueeze(-1)  # (B, S)
+    probs = probs.scatter_add(1, src_ext_ids, copy_probs)  # (B, V + max_oovs)
+    # Slots some source token of the example maps to; padding maps to PAD, which is in-vocab.
+    reachable = torch.zeros_like(probs, dtype=torch.bool)
+    reachable[:, :vocab_size] = True
+    reachable.scatter_(1, src_ext_ids, True)
+    return torch.log(probs + EPSILON).masked_fill(~reachable, float("-inf"))

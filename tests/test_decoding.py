@@ -1,0 +1,332 @@
+"""Greedy and beam search: agreement, batch and padding invariance, length and n-gram rules."""
+
+import pytest
+import torch
+from torch import nn
+
+from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nlp_lstm.decoding.beam_search import (
+    DecodeConfig,
+    beam_search,
+    beam_search_hypotheses,
+    coverage_penalty,
+    length_penalty,
+)
+from nlp_lstm.decoding.greedy import greedy_decode
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.models.summarizer import DecoderState, EncoderOutput, Summarizer, SummarizerConfig
+
+VOCAB = 30
+
+
+def make_batch(sources, *, vocab_size=VOCAB, pad_to=None):
+    """Source side of a data-layer batch from lists of extended ids (>= vocab_size: source OOV)."""
+    lengths = torch.tensor([len(s) for s in sources])
+    src_len = max(pad_to or 0, int(lengths.max()))
+    src_ext_ids = torch.full((len(sources), src_len), PAD_ID)
+    for row, source in enumerate(sources):
+        src_ext_ids[row, : len(source)] = torch.tensor(source)
+    return {
+        "src_ids": src_ext_ids.masked_fill(src_ext_ids >= vocab_size, UNK_ID),
+        "src_ext_ids": src_ext_ids,
+        "src_lengths": lengths,
+        "src_pad_mask": torch.arange(src_len) >= lengths.unsqueeze(1),
+        "max_oovs": max(0, int(src_ext_ids.max()) - vocab_size + 1),
+    }
+
+
+def random_sources(count, *, seed, min_len=3, max_len=9, oov_rate=0.2):
+    generator = torch.Generator().manual_seed(seed)
+    sources = []
+    for _ in range(count):
+        length = int(torch.randint(min_len, max_len + 1, (1,), generator=generator))
+        ids = torch.randint(4, VOCAB, (length,), generator=generator)
+        oov = torch.rand(length, generator=generator) < oov_rate
+        ids[oov] = VOCAB + torch.randint(0, 3, (int(oov.sum()),), generator=generator)
+        sources.append(ids.tolist())
+    return sources
+
+
+def make_model(*, seed=0, sharpness=4.0, **overrides):
+    """A random tiny summarizer. `sharpness` scales the output layer so that next-token choices are
+    clear-cut (flat random distributions make near-ties that float noise could flip)."""
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=VOCAB, embedding_dim=16, hidden_size=16, dropout=0.1, coverage=True)
+    settings.update(overrides)
+    model = Summarizer(SummarizerConfig(**settings))
+    with torch.no_grad():
+        model.generator.weight.mul_(sharpness)
+        model.generator.bias[EOS_ID] -= 2.0  # longer outputs exercise more steps
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """A tiny summarizer trained to copy the first half of its source (OOVs included), so that on
+    new sources its outputs end with EOS at varied lengths."""
+    torch.manual_seed(0)
+    model = make_model(sharpness=1.0)
+    sources = random_sources(12, seed=10)
+    batch = make_batch(sources)
+    targets = [source[: (len(source) + 1) // 2] for source in sources]
+    lengths = torch.tensor([len(t) + 1 for t in targets])
+    dec_input_ids = torch.full((len(targets), int(lengths.max())), PAD_ID)
+    target_ids = dec_input_ids.clone()
+    for row, target in enumerate(targets):
+        dec_input_ids[row, : len(target) + 1] = torch.tensor([BOS_ID, *target])
+        target_ids[row, : len(target) + 1] = torch.tensor([*target, EOS_ID])
+    batch["dec_input_ids"] = dec_input_ids.masked_fill(dec_input_ids >= VOCAB, UNK_ID)
+    batch["target_ids"] = target_ids
+    batch["tgt_pad_mask"] = torch.arange(dec_input_ids.shape[1]) >= lengths.unsqueeze(1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    model.coverage_weight = 1.0
+    for _ in range(60):
+        optimizer.zero_grad()
+        model(batch)["loss"].backward()
+        optimizer.step()
+    return model
+
+
+def has_repeated_ngram(tokens, n):
+    ngrams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(ngrams) != len(set(ngrams))
+
+
+class MarkovModel(nn.Module):
+    """A stub decoder whose next-token distribution is a fixed table indexed by
+    (the example's first source id, previous token): a hand-made search space."""
+
+    def __init__(self, probs: torch.Tensor):
+        super().__init__()
+        self.table = probs.log().log_softmax(-1)  # (kinds, vocab, vocab), rows renormalised
+        self.rows_per_step: list[int] = []
+
+    def encode(self, src_ids, src_lengths, src_pad_mask):
+        batch_size, src_len = src_ids.shape
+        kind = src_ids[:, :1, None].float().expand(batch_size, src_len, 1)
+        zeros = torch.zeros(2, batch_size, 1)
+        return EncoderOutput(outputs=kind, keys=kind, pad_mask=src_pad_mask, final_h=zeros, final_c=zeros)
+
+    def init_state(self, encoder_output):
+        batch_size, src_len = encoder_output.pad_mask.shape
+        zeros = torch.zeros(1, batch_size, 1)
+        return DecoderState(h=zeros, c=zeros, input_feed=torch.zeros(batch_size, 1),
+                            coverage=torch.zeros(batch_size, src_len))
+
+    def step(self, prev_ids, state, encoder_output, src_ext_ids, max_oovs):
+        self.rows_per_step.append(prev_ids.shape[0])
+        kind = encoder_output.keys[:, 0, 0].long()
+        log_probs = self.table[kind, prev_ids].clone()
+        extra = log_probs.new_full((log_probs.shape[0], max_oovs), float("-inf"))
+        attention = torch.zeros_like(state.coverage)
+        return torch.cat([log_probs, extra], -1), state, attention, torch.ones(prev_ids.shape[0])
+
+
+A, B, C, D, E, F = 4, 5, 6, 7, 8, 9
+
+
+def markov_probs(kinds=1, vocab=10):
+    """Unnormalised next-token probabilities, 1e-5 unless set."""
+    return torch.full((kinds, vocab, vocab), 1e-5)
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, word",
+    [
+        ({"beam_size": 0}, "beam_size"),
+        ({"max_length": 0}, "max_length"),
+        ({"min_length": 5, "max_length": 4}, "min_length"),
+        ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
+        ({"coverage_penalty": -0.5}, "coverage_penalty"),
+    ],
+)
+def test_decode_config_rejects_bad_values(overrides, word):
+    with pytest.raises(NlpLstmError, match=word):
+        DecodeConfig(**overrides)
+
+
+# -- agreement and invariances --------------------------------------------------------------------
+
+
+def pick_model(name, request):
+    """"trained": ends with EOS at varied lengths; the others run to max_length."""
+    if name == "trained":
+        return request.getfixturevalue("trained_model")
+    if name == "random-general-nocopy":
+        return make_model(attention="general", copy=False)
+    return make_model(seed=3, peephole="diagonal")
+
+
+@pytest.mark.parametrize(
+    "name, rules",
+    [
+        ("trained", {}),
+        ("trained", {"min_length": 3, "no_repeat_ngram_size": 2}),
+        ("random-general-nocopy", {"min_length": 4, "no_repeat_ngram_size": 2}),
+    ],
+)
+def test_beam_size_one_equals_greedy(name, rules, request):
+    model = pick_model(name, request)
+    batch = make_batch(random_sources(6, seed=1))
+    greedy = greedy_decode(model, batch, max_length=12, **rules)
+    settings = {"max_length": 12, "length_penalty": 0.0, "no_repeat_ngram_size": 0, **rules}
+    config = DecodeConfig(beam_size=1, **settings)
+    assert beam_search(model, batch, config) == greedy
+    assert model.training  # decoding restored the mode
+
+
+@pytest.mark.parametrize("name", ["trained", "random-general-nocopy"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        DecodeConfig(beam_size=4, max_length=12),
+        DecodeConfig(beam_size=3, max_length=10, min_length=3, length_penalty=0.6, coverage_penalty=0.2,
+                     no_repeat_ngram_size=2),
+    ],
+)
+def test_a_batch_decodes_like_its_examples_one_by_one(name, config, request):
+    model = pick_model(name, request)
+    sources = random_sources(5, seed=2)
+    batched = beam_search(model, make_batch(sources), config)
+    single = [beam_search(model, make_batch([source]), config)[0] for source in sources]
+    assert batched == single
+    reverse = beam_search(model, make_batch(sources[::-1]), config)
+    assert batched == reverse[::-1]
+
+
+@pytest.mark.parametrize("name", ["trained", "random-peephole"])
+@pytest.mark.parametrize("decode", ["greedy", "beam"])
+def test_padding_in_the_source_never_changes_the_output(name, decode, request):
+    model = pick_model(name, request)
+    sources = random_sources(4, seed=3, max_len=6)
+    run = {
+        "greedy": lambda batch: greedy_decode(model, batch, max_length=10),
+        "beam": lambda batch: beam_search(model, batch, DecodeConfig(beam_size=4, max_length=10)),
+    }[decode]
+    alone = [run(make_batch([source]))[0] for source in sources]
+    padded = run(make_batch(sources, pad_to=15))
+    assert padded == alone
+
+
+def rescore(model, batch, tokens, *, max_length, alpha, beta):
+    """Score one example's output by teacher forcing, independently of the search's bookkeeping."""
+    ended_with_eos = len(tokens) < max_length
+    inputs = [BOS_ID, *tokens]
+    targets = [*tokens, EOS_ID] if ended_with_eos else tokens
+    encoder_output = model.encode(batch["src_ids"], batch["src_lengths"], batch["src_pad_mask"])
+    state = model.init_state(encoder_output)
+    total = 0.0
+    for prev, target in zip(inputs, targets):
+        log_probs, state, _, _ = model.step(
+            torch.tensor([prev]), state, encoder_output, batch["src_ext_ids"], batch["max_oovs"]
+        )
+        total += float(log_probs[0, target])
+    penalty = coverage_penalty(state.coverage, encoder_output.pad_mask, beta)
+    return total / length_penalty(len(tokens), alpha) + float(penalty[0])
+
+
+@pytest.mark.parametrize("name", ["trained", "random-general-nocopy"])
+def test_beam_scores_match_teacher_forced_rescoring(name, request):
+    # Catches beams whose decoder state, tokens and scores fall out of step when beams are reordered.
+    model = pick_model(name, request).eval()
+    sources = random_sources(4, seed=7)
+    config = DecodeConfig(beam_size=4, max_length=9, length_penalty=1.0, coverage_penalty=0.3)
+    hypotheses = beam_search_hypotheses(model, make_batch(sources), config)
+    with torch.no_grad():
+        for source, hypothesis in zip(sources, hypotheses):
+            expected = rescore(
+                model, make_batch([source]), hypothesis.tokens, max_length=9, alpha=1.0, beta=0.3
+            )
+            assert hypothesis.score == pytest.approx(expected, abs=1e-4)
+    model.train()
+
+
+def test_copy_and_coverage_work_inside_beam_search():
+    # Copy-heavy model: p_gen near 0, so outputs are mostly pointed-at source tokens, OOVs included.
+    model = make_model(seed=4)
+    with torch.no_grad():
+        model.pointer.proj.bias.fill_(-8.0)
+    batch = make_batch([[5, VOCAB, 7, VOCAB + 1, 9], [10, 11, VOCAB]])
+    outputs = beam_search(model, batch, DecodeConfig(beam_size=3, max_length=8, coverage_penalty=0.5))
+    allowed = [set(source) for source in ([5, VOCAB, 7, VOCAB + 1, 9], [10, 11, VOCAB])]
+    assert any(token >= VOCAB for output in outputs for token in output)
+    # An extended id is only ever one of that example's own OOVs.
+    for output, source in zip(outputs, allowed):
+        assert all(token in source for token in output if token >= VOCAB)
+
+
+# -- token rules ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_blocked_ngrams_never_repeat(n):
+    model = make_model(seed=5, sharpness=8.0)
+    batch = make_batch(random_sources(6, seed=5))
+    unblocked = greedy_decode(model, batch, max_length=25)
+    assert any(has_repeated_ngram(output, n) for output in unblocked)  # the test has teeth
+    outputs = greedy_decode(model, batch, max_length=25, no_repeat_ngram_size=n)
+    outputs += beam_search(model, batch, DecodeConfig(beam_size=3, max_length=25, no_repeat_ngram_size=n))
+    for output in outputs:
+        assert not has_repeated_ngram(output, n), output
+
+
+@pytest.mark.parametrize("eos_bias, min_length, max_length", [(30.0, 5, 9), (-30.0, 2, 7), (30.0, 0, 4)])
+def test_output_lengths_respect_min_and_max(eos_bias, min_length, max_length):
+    model = make_model(seed=6)
+    with torch.no_grad():
+        model.generator.bias[EOS_ID] = eos_bias  # the model wants to stop at once, or never
+    batch = make_batch(random_sources(4, seed=6))
+    config = DecodeConfig(beam_size=3, min_length=min_length, max_length=max_length)
+    for outputs in (
+        beam_search(model, batch, config),
+        greedy_decode(model, batch, min_length=min_length, max_length=max_length),
+    ):
+        expected = min_length if eos_bias > 0 else max_length
+        assert [len(output) for output in outputs] == [expected] * 4
+        assert all(token not in (PAD_ID, BOS_ID, EOS_ID) for output in outputs for token in output)
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+def test_length_penalty_changes_which_hypothesis_wins():
+    # From BOS: A (0.55) or C (0.45). "A EOS" has the higher raw log-prob (about -0.70), but
+    # "C D E F EOS" (about -0.84 over 4 tokens) wins once normalised by ((5 + 4) / 6) ** 1.
+    probs = markov_probs()
+    probs[0, BOS_ID, A], probs[0, BOS_ID, C] = 0.55, 0.45
+    probs[0, A, EOS_ID] = 0.9
+    for prev, nxt in ((C, D), (D, E), (E, F), (F, EOS_ID)):
+        probs[0, prev, nxt] = 0.99
+    model = MarkovModel(probs)
+    batch = make_batch([[0, 5, 6]], vocab_size=10)
+
+    def best(alpha):
+        return beam_search(model, batch, DecodeConfig(beam_size=2, length_penalty=alpha, max_length=8))[0]
+
+    assert best(0.0) == [A]
+    assert best(1.0) == [C, D, E, F]
+    assert greedy_decode(model, batch, max_length=8)[0] == [A]
+
+
+def test_finished_examples_leave_the_active_rows():
+    # Kind 0 ends after one token; kind 1 never ends before max_length.
+    probs = markov_probs(kinds=2)
+    probs[0, BOS_ID, A] = 1.0
+    probs[0, A, EOS_ID] = 1.0
+    probs[1, :, 4:] = 1.0  # uniform over ordinary tokens
+    model = MarkovModel(probs)
+    batch = make_batch([[0, 5], [1, 5, 6]], vocab_size=10)
+    outputs = beam_search(model, batch, DecodeConfig(beam_size=3, max_length=8, no_repeat_ngram_size=0))
+    assert outputs[0] == [A] and len(outputs[1]) == 8
+    assert model.rows_per_step[:2] == [6, 6] and set(model.rows_per_step[2:]) == {3}
+
+
+def test_coverage_penalty_ignores_padding_and_rewards_full_coverage():
+    coverage = torch.tensor([[1.5, 1.0, 0.0], [0.5, 1.0, 0.0]])
+    pad_mask = torch.tensor([[False, False, True], [False, False, True]])
+    penalties = coverage_penalty(coverage, pad_mask, beta=0.2)
+    torch.testing.assert_close(penalties, torch.tensor([0.0, 0.2 * torch.log(torch.tensor(0.5)).item()]))
+    assert torch.equal(coverage_penalty(coverage, pad_mask, beta=0.0), torch.zeros(2))
