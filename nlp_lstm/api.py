@@ -23,7 +23,7 @@ from nlp_lstm.model_dir import read_model_config, save_model
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.plots import plot_confusion_matrix, plot_training_curves
 from nlp_lstm.predict import Classifier, load, pick_device
-from nlp_lstm.training.loop import fit
+from nlp_lstm.training.loop import fit, seed_everything
 from nlp_lstm.training.tasks import ClassificationTask
 
 ENCODE_META = "encode.json"
@@ -139,6 +139,7 @@ def train(
         {"num_labels": len(names), "task": task_name, "vocab_size": tokenizer.vocab_size, **(model or {})},
         where="model settings",
     )
+    seed_everything(training.seed)  # the initial weights too, not only the data order
     network = TextClassifier(config)
     task = ClassificationTask(names)
     if "validation" not in encoded:

@@ -17,7 +17,7 @@ from nlp_lstm.config import ClassifierConfig, TrainConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.predict import Classifier, pick_device
-from nlp_lstm.training.loop import fit
+from nlp_lstm.training.loop import fit, seed_everything
 from nlp_lstm.training.tasks import ClassificationTask
 
 
@@ -58,6 +58,7 @@ def fit_sequences(
         num_labels=len(names), task="binary" if len(names) == 2 else "multiclass", input_size=arrays[0].shape[1],
         hidden_size=hidden_size, bidirectional=bidirectional, pooling=pooling, dropout=0.0,
     )
+    seed_everything(training.seed)
     model = TextClassifier(config)
     with tempfile.TemporaryDirectory() as scratch:
         result = fit(

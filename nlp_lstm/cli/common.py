@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -55,8 +56,13 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
 
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()  # our own rich bars report the long work
+    from nlp_lstm.training.loop import TrainingInterrupted
+
     try:
         return action()
+    except TrainingInterrupted as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(130) from None
     except NlpLstmError as error:
         if debug:
             raise
@@ -67,6 +73,12 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
+    except OSError as error:
+        # The user's environment, not a bug: a full disk, a read-only or forbidden path.
+        if debug or error.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            raise
+        typer.echo(f"error: {error.strerror}: {error.filename or ''}; free space or choose another --output-dir", err=True)
+        raise typer.Exit(2) from None
     except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
         if debug:
             raise

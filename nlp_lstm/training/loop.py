@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -140,7 +143,13 @@ def fit(
             best_state=best_state, keep=config.keep_checkpoints,
         )
 
-    try:
+    def interrupted() -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"interrupted at step {state['step']}; checkpoint saved in {checkpoints}; "
+            "run the same command with --resume to continue"
+        )
+
+    with _stop_requests() as stop_requested:
         while state["epoch"] < config.epochs and not state["stopped"]:
             epoch = state["epoch"]
             task.on_epoch_start(model, epoch + 1)
@@ -174,6 +183,9 @@ def fit(
                         checkpoint()
                         state["stopped"] = "step limit"
                         break
+                    if stop_requested():
+                        checkpoint()
+                        raise interrupted()
                     if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                         checkpoint()
             if state["stopped"]:
@@ -202,12 +214,8 @@ def fit(
                 state["stopped"] = f"early stop: no better {task.metric_name} for {state['bad_epochs']} epochs"
             _write_log(run_dir, state["log"])
             checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
-        raise TrainingInterrupted(
-            f"interrupted at step {state['step']}; checkpoint saved in {checkpoints}; "
-            "run the same command with --resume to continue"
-        ) from None
+            if stop_requested():
+                raise interrupted()
     if best_state is None:  # stopped before the first validation: keep the current weights
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return TrainResult(
@@ -218,6 +226,38 @@ def fit(
         stop_reason=state["stopped"] or "all epochs done",
         seconds=time.perf_counter() - started,
     )
+
+
+@contextmanager
+def _stop_requests():
+    """Turn the first Ctrl-C into a request to stop at the next step boundary.
+
+    A KeyboardInterrupt raised inside a step (between `optimizer.step()` and the step counter, or after
+    dropout drew from the RNG) would leave a checkpoint that no longer resumes to the same weights, so
+    the loop checkpoints only between steps. A second Ctrl-C stops at once; the last checkpoint stays.
+    Yields a callable that says whether a stop was requested.
+    """
+    requested: list[bool] = []
+    previous = signal.getsignal(signal.SIGINT)
+    install = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
+
+    def handler(signum, frame) -> None:
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+
+    if install:
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            "interrupted twice: stopped without a new checkpoint; run the same command with --resume "
+            "to continue from the last one"
+        ) from None
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _batch_size(batch: dict) -> int:
