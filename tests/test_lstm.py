@@ -346,3 +346,17 @@ def test_peepholes_learn(peephole):
     outputs, (_, c_n) = model(_ragged_batch(), LENGTHS)
     (outputs.sum() + c_n.sum()).backward()
     assert all(model.get_parameter(f"peephole_{gate}_l0").grad.abs().sum() > 0 for gate in "ifo")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_without_cell_state_outputs_and_h_match_the_exact_path(bidirectional):
+    torch.manual_seed(3)
+    lstm = LSTM(5, 7, num_layers=2, bidirectional=bidirectional).eval()
+    inputs = torch.randn(4, 9, 5)
+    lengths = torch.tensor([9, 3, 6, 1])
+    exact, (h_exact, _) = lstm(inputs, lengths)
+    fast, (h_fast, c_fast) = lstm(inputs, lengths, need_cell_state=False)
+    assert c_fast is None
+    torch.testing.assert_close(fast, exact, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h_fast, h_exact, rtol=0, atol=1e-6)
+    assert torch.all(fast[1, 3:] == 0)

@@ -51,7 +51,7 @@ class TextClassifier(nn.Module):
         # Dropout on the embeddings as well as before the head: with ~15k training texts a BiLSTM
         # overfits within 3 epochs otherwise (measured on the sentiment pipeline).
         embedded = self.dropout(self.embedding(inputs)) if self.embedding is not None else inputs  # (B, T, E)
-        outputs, (h_n, _) = self.encoder(embedded, lengths)  # (B, T, dirs*H)
+        outputs, (h_n, _) = self.encoder(embedded, lengths, need_cell_state=False)  # (B, T, dirs*H)
         directions = 2 if self.config.bidirectional else 1
         final_hidden = h_n[-directions:].transpose(0, 1).reshape(inputs.size(0), -1)  # (B, dirs*H), last layer
         pooled = self.pooling(outputs, pad_mask, final_hidden)

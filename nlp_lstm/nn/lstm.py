@@ -403,13 +403,17 @@ class LSTM(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
 
-    def forward(self, inputs, lengths=None, state=None):
+    def forward(self, inputs, lengths=None, state=None, *, need_cell_state: bool = True):
         """Encode a padded batch.
 
         Args:
             inputs: `(batch, time, input_size)` if `batch_first` else `(time, batch, input_size)`.
             lengths: optional `(batch,)` int64 real lengths (1..time); None means all `time`.
             state: optional `(h0, c0)`, each `(num_layers * num_directions, batch, hidden_size)`.
+            need_cell_state: False when the caller only reads outputs and h_n (a classifier): the
+                fused path then runs each layer once over the padded batch, since outputs at real
+                positions and h at each row's last token never depend on the padding, and only the
+                final cell state needs the exact per-length segments. c_n is then None.
         Returns:
             outputs: `(batch, time, num_directions * hidden_size)` (time-major if not
                 `batch_first`), exactly zero at padded positions (t >= length).
@@ -425,25 +429,28 @@ class LSTM(nn.Module):
         if lengths is not None:
             sequence = sequence[: int(lengths.max())]
         order = None
-        if lengths is not None and self.peephole == "none":
+        segments = lengths is not None and self.peephole == "none" and need_cell_state
+        if segments:
             # The fused path's time segments need rows sorted longest first; undone below.
             order = torch.argsort(lengths, descending=True, stable=True)
             sequence, lengths = sequence[:, order], lengths[order]
             h0, c0 = h0[:, order], c0[:, order]
 
-        outputs, h_n, c_n = self._run_layers(sequence, lengths, h0, c0)
-        if lengths is not None and self.peephole != "none":  # the own path runs through padding
+        outputs, h_n, c_n = self._run_layers(sequence, lengths, h0, c0, segments=segments)
+        if lengths is not None and not segments:  # these paths ran through the padding
             steps = torch.arange(outputs.shape[0], device=outputs.device).unsqueeze(1)
             outputs = outputs.masked_fill((steps >= lengths).unsqueeze(-1), 0.0)
         outputs = F.pad(outputs, (0, 0, 0, 0, 0, time - outputs.shape[0]))  # (T, B, dirs*H)
         if order is not None:
             restore = torch.argsort(order)
             outputs, h_n, c_n = outputs[:, restore], h_n[:, restore], c_n[:, restore]
+        if not need_cell_state:
+            c_n = None
         if self.batch_first:
             outputs = outputs.transpose(0, 1)
         return outputs, (h_n, c_n)
 
-    def _run_layers(self, sequence, lengths, h0, c0):
+    def _run_layers(self, sequence, lengths, h0, c0, *, segments: bool):
         """All layers, both directions. `sequence` `(T, B, D)`; h0, c0 `(L * dirs, B, H)`."""
         layer_input = sequence
         h_n, c_n = [], []
@@ -452,7 +459,9 @@ class LSTM(nn.Module):
             for direction, suffix in enumerate(self._suffixes(layer)):
                 index = layer * self.num_directions + direction
                 direction_input = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
-                outputs, h_last, c_last = self._run_direction(direction_input, lengths, h0[index], c0[index], suffix)
+                outputs, h_last, c_last = self._run_direction(
+                    direction_input, lengths, h0[index], c0[index], suffix, segments=segments
+                )
                 if direction == 1:
                     outputs = reverse_within_lengths(outputs, lengths)
                 direction_outputs.append(outputs)
@@ -462,18 +471,23 @@ class LSTM(nn.Module):
             if layer < self.num_layers - 1 and self.dropout > 0:  # between layers, not after the last
                 layer_output = F.dropout(layer_output, p=self.dropout, training=self.training)
             layer_input = layer_output
-        return layer_input, torch.stack(h_n), torch.stack(c_n)
+        cell = None if any(c is None for c in c_n) else torch.stack(c_n)
+        return layer_input, torch.stack(h_n), cell
 
-    def _run_direction(self, sequence, lengths, h0, c0, suffix):
+    def _run_direction(self, sequence, lengths, h0, c0, suffix, *, segments: bool):
         """One layer, one direction: `(T, B, D)` -> outputs `(T, B, H)`, h_n, c_n `(B, H)`."""
         weight_ih = getattr(self, f"weight_ih{suffix}")
         weight_hh = getattr(self, f"weight_hh{suffix}")
         bias_ih = getattr(self, f"bias_ih{suffix}")
         bias_hh = getattr(self, f"bias_hh{suffix}")
         if self.peephole == "none":
-            sorted_lengths = None if lengths is None else lengths.tolist()
             weights = [weight_ih, weight_hh, bias_ih, bias_hh]
-            return _fused_direction(sequence, sorted_lengths, h0, c0, weights, self.training)
+            if segments:
+                return _fused_direction(sequence, lengths.tolist(), h0, c0, weights, self.training)
+            outputs, _, c_n = _fused_direction(sequence, None, h0, c0, weights, self.training)
+            if lengths is None:
+                return outputs, outputs[-1], c_n
+            return outputs, _at_lengths(outputs, lengths), None
         xproj = F.linear(sequence, weight_ih, bias_ih + bias_hh)  # all steps in one matmul: (T, B, 4H)
         peepholes = [getattr(self, f"peephole_{gate}{suffix}") for gate in "ifo"]
         hs, cs = peephole_lstm_scan(xproj, h0, c0, weight_hh, *peepholes, peephole=self.peephole)

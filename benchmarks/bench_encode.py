@@ -1,0 +1,210 @@
+"""Encode stage throughput (text -> ids) and peak memory of encode + one epoch as the corpus grows.
+
+Throughput (target 7: >= 300k tokens/s on 2 cores with sentencepiece): the embedded corpora
+(`data/wiki_descriptions_en.jsonl.gz` extracts and `data/vader_sentiment.jsonl.gz` texts) through
+- `tokenizer.encode_batch` alone, in batches of 1000 (the tokenizer's own ceiling),
+- `nlp_lstm.data.encode.encode_classification` (datasets.map(batched=True)), num_proc 1 and 2,
+for a sentencepiece tokenizer (`fit_tokenizer(kind="sentencepiece", vocab_size=8000)`) and spaCy's
+rule-based tokenizer. Rows alternate round-robin; tokens = ids produced (no truncation).
+`--profile` prints where one single-process sentencepiece encode spends its time.
+
+Memory (target 9: peak RSS at 10x corpus <= 1.2x peak at 1x): `--memory` runs, for the VADER
+corpus replicated 1x and 10x, a fresh subprocess that loads the jsonl with `datasets`, encodes it
+(sentencepiece, fitted once on 1x) and trains one epoch with `nlp_lstm.training.loop.fit` (a small
+model: memory, not speed, is measured), then reports `ru_maxrss`.
+
+    .venv/bin/python benchmarks/bench_encode.py [--rounds 3] [--spacy-rounds 1] [--profile] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import json
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+CORPORA = {"wiki": ("wiki_descriptions_en.jsonl.gz", "extract"), "vader": ("vader_sentiment.jsonl.gz", "text")}
+
+
+def read_texts(name: str) -> list[str]:
+    file_name, column = CORPORA[name]
+    with gzip.open(common.DATA / file_name, "rt") as file:
+        return [json.loads(line)[column] or "" for line in file]
+
+
+def fit_sentencepiece(texts: list[str]):
+    from nlp_lstm.data.tokenize import fit_tokenizer
+
+    return fit_tokenizer(texts, kind="sentencepiece", vocab_size=8000)
+
+
+def fit_spacy(texts: list[str]):
+    from nlp_lstm.data.tokenize import fit_tokenizer
+
+    return fit_tokenizer(texts, kind="spacy", vocab_size=20000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput
+# ---------------------------------------------------------------------------------------------
+
+
+def runners(tokenizer, texts: list[str]):
+    """name -> callable returning the number of ids produced."""
+    import datasets
+
+    from nlp_lstm.data.encode import encode_classification
+
+    dataset = datasets.Dataset.from_dict({"text": texts})  # in memory: no cache file is reused
+
+    def raw():
+        return sum(len(ids) for start in range(0, len(texts), 1000) for ids in tokenizer.encode_batch(texts[start:start + 1000]))
+
+    def mapped(num_proc):
+        def run():
+            encoded = encode_classification(dataset, tokenizer, text_column="text", label_column=None, label_names=[],
+                                            max_length=10**9, num_proc=num_proc)  # fmt: skip
+            return int(encoded.with_format("arrow")["length"].to_numpy().sum())
+        return run
+
+    return {"encode_batch only": raw, "encode_classification": mapped(None), "encode_classification num_proc=2": mapped(2)}
+
+
+def throughput(rounds: int, spacy_rounds: int) -> None:
+    import datasets
+
+    datasets.disable_caching()
+    datasets.disable_progress_bars()
+    texts = read_texts("wiki") + read_texts("vader")
+    tokenizers = {"sentencepiece": (fit_sentencepiece(texts), rounds)}
+    if spacy_rounds:
+        tokenizers["spacy"] = (fit_spacy(texts), spacy_rounds)  # ~10x slower: fewer rounds
+    medians, tokens = {}, {}
+    for kind, (tokenizer, kind_rounds) in tokenizers.items():
+        variants = {}
+        for name, run in runners(tokenizer, texts).items():
+            key = f"{kind}: {name}"
+
+            def timed(run=run, key=key):
+                tokens[key] = run()
+            variants[key] = timed
+        medians.update(common.race(variants, rounds=kind_rounds, warmup=1 if kind == "sentencepiece" else 0))
+    rows = [(key, tokens[key], seconds, tokens[key] / seconds,
+             common.verdict(tokens[key] / seconds / 1e3, 300, at_least=True) if key.startswith("sentencepiece: encode_c") else "")
+            for key, seconds in medians.items()]  # fmt: skip
+    print(common.machine_line())
+    print(f"{len(texts):,} texts ({sum(map(len, texts)) / 1e6:.1f} M characters); rounds {rounds} "
+          f"(spaCy {spacy_rounds}); one torch thread, map workers as shown")
+    common.print_table("Encode throughput (target 7: >= 300k tokens/s, goal column in k tokens/s)", rows,
+                       ("stage", "tokens", "median s", "tokens/s", "goal"))
+
+
+def profile() -> None:
+    import datasets
+
+    from nlp_lstm.data.encode import encode_classification
+
+    datasets.disable_caching()
+    datasets.disable_progress_bars()
+    texts = read_texts("wiki") + read_texts("vader")
+    tokenizer = fit_sentencepiece(texts)
+    dataset = datasets.Dataset.from_dict({"text": texts})
+    profiler = cProfile.Profile()
+    profiler.enable()
+    encode_classification(dataset, tokenizer, text_column="text", label_column=None, label_names=[], max_length=10**9)
+    profiler.disable()
+    print("\nProfile of one single-process sentencepiece encode_classification (top 15 by own time):")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------
+
+
+def memory_child(data_file: str, tokenizer_dir: str, work_dir: str) -> None:
+    """One size, in a fresh process: load, encode, one epoch of fit; print peak RSS as JSON."""
+    import datasets
+    import torch
+
+    from nlp_lstm.config import ClassifierConfig, TrainConfig
+    from nlp_lstm.data.encode import encode_classification
+    from nlp_lstm.data.tokenize import load_tokenizer
+    from nlp_lstm.models.classifier import TextClassifier
+    from nlp_lstm.training.loop import fit
+    from nlp_lstm.training.tasks import ClassificationTask
+
+    datasets.disable_progress_bars()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    raw = datasets.load_dataset("json", data_files={"train": data_file}, cache_dir=f"{work_dir}/cache")["train"]
+    raw = raw.map(lambda batch: {"label": ["positive" if s > 0 else "negative" for s in batch["score"]]}, batched=True)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    encoded = encode_classification(raw, tokenizer, text_column="text", label_column="label",
+                                    label_names=["negative", "positive"], max_length=128)  # fmt: skip
+    after_encode = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = TextClassifier(ClassifierConfig(num_labels=2, task="binary", vocab_size=tokenizer.vocab_size,
+                                            embedding_dim=16, hidden_size=16, bidirectional=False, dropout=0.0))  # fmt: skip
+    fit(model, task=ClassificationTask(["negative", "positive"]), train_data=encoded,
+        validation_data=encoded.select(range(1000)), config=TrainConfig(epochs=1, batch_size=64),
+        run_dir=Path(work_dir) / "run", device=torch.device("cpu"), progress=False)  # fmt: skip
+    print(json.dumps({"rows": len(raw), "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "after_encode_kib": after_encode, "seconds": time.perf_counter() - started}))  # fmt: skip
+
+
+def memory(factors: list[int]) -> None:
+    lines = gzip.open(common.DATA / "vader_sentiment.jsonl.gz", "rt").read().splitlines(keepends=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = fit_sentencepiece([json.loads(line)["text"] for line in lines])
+        tokenizer.save(f"{tmp}/tokenizer")
+        for factor in factors:
+            data_file = f"{tmp}/vader_x{factor}.jsonl.gz"
+            with gzip.open(data_file, "wt", compresslevel=1) as file:
+                for _ in range(factor):
+                    file.writelines(lines)
+            Path(f"{tmp}/work{factor}").mkdir()
+            output = subprocess.run([sys.executable, __file__, "--memory-child", data_file, f"{tmp}/tokenizer",
+                                     f"{tmp}/work{factor}"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+            results[factor] = json.loads(output.strip().splitlines()[-1])
+    base = results[factors[0]]["peak_kib"]
+    rows = [(f"VADER x{factor}", r["rows"], r["after_encode_kib"] / 1024, r["peak_kib"] / 1024, r["seconds"],
+             r["peak_kib"] / base, common.verdict(r["peak_kib"] / base, 1.2, at_least=False) if factor != factors[0] else "")
+            for factor, r in results.items()]  # fmt: skip
+    print(common.machine_line(threads=1))
+    common.print_table("Peak RSS, encode + one training epoch, fresh process per size (target 9: <= 1.2x at 10x)", rows,
+                       ("corpus", "rows", "MiB after encode", "peak MiB", "seconds", "ratio", "goal"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per variant")
+    parser.add_argument("--spacy-rounds", type=int, default=1, help="rounds for the (slow) spaCy rows; 0 skips them")
+    parser.add_argument("--profile", action="store_true", help="also profile one sentencepiece encode")
+    parser.add_argument("--memory", action="store_true", help="measure peak RSS at 1x and 10x instead")
+    parser.add_argument("--memory-child", nargs=3, metavar=("DATA", "TOKENIZER", "WORK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+    elif args.memory:
+        memory([1, 10])
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        throughput(args.rounds, spacy_rounds=args.spacy_rounds)
+        if args.profile:
+            profile()
+
+
+if __name__ == "__main__":
+    main()

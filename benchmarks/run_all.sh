@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every benchmark except Keras (that one needs its own venv: benchmarks/bench_keras.py), in a few
+# minutes. Each script measures its variants side by side in one process and prints its own table.
+#   bash benchmarks/run_all.sh [PYTHON]        (default .venv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${1:-.venv/bin/python}"
+run() { echo; echo "\$ $PY $*"; "$PY" "$@"; }
+run benchmarks/bench_lstm.py --threads 1 --rounds 7
+run benchmarks/bench_classifier.py --threads 1 2 --rounds 15
+run benchmarks/bench_batching.py --threads 1 --rounds 5
+run benchmarks/bench_encode.py --rounds 3 --spacy-rounds 1 --profile
+run benchmarks/bench_encode.py --memory
+run benchmarks/bench_classify.py --threads 1 --rounds 3
