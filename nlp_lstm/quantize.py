@@ -52,9 +52,12 @@ class PackedTorchLSTM(nn.Module):
         self.lstm.load_state_dict({name: value for name, value in encoder.state_dict().items()})
         self.output_size = encoder.output_size
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None, state=None):
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None, state=None, *,
+                need_cell_state: bool = True):
         """Args:
             inputs: `(batch, time, input_size)`; lengths: `(batch,)` or None (all `time`).
+            need_cell_state: accepted for interface parity with `nlp_lstm.nn.lstm.LSTM`; packing
+                yields the exact final states either way.
         Returns:
             outputs `(batch, time, dirs*H)`; (h_n, c_n) each `(layers*dirs, batch, H)`.
         """
