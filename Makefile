@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/nlp-lstm
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow test-all bench clean
+.PHONY: demo test test-slow test-all bench bench-keras clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -31,7 +31,10 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_lstm.py
+	bash benchmarks/run_all.sh
+
+bench-keras: $(STAMP)  # installs TensorFlow into its own venv (/tmp/keras-venv), never into this project's
+	$(PY) benchmarks/bench_keras.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -11,4 +11,6 @@ run benchmarks/bench_classifier.py --threads 1 2 --rounds 15
 run benchmarks/bench_batching.py --threads 1 --rounds 5
 run benchmarks/bench_encode.py --rounds 3 --spacy-rounds 1 --profile
 run benchmarks/bench_encode.py --memory
+# classify throughput needs the sentiment model: train it first on a clean clone (skipped when unchanged)
+[ -f runs/sentiment/model/config.json ] || .venv/bin/nlp-lstm run pipelines/sentiment.toml --quiet
 run benchmarks/bench_classify.py --threads 1 --rounds 3
