@@ -106,83 +106,113 @@ def train(
 
     Fits a tokenizer when none is given. The model directory is written only when training succeeds:
     a failed run leaves an earlier model in `output_dir` untouched. Returns the metrics.
+
+    Under torchrun every rank calls this: each trains on its part of every batch (DDP), rank 0 alone
+    writes the checkpoints and the model directory, and every rank returns rank 0's metrics.
     """
+    from nlp_lstm.training import distributed
+
     training = training or TrainConfig()
     output = Path(output_dir)
-    if not resume:
-        check_output_dir(output, overwrite=overwrite)
-        shutil.rmtree(output / "checkpoints", ignore_errors=True)
-    if encoded_dir is not None:
-        encoded, tokenizer, meta = load_encoded(encoded_dir)
-        names, multi_label = meta["label_names"], meta["multi_label"]
-    else:
-        if source is None:
-            raise NlpLstmError("train needs a data source (--train-file or --dataset) or an encoded dataset")
-        if not source.label_column:
-            raise NlpLstmError("training a classifier needs --label-column")
-        splits = load_splits(source)
-        names = find_label_names(splits["train"], source.label_column)
-        multi_label = _is_multilabel(splits["train"], source.label_column)
-        tokenizer = _resume_or_fit_tokenizer(output, splits["train"], source, tokenizer_dir, tokenizer_settings, resume)
-        encoded = datasets.DatasetDict({
-            split: encode_classification(
-                data, tokenizer, text_column=source.text_column, label_column=source.label_column,
-                label_names=names, multi_label=multi_label, max_length=training.max_length,
-            )
-            for split, data in splits.items()
-        })
-    columns = {"text": meta["text_column"], "label": meta["label_column"]} if encoded_dir is not None else {
-        "text": source.text_column, "label": source.label_column}
-    task_name = "multilabel" if multi_label else ("binary" if len(names) == 2 else "multiclass")
-    config = from_dict(
-        ClassifierConfig,
-        {"num_labels": len(names), "task": task_name, "vocab_size": tokenizer.vocab_size, **(model or {})},
-        where="model settings",
-    )
-    seed_everything(training.seed)  # the initial weights too, not only the data order
-    network = TextClassifier(config)
-    task = ClassificationTask(names)
-    if "validation" not in encoded:
-        raise NlpLstmError("no validation split; give --validation-file or leave validation_fraction > 0")
-    result = fit(
-        network, task=task, train_data=encoded["train"], validation_data=encoded["validation"], config=training,
-        run_dir=output, device=pick_device(device), resume=resume, progress=progress,
-    )
-    network.load_state_dict(result.best_state)
-    classifier = Classifier(network, tokenizer, labels=names, max_length=training.max_length, device=pick_device(device))
-    metrics: dict[str, Any] = {
-        "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
-        "train_seconds": round(result.seconds, 1),
-        "validation": _score_encoded(classifier, task, encoded["validation"]),
-    }
-    if "test" in encoded:
-        metrics["test"] = _score_encoded(classifier, task, encoded["test"])
-    with staged_directory(output) as staging:
-        save_model(staging, kind="classifier", state=network.state_dict(), tokenizer=tokenizer, config={
-            "model": asdict(config), "labels": names, "max_length": training.max_length, "threshold": 0.5,
-            "training": asdict(training), "columns": columns,
-        })
-        atomic_write_json(staging / "metrics.json", metrics)
-        plot_training_curves(result.log, staging / "plots" / "training_curves.png")
-        final = metrics.get("test", metrics["validation"])
-        plot_confusion_matrix(final["confusion_matrix"], names, staging / "plots" / "confusion_matrix.png")
-        for name in ("train_log.jsonl", "checkpoints"):
-            if (output / name).exists():
-                shutil.move(str(output / name), str(staging / name))
-    return metrics
+    with distributed.process_group(pick_device(device)) as torch_device:
+        main = distributed.is_main()
+
+        def prepare():
+            # Rank 0 first (`main_first`): it clears the output, fits and saves the tokenizer and fills
+            # the datasets cache; the other ranks then reuse them (the kept tokenizer, as on --resume).
+            if not resume and main:
+                start_run_dir(output, overwrite=overwrite)
+            if encoded_dir is not None:
+                encoded, tokenizer, meta = load_encoded(encoded_dir)
+                columns = {"text": meta["text_column"], "label": meta["label_column"]}
+                return encoded, tokenizer, meta["label_names"], meta["multi_label"], columns
+            if source is None:
+                raise NlpLstmError("train needs a data source (--train-file or --dataset) or an encoded dataset")
+            if not source.label_column:
+                raise NlpLstmError("training a classifier needs --label-column")
+            splits = load_splits(source)
+            names = find_label_names(splits["train"], source.label_column)
+            multi_label = _is_multilabel(splits["train"], source.label_column)
+            tokenizer = resume_or_fit_tokenizer(output, splits["train"], [source.text_column], tokenizer_dir,
+                                                tokenizer_settings, reuse=resume or not main)
+            encoded = datasets.DatasetDict({
+                split: encode_classification(
+                    data, tokenizer, text_column=source.text_column, label_column=source.label_column,
+                    label_names=names, multi_label=multi_label, max_length=training.max_length,
+                )
+                for split, data in splits.items()
+            })
+            return encoded, tokenizer, names, multi_label, {"text": source.text_column, "label": source.label_column}
+
+        encoded, tokenizer, names, multi_label, columns = distributed.main_first(prepare)
+        task_name = "multilabel" if multi_label else ("binary" if len(names) == 2 else "multiclass")
+        config = from_dict(
+            ClassifierConfig,
+            {"num_labels": len(names), "task": task_name, "vocab_size": tokenizer.vocab_size, **(model or {})},
+            where="model settings",
+        )
+        seed_everything(training.seed)  # the initial weights too, not only the data order
+        network = TextClassifier(config)
+        task = ClassificationTask(names)
+        if "validation" not in encoded:
+            raise NlpLstmError("no validation split; give --validation-file or leave validation_fraction > 0")
+        result = fit(
+            network, task=task, train_data=encoded["train"], validation_data=encoded["validation"], config=training,
+            run_dir=output, device=torch_device, resume=resume, progress=progress,
+        )
+        metrics: dict[str, Any] | None = None
+        if main:  # the other ranks wait in `broadcast_object` below
+            network.load_state_dict(result.best_state)
+            classifier = Classifier(network, tokenizer, labels=names, max_length=training.max_length, device=torch_device)
+            metrics = {
+                "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
+                "train_seconds": round(result.seconds, 1),
+                "validation": _score_encoded(classifier, task, encoded["validation"]),
+            }
+            if "test" in encoded:
+                metrics["test"] = _score_encoded(classifier, task, encoded["test"])
+            with staged_directory(output) as staging:
+                save_model(staging, kind="classifier", state=network.state_dict(), tokenizer=tokenizer, config={
+                    "model": asdict(config), "labels": names, "max_length": training.max_length, "threshold": 0.5,
+                    "training": asdict(training), "columns": columns,
+                })
+                atomic_write_json(staging / "metrics.json", metrics)
+                plot_training_curves(result.log, staging / "plots" / "training_curves.png")
+                final = metrics.get("test", metrics["validation"])
+                plot_confusion_matrix(final["confusion_matrix"], names, staging / "plots" / "confusion_matrix.png")
+                keep_run_files(output, staging)
+        return distributed.broadcast_object(metrics)
 
 
-def _resume_or_fit_tokenizer(output: Path, train_split, source: DataSource, tokenizer_dir, settings, resume: bool) -> Tokenizer:
-    # The tokenizer of a run is kept beside its checkpoints, so --resume continues with the same ids.
+def start_run_dir(output: Path, *, overwrite: bool) -> None:
+    """A new (not resumed) run: refuse a non-empty output without --overwrite; drop old checkpoints."""
+    check_output_dir(output, overwrite=overwrite)
+    shutil.rmtree(output / "checkpoints", ignore_errors=True)
+
+
+def resume_or_fit_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str], tokenizer_dir,
+                            settings: dict[str, Any] | None, *, reuse: bool) -> Tokenizer:
+    """The run's tokenizer: given, or fitted on `columns` of the training split.
+
+    It is kept beside the checkpoints, so --resume (and DDP ranks other than 0, `reuse`) continue
+    with the same ids.
+    """
     kept = output / "checkpoints" / "tokenizer"
-    if resume and kept.is_dir():
+    if reuse and kept.is_dir():
         return load_tokenizer(kept)
     if tokenizer_dir is not None:
         tokenizer = load_tokenizer(tokenizer_dir)
     else:
-        tokenizer = fit_tokenizer(_texts(train_split, [source.text_column]), **(settings or {}))
+        tokenizer = fit_tokenizer(_texts(train_split, columns), **(settings or {}))
     tokenizer.save(kept)
     return tokenizer
+
+
+def keep_run_files(output: Path, staging: Path) -> None:
+    """Carry the training log and checkpoints into the staged model directory before it is swapped in."""
+    for name in ("train_log.jsonl", "checkpoints"):
+        if (output / name).exists():
+            shutil.move(str(output / name), str(staging / name))
 
 
 def _score_encoded(classifier: Classifier, task: ClassificationTask, data: datasets.Dataset) -> dict[str, Any]:
@@ -198,7 +228,7 @@ def evaluate(model_dir: str | Path, source: DataSource, *, split: str = "test", 
     """Score a saved classifier on one split: accuracy, macro-F1, per class, confusion matrix."""
     config = read_model_config(model_dir)
     if config["kind"] == "summarizer":
-        from nlp_lstm.summarize import evaluate_summarizer
+        from nlp_lstm.summarization import evaluate_summarizer
 
         return evaluate_summarizer(model_dir, source, split=split, device=device, plots_dir=plots_dir, **decoding)
     classifier = load(model_dir, device=device)

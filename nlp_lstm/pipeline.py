@@ -72,6 +72,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     pipeline = from_dict(Pipeline, data, where=str(file))
     if pipeline.pipeline.task not in ("classifier", "summarizer"):
         raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {pipeline.pipeline.task!r}")
+    if pipeline.pipeline.task == "summarizer":
+        pipeline.data.label_column = None  # TOML has no null; a summarizer reads no label column
     return pipeline
 
 

@@ -86,7 +86,7 @@ def load(directory: str | Path, *, device: str = "auto"):
     path = Path(directory)
     config = read_model_config(path)
     if config["kind"] == "summarizer":
-        from nlp_lstm.summarize import load_summarizer
+        from nlp_lstm.summarization import load_summarizer
 
         return load_summarizer(path, config, device=pick_device(device))
     model_config = from_dict(ClassifierConfig, config["model"], where=f"{path / 'config.json'} [model]")

@@ -76,15 +76,35 @@ def test_ranks_get_equal_disjoint_batches():
     lengths = np.random.default_rng(1).integers(1, 30, size=203)
     ranks = [LengthBucketSampler(lengths, batch_size=10, num_replicas=3, rank=r, seed=7) for r in range(3)]
     per_rank = [epoch(s, 2) for s in ranks]
-    assert {len(batches) for batches in per_rank} == {len(ranks[0])} == {7}
-    seen = [set(i for b in batches for i in b) for batches in per_rank]
-    covered = set().union(*seen)
-    assert covered == set(range(203))
-    # 21 batches over 3 ranks: no padding needed, so ranks are disjoint.
-    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    assert {len(batches) for batches in per_rank} == {len(ranks[0])} == {7}  # ceil(203 / 30) global batches
+    seen = [[i for b in batches for i in b] for batches in per_rank]
+    assert sorted(seen[0] + seen[1] + seen[2]) == list(range(203))  # every example once: no padding, no repeats
     uneven = [list(LengthBucketSampler(lengths, batch_size=25, num_replicas=4, rank=r)) for r in range(4)]
-    assert {len(b) for b in uneven} == {3}  # 9 batches padded to 12 by repetition
-    assert set(i for batches in uneven for b in batches for i in b) == set(range(203))
+    assert {len(b) for b in uneven} == {3}
+    assert sorted(i for batches in uneven for b in batches for i in b) == list(range(203))
+
+
+@pytest.mark.parametrize("replicas, batch_size, count", [(2, 4, 57), (3, 5, 100), (4, 3, 49), (2, 8, 1)])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_ranks_split_the_global_batches_of_one_process(replicas, batch_size, count, drop_last):
+    # R ranks with batch b see, step by step, the examples one process sees with batch R * b.
+    lengths = np.random.default_rng(count).integers(1, 40, size=count)
+    single = LengthBucketSampler(lengths, batch_size=replicas * batch_size, bucket_multiplier=3, seed=5,
+                                 drop_last=drop_last)
+    ranks = [LengthBucketSampler(lengths, batch_size=batch_size, bucket_multiplier=3, seed=5, drop_last=drop_last,
+                                 num_replicas=replicas, rank=r) for r in range(replicas)]
+    for number in (0, 3):
+        expected = epoch(single, number)
+        parts = [epoch(sampler, number) for sampler in ranks]
+        assert {len(p) for p in parts} == {len(expected)} == {len(s) for s in ranks}
+        for step, global_batch in enumerate(expected):
+            shards = [part[step] for part in parts]
+            assert [i for shard in shards for i in shard] == global_batch  # rank order = the batch's order
+            assert max(map(len, shards)) - min(map(len, shards)) <= 1  # as even as possible
+            weights = [s.shard_weight(np.array(global_batch)) for s in ranks]
+            # Weighted per-rank means, averaged over ranks, are the global mean.
+            assert sum(w * len(shard) / max(1, len(shard)) for w, shard in zip(weights, shards)) == pytest.approx(replicas)
+            assert all(w == 1.0 for w in weights) or len(global_batch) % replicas
 
 
 def test_lengths_from_a_dataset_column():

@@ -36,6 +36,8 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empt
 def default_threads() -> int:
     # Measured here: 2 torch threads are 1.5x faster than 1 on an idle machine but 5-10x slower when
     # another process holds a core (OpenMP contention). Use every core only when the machine is idle.
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # set by the user or by torchrun (1 per rank)
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = os.cpu_count() or 1
     busy = os.getloadavg()[0] > 0.5 if hasattr(os, "getloadavg") else True
     return 1 if busy else min(cores, 4)

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,10 +26,66 @@ TokenizerKind = Annotated[str, typer.Option("--tokenizer-kind", help="When fitti
 VocabSize = Annotated[int, typer.Option("--vocab-size", min=8, help="When fitting: largest vocabulary.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --output-dir.")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: each epoch end).")]
+NprocPerNode = Annotated[int, typer.Option(
+    "--nproc-per-node", min=1,
+    help="Train with N processes on this machine (DDP; one per GPU): relaunches the command through torchrun. "
+         "--batch-size is per process, so each step sees N x batch-size examples.")]
+
+
+def relaunch_with_torchrun(context: typer.Context, nproc_per_node: int) -> int:
+    """Run this same command in `nproc_per_node` processes under torchrun on this machine; its exit code.
+
+    `python -m torch.distributed.run --standalone --nproc-per-node N -m nlp_lstm.cli.main train <task>
+    <the options given, minus --nproc-per-node>`. The options are rebuilt from the parsed values, so
+    this works however the command was invoked (console script, `-m`, or a test's CliRunner).
+    """
+    args = ["train", context.info_name]
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        if param.name == "nproc_per_node" or value is None:
+            continue
+        source = context.get_parameter_source(param.name)
+        if source is not None and source.name == "DEFAULT":
+            continue
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(param.opts[0])
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+            continue
+        args += [param.opts[0], str(value)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
+               "-m", "nlp_lstm.cli.main", *args]
+    process = subprocess.Popen(command)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            continue  # the workers got the same Ctrl-C: they checkpoint and stop at a step boundary
+
+
+def maybe_relaunch(context: typer.Context, nproc_per_node: int) -> None:
+    """With --nproc-per-node > 1 outside torchrun, run the command under torchrun and exit with its code."""
+    from nlp_lstm.training.distributed import launched_by_torchrun
+
+    if nproc_per_node <= 1:
+        return
+    if launched_by_torchrun():
+        typer.echo("error: --nproc-per-node is for a plain launch; under torchrun, give torchrun's own "
+                   "--nproc-per-node and drop this one", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(relaunch_with_torchrun(context, nproc_per_node))
+
+
+def is_main_process() -> bool:
+    from nlp_lstm.training.distributed import launch_rank
+
+    return launch_rank() == 0
 
 
 @app.command("classifier")
 def classifier_command(
+    context: typer.Context,
     output_dir: OutputDir,
     train_file: TrainFile = None,
     validation_file: ValidationFile = None,
@@ -59,10 +117,13 @@ def classifier_command(
     quiet: Quiet = False,
     debug: Debug = False,
     threads: Threads = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Train a BiLSTM text classifier from raw data to a saved model directory."""
     import nlp_lstm
     from nlp_lstm.config import TrainConfig
+
+    maybe_relaunch(context, nproc_per_node)
 
     def action():
         source = None
@@ -79,6 +140,8 @@ def classifier_command(
                                  patience=patience, max_length=max_length, checkpoint_every=checkpoint_every),
             overwrite=overwrite, resume=resume, device=device, progress=not quiet,
         )
+        if not is_main_process():
+            return  # under torchrun: rank 0 reports
         report = metrics.get("test", metrics["validation"])
         split = "test" if "test" in metrics else "validation"
         typer.echo(f"saved model to {output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
@@ -89,6 +152,7 @@ def classifier_command(
 
 @app.command("summarizer")
 def summarizer_command(
+    context: typer.Context,
     output_dir: OutputDir,
     train_file: TrainFile = None,
     validation_file: ValidationFile = None,
@@ -119,10 +183,13 @@ def summarizer_command(
     quiet: Quiet = False,
     debug: Debug = False,
     threads: Threads = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Train an attention LSTM summarizer with copy and coverage to a saved model directory."""
     import nlp_lstm
     from nlp_lstm.config import TrainConfig
+
+    maybe_relaunch(context, nproc_per_node)
 
     def action():
         source = data_source(dataset=dataset, dataset_config=dataset_config, train_file=train_file,
@@ -139,6 +206,8 @@ def summarizer_command(
             max_source_length=max_source_length, max_target_length=max_target_length,
             overwrite=overwrite, resume=resume, device=device, progress=not quiet,
         )
+        if not is_main_process():
+            return  # under torchrun: rank 0 reports
         report = metrics.get("test", metrics["validation"])
         typer.echo(f"saved model to {output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
         typer.echo(f"ROUGE-1/2/L {report['rouge1']:.2f} / {report['rouge2']:.2f} / {report['rougeL']:.2f}")

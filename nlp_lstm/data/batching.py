@@ -40,12 +40,18 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
 
     Per epoch: shuffle all indices; cut them into buckets of `batch_size * bucket_multiplier`;
     sort each bucket by length; cut into batches of `batch_size`; shuffle the batch order.
+    (`batch_size` here means `num_replicas * batch_size`, the global batch: see below.)
     With `shuffle=False` both shuffles are skipped (buckets are still sorted, so batches are
     not in dataset order).
 
-    With `num_replicas > 1` (DDP), rank r takes batches r, r + R, r + 2R, ... of the epoch's order;
-    the list is first padded by repeating its first batches (or, with `drop_last`, trimmed) so every
-    rank gets the same number of batches. Ranks see disjoint batches except for that padding.
+    With `num_replicas = R > 1` (DDP), `batch_size` is per rank: the sampler builds the GLOBAL batches
+    of `R * batch_size` examples exactly as `num_replicas=1, batch_size=R * batch_size` would (same
+    seed and epoch), and rank r takes part r of each, split as evenly as possible (`np.array_split`:
+    sizes differ by at most one, lower ranks take the extra examples). So R ranks step through the
+    same examples as one process with R times the batch, every rank yields `len(self)` batches, and
+    no example is repeated or dropped. A global batch with fewer than R examples (only the last one,
+    without `drop_last`) leaves the highest ranks an EMPTY batch; `shard_weight` says how to weight
+    each part's mean loss so the averaged gradient is the global batch's mean (zero for an empty part).
 
     Use as `DataLoader(ds, batch_sampler=sampler, collate_fn=...)`; call `set_epoch(e)` before each
     epoch. To resume mid-epoch, skip the batches already done: the order does not depend on history.
@@ -75,9 +81,10 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         lengths = _as_numpy(lengths)
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
         self.batch_size = batch_size
+        self.global_batch_size = batch_size * num_replicas
         self.shuffle = shuffle
         self.seed = seed
-        self.bucket_size = batch_size * bucket_multiplier
+        self.bucket_size = self.global_batch_size * bucket_multiplier
         self.drop_last = drop_last
         self.num_replicas = num_replicas
         self.rank = rank
@@ -86,43 +93,51 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _num_all_batches(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
     def __len__(self) -> int:
-        total = self._num_all_batches()
-        if self.drop_last:
-            return total // self.num_replicas
-        return math.ceil(total / self.num_replicas)
+        """Batches per epoch, the same on every rank: the number of global batches."""
+        n = len(self.lengths)
+        return n // self.global_batch_size if self.drop_last else math.ceil(n / self.global_batch_size)
 
     def epoch_batches(self) -> list[np.ndarray]:
-        """All batches of the current epoch, before the split across ranks."""
+        """The global batches of the current epoch (of `num_replicas * batch_size`), before the split."""
         n = len(self.lengths)
+        size = self.global_batch_size
         rng = np.random.Generator(np.random.PCG64([self.seed, self.epoch]))
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         bucket = np.arange(n) // self.bucket_size
         # Sort by length within each bucket: lexsort's last key is the primary one.
         order = order[np.lexsort((self.lengths[order], bucket))]
-        batches = [order[start : start + self.batch_size] for start in range(0, n, self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+        batches = [order[start : start + size] for start in range(0, n, size)]
+        if self.drop_last and batches and len(batches[-1]) < size:
             batches.pop()
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
+    def shard(self, global_batch: np.ndarray) -> np.ndarray:
+        """This rank's part of a global batch (possibly empty when it has fewer examples than ranks)."""
+        if self.num_replicas == 1:
+            return global_batch
+        return np.array_split(global_batch, self.num_replicas)[self.rank]
+
+    def shard_weight(self, global_batch: np.ndarray) -> float:
+        """Factor for this rank's per-example-mean loss on `shard(global_batch)`.
+
+        DDP averages gradients over R ranks, so the update is the mean over ranks of each part's
+        mean-loss gradient. Weighting part r (n_r of n examples) by n_r * R / n turns that into the
+        mean over the whole global batch: (1/R) sum_r (n_r R / n)(1/n_r) sum_i g_i = (1/n) sum_i g_i,
+        the gradient one process with batch R * batch_size takes. Exactly 1.0 for even parts.
+        """
+        if self.num_replicas == 1:
+            return 1.0
+        part = len(self.shard(global_batch))
+        if part * self.num_replicas == len(global_batch):
+            return 1.0
+        return part * self.num_replicas / len(global_batch)
+
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.epoch_batches()
-        if self.num_replicas > 1:
-            per_rank = len(self)
-            wanted = per_rank * self.num_replicas
-            if wanted <= len(batches):
-                batches = batches[:wanted]
-            elif batches:
-                batches = (batches * math.ceil(wanted / len(batches)))[:wanted]
-            batches = batches[self.rank :: self.num_replicas]
-        for batch in batches:
-            yield batch.tolist()
+        for batch in self.epoch_batches():
+            yield self.shard(batch).tolist()
 
 
 def _pad(rows: Sequence, *, pad_value: int | float = PAD_ID, dtype=torch.long) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,12 +4,17 @@ AdamW (or Adagrad), gradient clipping, a linear learning-rate schedule, early st
 validation metric with the best weights kept, seeded, and resumable exactly: the data order is a
 pure function of (seed, epoch), and checkpoints hold every RNG, so a resumed run reaches the same
 weights as an uninterrupted one.
+
+Under torchrun (`nlp_lstm.training.distributed`) the same loop runs DistributedDataParallel: each
+rank trains on its part of every global batch of `world_size * batch_size` examples, validation
+counts are summed over ranks, and only rank 0 logs and writes checkpoints (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 import signal
 import threading
 import time
@@ -27,6 +32,7 @@ from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.batching import LengthBucketSampler
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.progress import progress_bar
+from nlp_lstm.training import distributed
 from nlp_lstm.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 
 import json
@@ -42,6 +48,8 @@ class Task(Protocol):
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor: ...
 
     def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any]) -> dict[str, float]: ...
+    # Under DDP the loop calls `evaluate(model, batches, all_reduce=True)`: `batches` are this rank's
+    # part of the split, and the task must sum its counts over ranks before computing ratios.
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None: ...
 
@@ -72,13 +80,38 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def iterate_batches(dataset: Dataset, sampler: LengthBucketSampler, collate, device, *, start: int = 0):
-    """Yield collated batches in sampler order, skipping the first `start` (mid-epoch resume)."""
+    """Yield collated batches in sampler order, skipping the first `start` (mid-epoch resume).
+
+    Empty batches (a DDP rank's part of a global batch with fewer examples than ranks) are skipped.
+    """
     for position, indices in enumerate(sampler):
+        if position < start or not indices:
+            continue
+        yield to_device(collate(_examples(dataset, indices)), device)
+
+
+def iterate_training_batches(dataset: Dataset, sampler: LengthBucketSampler, collate, device, *, start: int = 0):
+    """Yield `(batch, loss_weight, size)` for this rank, one per global batch, skipping the first `start`.
+
+    `loss_weight` scales the batch's mean loss so that DDP's gradient average is the global batch's
+    mean (`LengthBucketSampler.shard_weight`; always 1.0 in one process). A rank whose part is empty
+    still has to run forward and backward, because DDP's gradient all-reduce needs every rank: it
+    gets the global batch's first example with weight 0 and size 0 (nothing learnt, nothing logged).
+    """
+    for position, global_batch in enumerate(sampler.epoch_batches()):
         if position < start:
             continue
-        rows = dataset[list(indices)]  # columns -> lists, read from Arrow only for this batch
-        examples = [dict(zip(rows, values)) for values in zip(*rows.values())]
-        yield to_device(collate(examples), device)
+        indices = sampler.shard(global_batch)
+        weight = sampler.shard_weight(global_batch)
+        size = len(indices)
+        if size == 0:
+            indices, weight = global_batch[:1], 0.0
+        yield to_device(collate(_examples(dataset, indices.tolist())), device), weight, size
+
+
+def _examples(dataset: Dataset, indices: list[int]) -> list[dict]:
+    rows = dataset[list(indices)]  # columns -> lists, read from Arrow only for this batch
+    return [dict(zip(rows, values)) for values in zip(*rows.values())]
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -120,8 +153,12 @@ def fit(
     started = time.perf_counter()
     seed_everything(config.seed)
     model.to(device)
-    sampler = LengthBucketSampler(train_data["length"], batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size), shuffle=False)
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
+    sampler = LengthBucketSampler(train_data["length"], batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                  num_replicas=world, rank=rank)
+    eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size), shuffle=False,
+                                       num_replicas=world, rank=rank)
     steps_per_epoch = len(sampler)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, total_steps=steps_per_epoch * config.epochs)
@@ -136,12 +173,40 @@ def fit(
         if not found:
             raise NlpLstmError(f"--resume: no checkpoint under {checkpoints}; start without --resume")
         state, best_state = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=scheduler)
+        if main:  # staging directories of a writer that was killed mid-checkpoint: never renamed, never read
+            for stale in checkpoints.glob(".tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+    if world > 1 and rank > 0:
+        # Every rank has rank 0's RNG state (same seed, or the checkpoint's): give the others their
+        # own dropout stream. Weights are not drawn here (DDP broadcasts rank 0's at `wrap`).
+        seed_everything(hash((config.seed, rank, state["step"])) % 2**31)
+    train_model = distributed.wrap(model, device)  # `model` itself in one process
+    # This rank's loss sum and example count since the last sync (DDP only): `state` holds the sums
+    # over all ranks, so a checkpoint (written by rank 0 only) resumes every rank the same.
+    pending = [0.0, 0]
+
+    def add_loss(loss_value: float, size: int) -> None:
+        if world == 1:
+            state["loss_sum"] += loss_value * size
+            state["loss_count"] += size
+        else:
+            pending[0] += loss_value * size
+            pending[1] += size
+
+    def sync_loss() -> None:
+        if world > 1:
+            total = distributed.all_reduce_sum(torch.tensor(pending, dtype=torch.float64))
+            state["loss_sum"] += total[0].item()
+            state["loss_count"] += round(total[1].item())
+            pending[:] = [0.0, 0]
 
     def checkpoint() -> None:
-        save_checkpoint(
-            checkpoints, model=model, optimizer=optimizer, scheduler=scheduler, trainer_state=state,
-            best_state=best_state, keep=config.keep_checkpoints,
-        )
+        sync_loss()  # every rank checkpoints at the same steps, so this all-reduce lines up
+        if main:
+            save_checkpoint(
+                checkpoints, model=model, optimizer=optimizer, scheduler=scheduler, trainer_state=state,
+                best_state=best_state, keep=config.keep_checkpoints,
+            )
 
     def interrupted() -> TrainingInterrupted:
         return TrainingInterrupted(
@@ -154,43 +219,54 @@ def fit(
             epoch = state["epoch"]
             task.on_epoch_start(model, epoch + 1)
             sampler.set_epoch(epoch)
-            model.train()
-            with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", enabled=progress) as bar:
+            train_model.train()
+            with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", enabled=progress and main) as bar:
                 bar.advance(state["batch_in_epoch"])
                 tick = time.perf_counter()
-                for batch in iterate_batches(train_data, sampler, task.collate, device, start=state["batch_in_epoch"]):
-                    loss = task.loss(model, batch)
-                    if not torch.isfinite(loss):
+                batches = iterate_training_batches(train_data, sampler, task.collate, device,
+                                                   start=state["batch_in_epoch"])
+                for batch, weight, size in batches:
+                    loss = task.loss(train_model, batch)
+                    stop = False
+                    if world == 1:
+                        failed = not torch.isfinite(loss)
+                    else:  # decide together, or one rank would wait forever in the next all-reduce
+                        failed, stop = distributed.any_rank([not bool(torch.isfinite(loss)), stop_requested()])
+                    if failed:
+                        value = loss.item() if not torch.isfinite(loss) else "not finite on another rank"
                         raise NlpLstmError(
-                            f"training loss became {loss.item()} at step {state['step'] + 1}; "
+                            f"training loss became {value} at step {state['step'] + 1}; "
                             "lower the learning rate or check the data"
                         )
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss if weight == 1.0 else loss * weight).backward()  # DDP averages gradients here
                     if config.clip_norm > 0:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
                     optimizer.step()
                     scheduler.step()
-                    size = _batch_size(batch)
                     state["step"] += 1
                     state["batch_in_epoch"] += 1
-                    state["loss_sum"] += loss.item() * size
-                    state["loss_count"] += size
+                    add_loss(loss.item(), size)
                     now = time.perf_counter()
-                    bar.advance(1, info=f"loss {state['loss_sum'] / state['loss_count']:.4f}  {size / max(now - tick, 1e-9):,.0f} ex/s")
+                    if main:
+                        seen = state["loss_count"] + pending[1]
+                        running = (state["loss_sum"] + pending[0]) / max(1, seen)
+                        bar.advance(1, info=f"loss {running:.4f}  {size * world / max(now - tick, 1e-9):,.0f} ex/s")
                     tick = now
                     if stop_after_steps is not None and state["step"] >= stop_after_steps:
                         checkpoint()
                         state["stopped"] = "step limit"
                         break
-                    if stop_requested():
+                    if world == 1:
+                        stop = stop_requested()
+                    if stop:
                         checkpoint()
                         raise interrupted()
                     if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                         checkpoint()
             if state["stopped"]:
                 break
-            validation = task.evaluate(model, lambda: iterate_batches(validation_data, eval_sampler, task.collate, device))
+            validation = _evaluate(task, model, lambda: iterate_batches(validation_data, eval_sampler, task.collate, device))
             metric = validation[task.metric_name]
             improved = metric > state["best_metric"]
             if improved:
@@ -198,6 +274,7 @@ def fit(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
+            sync_loss()
             row = {
                 "epoch": epoch + 1,
                 "step": state["step"],
@@ -212,12 +289,14 @@ def fit(
             state.update(epoch=epoch + 1, batch_in_epoch=0, loss_sum=0.0, loss_count=0)
             if state["bad_epochs"] > config.patience:
                 state["stopped"] = f"early stop: no better {task.metric_name} for {state['bad_epochs']} epochs"
-            _write_log(run_dir, state["log"])
+            if main:
+                _write_log(run_dir, state["log"])
             checkpoint()
-            if stop_requested():
+            if distributed.any_rank([stop_requested()])[0]:
                 raise interrupted()
     if best_state is None:  # stopped before the first validation: keep the current weights
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    distributed.barrier()  # rank 0's last checkpoint and log are on disk when any rank returns
     return TrainResult(
         best_state=best_state,
         log=state["log"],
@@ -226,6 +305,13 @@ def fit(
         stop_reason=state["stopped"] or "all epochs done",
         seconds=time.perf_counter() - started,
     )
+
+
+def _evaluate(task: Task, model: torch.nn.Module, batches: Callable[[], Any]) -> dict[str, Any]:
+    """The task's validation metrics; under DDP each rank scored its part and the counts are summed."""
+    if distributed.is_distributed():
+        return task.evaluate(model, batches, all_reduce=True)
+    return task.evaluate(model, batches)
 
 
 @contextmanager
@@ -258,13 +344,6 @@ def _stop_requests():
     finally:
         if install:
             signal.signal(signal.SIGINT, previous)
-
-
-def _batch_size(batch: dict) -> int:
-    for value in batch.values():
-        if torch.is_tensor(value):
-            return value.size(0)
-    return 1
 
 
 def _write_log(run_dir: Path, rows: list[dict]) -> None:

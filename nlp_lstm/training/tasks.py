@@ -8,6 +8,7 @@ import torch
 
 from nlp_lstm.data.batching import collate_classification, collate_features
 from nlp_lstm.metrics.classification import ClassificationCounts
+from nlp_lstm.training import distributed
 
 
 class ClassificationTask:
@@ -25,13 +26,20 @@ class ClassificationTask:
         return model(batch[self.input_key], batch["lengths"], batch["pad_mask"])
 
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        return model.loss(self.logits(model, batch), batch["labels"])
+        # The forward goes through `model` (a DDP wrapper during distributed training, whose forward
+        # sets up the gradient all-reduce); `loss` is a method of the module inside.
+        return distributed.unwrap(model).loss(self.logits(model, batch), batch["labels"])
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
         pass
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any]) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False) -> dict[str, Any]:
+        """Accuracy, macro-F1, per-class scores and the mean loss over `batches()`.
+
+        `all_reduce=True` (DDP: each rank passes its own part of the split): the counts and the loss
+        sum are summed over ranks first, so every rank returns the whole split's metrics.
+        """
         model.eval()
         counts = ClassificationCounts(len(self.label_names))
         loss_sum, total = 0.0, 0
@@ -41,6 +49,9 @@ class ClassificationTask:
             total += logits.size(0)
             counts.update(model.predict_labels(logits, self.threshold).cpu(), batch["labels"].cpu())
         model.train()
+        if all_reduce:
+            counts = distributed.all_reduce_counts(counts)
+            loss_sum, total = distributed.all_reduce_sum(torch.tensor([loss_sum, total], dtype=torch.float64)).tolist()
         metrics = counts.compute(self.label_names)
         metrics["loss"] = loss_sum / max(1, total)
         return metrics
