@@ -14,3 +14,6 @@ run benchmarks/bench_encode.py --memory
 # classify throughput needs the sentiment model: train it first on a clean clone (skipped when unchanged)
 [ -f runs/sentiment/model/config.json ] || .venv/bin/nlp-lstm run pipelines/sentiment.toml --quiet
 run benchmarks/bench_classify.py --threads 1 --rounds 3
+# summarizer decode throughput needs the descriptions model: train it first on a clean clone (skipped when unchanged)
+[ -f runs/descriptions/model/config.json ] || .venv/bin/nlp-lstm run pipelines/descriptions.toml --quiet
+run benchmarks/bench_decode.py --threads 1 --texts 256 --rounds 3

@@ -61,3 +61,22 @@ def test_train_learns_beats_majority_and_reloads_identically(tmp_path):
     assert [row["label"] for row in first[:2]] == ["pos", "neg"]
     evaluated = nlp_lstm.evaluate(output, DataSource(test_file=str(test_file)), split="test")
     assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_multilabel_training_predicts_label_sets(tmp_path):
+    from tests.helpers import write_jsonl
+
+    rows = []
+    for i, row in enumerate(sentiment_rows(300, seed=7)):
+        labels = [row["label"]] + (["long"] if len(row["text"].split()) > 8 else [])
+        rows.append({"text": row["text"], "label": labels})
+    output = tmp_path / "multi"
+    metrics = nlp_lstm.train(
+        output_dir=output, source=DataSource(train_file=str(write_jsonl(tmp_path / "m.jsonl", rows))),
+        tokenizer_settings={"kind": "spacy", "min_freq": 1}, model=SMALL,
+        training=TrainConfig(epochs=8, batch_size=16, learning_rate=1e-2, seed=3), progress=False,
+    )
+    assert json.loads((output / "config.json").read_text())["model"]["task"] == "multilabel"
+    assert metrics["test"]["macro_f1"] > 0.8
+    [row] = nlp_lstm.load(output).predict(["the film was really a very very very good plot and story"])
+    assert "pos" in row["labels"] and "neg" not in row["labels"]
