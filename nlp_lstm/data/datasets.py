@@ -97,6 +97,10 @@ def _check_file(path) -> Path:
         raise NlpLstmError(f"file {path} does not exist; check the path")
     if path.is_dir():
         raise NlpLstmError(f"{path} is a directory, not a data file; give a .csv/.tsv/.json/.jsonl/.parquet/.txt file inside it")
+    try:
+        path.open("rb").close()
+    except OSError as error:
+        raise NlpLstmError(f"cannot read {path} ({error.strerror}); check the file's permissions") from None
     return path
 
 
