@@ -15,12 +15,11 @@ import hashlib
 import io
 import itertools
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from nlp_lstm.artifacts import atomic_write_bytes
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
 from nlp_lstm.errors import NlpLstmError
 
@@ -133,7 +132,7 @@ class Tokenizer:
         files = dict(self._model_files())
         files[TOKENIZER_FILE] = (json.dumps(self._tokenizer_json(), indent=2, ensure_ascii=False) + "\n").encode()
         for name in [n for n in files if n != TOKENIZER_FILE] + [TOKENIZER_FILE]:
-            _atomic_write(directory / name, files[name])
+            atomic_write_bytes(directory / name, files[name])
 
     def __getstate__(self):
         # Picklable by value (datasets' multiprocess map ships the tokenizer to workers);
@@ -146,17 +145,6 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, settings={self.settings})"
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 # --- spaCy: words ------------------------------------------------------------------------------
