@@ -35,3 +35,23 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def invoke(*args, input=None):
+    """Run `nlp-lstm ARGS` in-process; every argument is turned into a string."""
+    from typer.testing import CliRunner
+
+    from nlp_lstm.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_usage_error(result, *fragments):
+    """Exit code 2 and exactly one `error: ...` line on stderr holding every fragment, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    print(lines[0])  # `pytest -s` shows every message (docs/errors.md quotes them)

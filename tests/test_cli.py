@@ -1,27 +1,11 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from nlp_lstm.cli.main import app
-from tests.helpers import sentiment_rows, write_csv, write_jsonl
+from tests.helpers import assert_usage_error, invoke, sentiment_rows, write_csv, write_jsonl
 
-runner = CliRunner()
 SMALL = ["--embedding-dim", "16", "--hidden-size", "16", "--epochs", "6", "--batch-size", "16",
          "--learning-rate", "0.01", "--quiet"]
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_usage_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")

@@ -10,29 +10,12 @@ import os
 import pickle
 
 import pytest
-from typer.testing import CliRunner
 
 import nlp_lstm
 import nlp_lstm.artifacts
-from nlp_lstm.cli.main import app
-from tests.helpers import sentiment_rows, write_csv, write_jsonl
+from tests.helpers import assert_usage_error, invoke, sentiment_rows, write_csv, write_jsonl
 
-runner = CliRunner()
 TINY = ["--embedding-dim", "8", "--hidden-size", "8", "--epochs", "1", "--batch-size", "32", "--quiet", "--threads", "1"]
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_usage_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    print(lines[0])  # `pytest -s tests/test_errors.py` shows every message (docs/errors.md quotes them)
 
 
 def assert_option_error(result, *fragments):

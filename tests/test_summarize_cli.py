@@ -3,25 +3,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from nlp_lstm.cli.main import app
-from tests.helpers import write_jsonl
+from tests.helpers import assert_usage_error, invoke, write_jsonl
 from tests.test_summarize_api import credit_rows
-
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +80,15 @@ def test_a_classifier_is_refused_by_summarize(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"kind": "classifier", "model": {}}))
     (tmp_path / "model.safetensors").write_bytes(b"")
     result = invoke("summarize", "--model", tmp_path, "some text")
-    assert_one_line_error(result, "holds a classifier model", "nlp-lstm classify")
+    assert_usage_error(result, "holds a classifier model", "nlp-lstm classify")
 
 
 def test_a_summarizer_is_refused_by_classify(model_dir):
     result = invoke("classify", "--model", model_dir, "some text")
-    assert_one_line_error(result, "holds a summarizer model", "nlp-lstm summarize")
+    assert_usage_error(result, "holds a summarizer model", "nlp-lstm summarize")
 
 
 def test_missing_summary_column_lists_the_available_columns(data, tmp_path):
     result = invoke("train", "summarizer", "--train-file", data["train"], "--text-column", "document",
                     "--summary-column", "abstract", "--output-dir", tmp_path / "m", "--quiet")
-    assert_one_line_error(result, "'abstract'", "available columns: document, summary")
+    assert_usage_error(result, "'abstract'", "available columns: document, summary")

@@ -25,6 +25,22 @@ def _fingerprint(ds, tokenizer, name: str, arguments: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint: str):
+    """Replace every column by `encode_batch`'s output, batch by batch; cached on disk by `datasets`."""
+    import datasets
+
+    return ds.map(
+        encode_batch,
+        batched=True,
+        batch_size=_BATCH_SIZE,
+        remove_columns=ds.column_names,
+        features=datasets.Features(features),
+        num_proc=num_proc,
+        new_fingerprint=fingerprint,
+        desc="Encoding",
+    )
+
+
 def _require(ds, columns) -> None:
     for column in columns:
         if column is not None and column not in ds.column_names:
@@ -99,16 +115,8 @@ def encode_classification(
         "text_column": text_column, "label_column": label_column, "label_names": names,
         "multi_label": multi_label, "max_length": max_length,
     }
-    return ds.map(
-        encode_batch,
-        batched=True,
-        batch_size=_BATCH_SIZE,
-        remove_columns=ds.column_names,
-        features=datasets.Features(features),
-        num_proc=num_proc,
-        new_fingerprint=_fingerprint(ds, tokenizer, "encode_classification", arguments),
-        desc="Encoding",
-    )
+    return _map(ds, encode_batch, features, num_proc=num_proc,
+                fingerprint=_fingerprint(ds, tokenizer, "encode_classification", arguments))
 
 
 def extend_with_oovs(tokens: list[str], ids: list[int], *, unk_id: int, vocab_size: int) -> tuple[list[int], list[str]]:
@@ -201,13 +209,5 @@ def encode_summarization(
         "text_column": text_column, "summary_column": summary_column,
         "max_source_length": max_source_length, "max_target_length": max_target_length,
     }
-    return ds.map(
-        encode_batch,
-        batched=True,
-        batch_size=_BATCH_SIZE,
-        remove_columns=ds.column_names,
-        features=datasets.Features(features),
-        num_proc=num_proc,
-        new_fingerprint=_fingerprint(ds, tokenizer, "encode_summarization", arguments),
-        desc="Encoding",
-    )
+    return _map(ds, encode_batch, features, num_proc=num_proc,
+                fingerprint=_fingerprint(ds, tokenizer, "encode_summarization", arguments))
