@@ -248,7 +248,17 @@ def evaluate(model_dir: str | Path, source: DataSource, *, split: str = "test", 
     return metrics
 
 
-def classify(model_dir: str | Path, texts: Sequence[str], *, device: str = "auto", batch_size: int = 64) -> list[dict[str, Any]]:
-    """Predict label and score for each text with a saved classifier."""
+def classify(model_dir: str | Path, texts: Sequence[str], *, device: str = "auto", batch_size: int = 64,
+             int8: bool = False) -> list[dict[str, Any]]:
+    """Predict label and score for each text with a saved classifier.
+
+    `int8` runs the encoder and head with dynamic int8 quantization (CPU only; see BENCHMARKS.md for
+    its speed and accuracy on the sentiment pipeline).
+    """
     read_model_config(model_dir, expect="classifier")
-    return load(model_dir, device=device).predict(texts, batch_size=batch_size)
+    classifier = load(model_dir, device="cpu" if int8 else device)
+    if int8:
+        from nlp_lstm.quantize import quantize_classifier
+
+        classifier = quantize_classifier(classifier)
+    return classifier.predict(texts, batch_size=batch_size)

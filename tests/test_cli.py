@@ -145,3 +145,11 @@ def test_jsonl_training_data_with_int_labels(tmp_path):
                     "--output-dir", output, *SMALL)
     assert result.exit_code == 0, result.output
     assert json.loads((output / "config.json").read_text())["labels"] == ["0", "1"]
+
+
+def test_classify_int8_agrees_with_float(model_dir):
+    texts = ["a great film", "an awful plot", "lovely story", "boring product"]
+    plain = invoke("classify", "--model", model_dir, *texts, "--format", "json")
+    quantized = invoke("classify", "--model", model_dir, *texts, "--format", "json", "--int8")
+    assert quantized.exit_code == 0, quantized.output
+    assert [r["label"] for r in json.loads(quantized.stdout)] == [r["label"] for r in json.loads(plain.stdout)]

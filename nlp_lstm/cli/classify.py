@@ -13,6 +13,7 @@ def classify_command(
     input_file: Annotated[Optional[Path], typer.Option("--input-file", "-i", help="txt (one per line), csv, json or jsonl with a 'text' column.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", callback=check_format, help="table | json | jsonl.")] = "table",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")] = 64,
+    int8: Annotated[bool, typer.Option("--int8", help="Dynamic int8 quantization of the LSTM and head (CPU).")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -22,7 +23,8 @@ def classify_command(
     import nlp_lstm
 
     def action():
-        rows = nlp_lstm.classify(model, read_inputs(texts, input_file), device=device, batch_size=batch_size)
+        rows = nlp_lstm.classify(model, read_inputs(texts, input_file), device=device, batch_size=batch_size,
+                                 int8=int8)
         columns = ["text", "labels", "scores"] if rows and "labels" in rows[0] else ["text", "label", "score"]
         print_rows(rows, fmt=fmt, columns=columns)
 
