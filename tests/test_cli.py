@@ -153,3 +153,14 @@ def test_classify_int8_agrees_with_float(model_dir):
     quantized = invoke("classify", "--model", model_dir, *texts, "--format", "json", "--int8")
     assert quantized.exit_code == 0, quantized.output
     assert [r["label"] for r in json.loads(quantized.stdout)] == [r["label"] for r in json.loads(plain.stdout)]
+
+
+def test_evaluate_on_the_held_out_split_of_the_training_file(data, tmp_path):
+    output = tmp_path / "m"
+    assert invoke("train", "classifier", "--train-file", data["train"], "--output-dir", output, *SMALL).exit_code == 0
+    trained = json.loads((output / "metrics.json").read_text())["test"]
+    result = invoke("evaluate", "--model", output, "--train-file", data["train"], "--split", "test", "--format", "json")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.stdout)
+    assert evaluated["count"] == trained["count"] == 40  # 10% of 400 rows, the rows training set aside
+    assert evaluated["accuracy"] == trained["accuracy"]

@@ -4,13 +4,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, Quiet, Split, TestFile, TextColumn, Threads,
-                                 data_source, run_stage)
+from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, Quiet, Split, TestFile, Threads,
+                                 ValidationFile, data_source, run_stage)
 
 
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model directory.")],
     test_file: TestFile = None,
+    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Score the seeded held-out --split of this training file (the rows training set aside).")] = None,
+    validation_file: ValidationFile = None,
     dataset: Dataset = None,
     dataset_config: DatasetConfig = None,
     split: Split = "test",
@@ -33,14 +35,12 @@ def evaluate_command(
         columns = config.get("columns", {})
         summarizer = config["kind"] == "summarizer"
         source = data_source(
-            dataset=dataset, dataset_config=dataset_config, train_file=None, validation_file=None,
-            test_file=test_file if split == "test" else None,
+            dataset=dataset, dataset_config=dataset_config, train_file=train_file, validation_file=validation_file,
+            test_file=test_file,
             text_column=text_column or columns.get("text", "text"),
             label_column=None if summarizer else label_column or columns.get("label", "label"),
             summary_column=summary_column or columns.get("summary", "summary") if summarizer else None,
         )
-        if test_file is not None and split != "test":
-            source.test_file, source.train_file = None, str(test_file)
         metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=device)
         if fmt == "json":
             typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
