@@ -15,6 +15,7 @@ import datasets
 
 from nlp_lstm.artifacts import atomic_write_json, check_output_dir, read_json, staged_directory
 from nlp_lstm.config import ClassifierConfig, TrainConfig, from_dict
+from nlp_lstm.data.batching import LengthBucketSampler
 from nlp_lstm.data.datasets import DataSource, label_names as find_label_names, load_split, load_splits
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
@@ -23,14 +24,14 @@ from nlp_lstm.model_dir import read_model_config, save_model
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.plots import plot_confusion_matrix, plot_training_curves
 from nlp_lstm.predict import Classifier, load, pick_device
-from nlp_lstm.training.loop import fit, seed_everything
+from nlp_lstm.training.loop import fit, iterate_batches, seed_everything
 from nlp_lstm.training.tasks import ClassificationTask
 
 ENCODE_META = "encode.json"
 
 
 def vocab(source: DataSource, output_dir: str | Path, *, kind: str = "spacy", vocab_size: int = 20000,
-          min_freq: int = 2, lowercase: bool = True, model_type: str = "unigram", overwrite: bool = True) -> Tokenizer:
+          min_freq: int = 2, lowercase: bool = True, model_type: str = "unigram") -> Tokenizer:
     """Fit a tokenizer on the training split's text (and summary) column and save it to `output_dir`."""
     train = load_split(source, "train")
     columns = [c for c in (source.text_column, source.summary_column) if c]
@@ -216,9 +217,6 @@ def keep_run_files(output: Path, staging: Path) -> None:
 
 
 def _score_encoded(classifier: Classifier, task: ClassificationTask, data: datasets.Dataset) -> dict[str, Any]:
-    from nlp_lstm.data.batching import LengthBucketSampler
-    from nlp_lstm.training.loop import iterate_batches
-
     sampler = LengthBucketSampler(data["length"], batch_size=128, shuffle=False)
     return task.evaluate(classifier.model, lambda: iterate_batches(data, sampler, task.collate, classifier.device))
 

@@ -1,0 +1,74 @@
+import json
+
+from nlp_lstm.pipeline import load_pipeline, run_pipeline
+from tests.helpers import invoke, sentiment_rows, write_csv
+
+PIPELINE = """
+[pipeline]
+name = "tiny"
+task = "classifier"
+run_dir = "{run_dir}"
+
+[data]
+train_file = "{train_file}"
+
+[tokenizer]
+name = "tiny"
+kind = "spacy"
+min_freq = 1
+
+[model]
+embedding_dim = 16
+hidden_size = 16
+dropout = 0.0
+
+[train]
+epochs = {epochs}
+batch_size = 16
+learning_rate = 0.01
+"""
+
+
+def write_pipeline(tmp_path, epochs: int):
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(400, seed=1))
+    path = tmp_path / "tiny.toml"
+    path.write_text(PIPELINE.format(run_dir=tmp_path / "runs", train_file=train_file, epochs=epochs))
+    return path
+
+
+def test_stages_rerun_only_when_their_inputs_change(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # vocab/<name>/ is written relative to the working directory
+    path = write_pipeline(tmp_path, epochs=6)
+    lines: list[str] = []
+    metrics = run_pipeline(path, progress=False, echo=lines.append)
+    assert [line.split("]")[0] for line in lines] == ["[vocab", "[encode", "[train", "[evaluate"]
+    assert all("running" in line for line in lines)
+    assert metrics["accuracy"] > 0.8 and metrics["split"] == "test"
+    assert (tmp_path / "vocab/tiny/tokenizer.json").is_file()
+    assert (tmp_path / "runs/model/model.safetensors").is_file()
+
+    lines.clear()
+    again = run_pipeline(path, progress=False, echo=lines.append)
+    assert all("skipped" in line for line in lines) and len(lines) == 4
+    assert again == metrics
+
+    write_pipeline(tmp_path, epochs=5)  # a [train] change: tokenizer and encoding stay
+    lines.clear()
+    run_pipeline(path, progress=False, echo=lines.append)
+    assert ["skipped" in line for line in lines] == [True, True, False, False]
+    assert len(json.loads((tmp_path / "runs/model/metrics.json").read_text())) > 0
+
+
+def test_cli_run_prints_the_metrics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_pipeline(tmp_path, epochs=1)
+    result = invoke("run", path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in json.loads(result.stdout)
+    assert "[train] running" in result.stderr
+
+
+def test_summarizer_pipeline_reads_no_label_column():
+    pipe = load_pipeline("pipelines/descriptions.toml")
+    assert pipe.pipeline.task == "summarizer" and pipe.data.label_column is None
+    assert load_pipeline("pipelines/sentiment.toml").data.binarize.margin == 0.5
