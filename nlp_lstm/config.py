@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nlp_lstm.errors import NlpLstmError
@@ -170,9 +170,4 @@ def _coerce(value: Any, hint: Any, *, where: str) -> Any:
     raise NlpLstmError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass -> JSON-ready dict (tuples become lists)."""
-    return dataclasses.asdict(obj)
-
-
-__all__ = ["ClassifierConfig", "TrainConfig", "from_dict", "to_dict", "TASKS", "POOLINGS", "field"]
+__all__ = ["ClassifierConfig", "TrainConfig", "from_dict", "TASKS", "POOLINGS"]

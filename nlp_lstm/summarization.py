@@ -25,7 +25,7 @@ from nlp_lstm.data.datasets import DataSource, load_split, load_splits
 from nlp_lstm.data.encode import encode_summarization, extend_with_oovs
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search, decoding_mode
-from nlp_lstm.decoding.greedy import greedy_decode
+from nlp_lstm.decoding.greedy import greedy_decode, greedy_decode_config
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.metrics.rouge import RougeCounts, lead_baseline, rouge_scores
 from nlp_lstm.model_dir import load_model_tokenizer, load_state, read_model_config, save_model
@@ -164,10 +164,7 @@ class SummarizerModel:
         """Extended output ids for a batch of encoded examples (beam size 1: greedy)."""
         batch = to_device(collate_summarization(examples), self.device)
         if config.beam_size == 1:
-            return greedy_decode(
-                self.model, batch, max_length=config.max_length, min_length=config.min_length,
-                no_repeat_ngram_size=config.no_repeat_ngram_size,
-            )
+            return greedy_decode_config(self.model, batch, config)
         return beam_search(self.model, batch, config)
 
     def summarize(self, texts: Sequence[str], *, beam_size: int = 4, min_length: int = 1, max_length: int = 30,
