@@ -56,8 +56,12 @@ def _is_multilabel(dataset: datasets.Dataset, label_column: str) -> bool:
 
 
 def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path, *, max_length: int = 256,
-           overwrite: bool = False) -> datasets.DatasetDict:
-    """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names."""
+           num_proc: int | None = None, overwrite: bool = False) -> datasets.DatasetDict:
+    """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names.
+
+    `num_proc` encodes Arrow data in that many processes (`Dataset.map(num_proc=...)`); a streamed
+    source (`source.streaming`) is read once per split in this process instead.
+    """
     output = Path(output_dir)
     check_output_dir(output, overwrite=overwrite)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -69,7 +73,7 @@ def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path
     encoded = datasets.DatasetDict({
         split: encode_classification(
             data, tokenizer, text_column=source.text_column, label_column=source.label_column,
-            label_names=names, multi_label=multi_label, max_length=max_length,
+            label_names=names, multi_label=multi_label, max_length=max_length, num_proc=num_proc,
         )
         for split, data in splits.items()
     })

@@ -389,7 +389,7 @@ def _save_summarizer(output: Path, network: Summarizer, tokenizer: Tokenizer, re
         atomic_write_json(staging / "metrics.json", metrics)
         plot_training_curves(result.log, staging / "plots" / "training_curves.png")
         first = splits.get("test", splits["validation"])
-        head = _columns(first.select(range(min(20, len(first)))), source.text_column)
+        head = _columns(first.take(20), source.text_column)
         text = next((t for t in head if t.strip()), None)
         if text is not None:
             try:

@@ -23,7 +23,7 @@ Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU th
 
 Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face hub dataset name.")]
 DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.")]
-TrainFile = Annotated[Optional[Path], typer.Option("--train-file", help="Training data: csv, tsv, json, jsonl, parquet or txt (.gz allowed).")]
+TrainFile = Annotated[Optional[Path], typer.Option("--train-file", help="Training data: csv, tsv, json, jsonl, parquet or txt (.gz allowed), or a save_to_disk directory.")]
 ValidationFile = Annotated[Optional[Path], typer.Option("--validation-file", help="Validation data; split off the training data when absent.")]
 TestFile = Annotated[Optional[Path], typer.Option("--test-file", help="Test data; split off the training data when absent.")]
 TextColumn = Annotated[str, typer.Option("--text-column", help="Column holding the input text.")]
@@ -31,6 +31,8 @@ LabelColumn = Annotated[str, typer.Option("--label-column", help="Column holding
 SummaryColumn = Annotated[str, typer.Option("--summary-column", help="Column holding the reference summary.")]
 Split = Annotated[str, typer.Option("--split", help="Split to use: train, validation or test.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")]
+Streaming = Annotated[bool, typer.Option(
+    "--streaming", help="Read the data as a stream (no cached or memory-mapped copy of the raw texts); for corpora larger than memory.")]
 
 
 def default_threads() -> int:
@@ -90,7 +92,7 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
 
 
 def data_source(*, dataset, dataset_config, train_file, validation_file, test_file, text_column,
-                label_column=None, summary_column=None):
+                label_column=None, summary_column=None, streaming=False):
     from nlp_lstm.data.datasets import DataSource
 
     if dataset is None and train_file is None and test_file is None:
@@ -100,7 +102,7 @@ def data_source(*, dataset, dataset_config, train_file, validation_file, test_fi
         train_file=str(train_file) if train_file else None,
         validation_file=str(validation_file) if validation_file else None,
         test_file=str(test_file) if test_file else None,
-        text_column=text_column, label_column=label_column, summary_column=summary_column,
+        text_column=text_column, label_column=label_column, summary_column=summary_column, streaming=streaming,
     )
 
 

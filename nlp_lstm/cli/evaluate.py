@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, Quiet, Split, TestFile, Threads,
+from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, Quiet, Streaming, Split, TestFile, Threads,
                                  ValidationFile, data_source, run_stage)
 
 
@@ -23,6 +23,7 @@ def evaluate_command(
     plots_dir: Annotated[Optional[Path], typer.Option("--plots-dir", help="Write plots (confusion matrix) here.")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
+    streaming: Streaming = False,
     debug: Debug = False,
     threads: Threads = None,
 ) -> None:
@@ -36,7 +37,7 @@ def evaluate_command(
         summarizer = config["kind"] == "summarizer"
         source = data_source(
             dataset=dataset, dataset_config=dataset_config, train_file=train_file, validation_file=validation_file,
-            test_file=test_file,
+            test_file=test_file, streaming=streaming,
             text_column=text_column or columns.get("text", "text"),
             label_column=None if summarizer else label_column or columns.get("label", "label"),
             summary_column=summary_column or columns.get("summary", "summary") if summarizer else None,

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, LabelColumn, Overwrite, Quiet, SummaryColumn,
+from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, LabelColumn, Overwrite, Quiet, Streaming, SummaryColumn,
                                  TestFile, TextColumn, Threads, TrainFile, ValidationFile, data_source, run_stage)
 
 app = typer.Typer(help="Train a classifier or a summarizer.", no_args_is_help=True)
@@ -115,6 +115,7 @@ def classifier_command(
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
+    streaming: Streaming = False,
     debug: Debug = False,
     threads: Threads = None,
     nproc_per_node: NprocPerNode = 1,
@@ -129,7 +130,7 @@ def classifier_command(
         source = None
         if encoded is None:
             source = data_source(dataset=dataset, dataset_config=dataset_config, train_file=train_file,
-                                 validation_file=validation_file, test_file=test_file, text_column=text_column,
+                                 validation_file=validation_file, test_file=test_file, text_column=text_column, streaming=streaming,
                                  label_column=label_column)
         metrics = nlp_lstm.train(
             output_dir=output_dir, source=source, encoded_dir=encoded, tokenizer_dir=tokenizer,
@@ -181,6 +182,7 @@ def summarizer_command(
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
+    streaming: Streaming = False,
     debug: Debug = False,
     threads: Threads = None,
     nproc_per_node: NprocPerNode = 1,
@@ -193,7 +195,7 @@ def summarizer_command(
 
     def action():
         source = data_source(dataset=dataset, dataset_config=dataset_config, train_file=train_file,
-                             validation_file=validation_file, test_file=test_file, text_column=text_column,
+                             validation_file=validation_file, test_file=test_file, text_column=text_column, streaming=streaming,
                              summary_column=summary_column)
         metrics = nlp_lstm.train_summarizer(
             output_dir=output_dir, source=source, tokenizer_dir=tokenizer,

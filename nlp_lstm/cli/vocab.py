@@ -3,7 +3,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Quiet, SummaryColumn, TextColumn, Threads,
+from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Quiet, Streaming, SummaryColumn, TextColumn, Threads,
                                  TrainFile, data_source, run_stage)
 
 
@@ -21,6 +21,7 @@ def vocab_command(
     model_type: Annotated[str, typer.Option("--model-type", help="sentencepiece: unigram | bpe.")] = "unigram",
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to save the tokenizer.")] = None,
     quiet: Quiet = False,
+    streaming: Streaming = False,
     debug: Debug = False,
     threads: Threads = None,
 ) -> None:
@@ -29,7 +30,8 @@ def vocab_command(
 
     def action():
         source = data_source(dataset=dataset, dataset_config=dataset_config, train_file=train_file, validation_file=None,
-                             test_file=None, text_column=text_column, summary_column=summary_column)
+                             test_file=None, text_column=text_column, summary_column=summary_column,
+                             streaming=streaming)
         target = output_dir or Path("vocab") / name
         tokenizer = nlp_lstm.vocab(source, target, kind=kind, vocab_size=vocab_size, min_freq=min_freq,
                                    lowercase=lowercase, model_type=model_type)

@@ -3,6 +3,10 @@
 Each function names its result with a fingerprint of (input dataset, tokenizer files, arguments), so
 `datasets` reuses its on-disk cache when nothing changed, and the tokenizer itself is never hashed.
 No bos/eos are added here: the models (and `batching.collate_*`) add them where they are needed.
+
+A streamed split (`IterableDataset`, `DataSource(streaming=True)`) is encoded in one pass and
+written to an Arrow file (`Dataset.from_generator`), so training still gets memory-mapped, randomly
+accessible ids while the raw texts are never stored.
 """
 
 from __future__ import annotations
@@ -17,9 +21,17 @@ _ENCODE_VERSION = 1  # bump when the encoded layout changes, so stale caches are
 _BATCH_SIZE = 1000
 
 
+def _data_fingerprint(ds) -> str:
+    """datasets' own fingerprint; `load_splits` gives streamed splits one. A stream from elsewhere has
+    none, so its encoding is named afresh (not reused)."""
+    import uuid
+
+    return getattr(ds, "_fingerprint", None) or uuid.uuid4().hex
+
+
 def _fingerprint(ds, tokenizer, name: str, arguments: dict) -> str:
     payload = json.dumps(
-        {"v": _ENCODE_VERSION, "fn": name, "data": ds._fingerprint, "tokenizer": tokenizer.fingerprint, "args": arguments},
+        {"v": _ENCODE_VERSION, "fn": name, "data": _data_fingerprint(ds), "tokenizer": tokenizer.fingerprint, "args": arguments},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -29,6 +41,10 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     """Replace every column by `encode_batch`'s output, batch by batch; cached on disk by `datasets`."""
     import datasets
 
+    from nlp_lstm.data.datasets import is_stream
+
+    if is_stream(ds):
+        return _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
     return ds.map(
         encode_batch,
         batched=True,
@@ -39,6 +55,31 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
         new_fingerprint=fingerprint,
         desc="Encoding",
     )
+
+
+def _encode_stream(stream, encode_batch, features, *, num_proc: int | None, fingerprint: str):
+    import datasets
+
+    if num_proc and num_proc > 1:
+        raise NlpLstmError("num_proc works on Arrow data, not on a stream; drop --streaming or --num-proc")
+
+    written = 0
+
+    def rows():
+        nonlocal written
+        for batch in stream.iter(batch_size=_BATCH_SIZE):
+            encoded = encode_batch(batch)
+            names = list(encoded)
+            for values in zip(*(encoded[name] for name in names)):
+                written += 1
+                yield dict(zip(names, values))
+
+    try:
+        return datasets.Dataset.from_generator(rows, features=features, fingerprint=fingerprint)
+    except ValueError:
+        if written:
+            raise
+        raise NlpLstmError("the streamed split has no rows to encode; check the file (and the binarize margin)") from None
 
 
 def _require(ds, columns) -> None:

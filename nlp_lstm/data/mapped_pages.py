@@ -1,0 +1,68 @@
+"""Keep the resident memory of a memory-mapped dataset bounded while an epoch reads it.
+
+Reading rows of a memory-mapped Arrow file maps its pages into this process, and Linux counts them
+in the resident set (RSS) until the mapping goes away, although they are clean page cache that the
+kernel may drop at any time. Over an epoch of random batches that is the whole file: RSS then grows
+with the corpus. `MappedPages(dataset).release()` advises the kernel that this process does not need
+them now (`madvise(MADV_DONTNEED)`); the next read maps them back from the page cache (a minor fault,
+no disk read while the file stays cached).
+
+Only whole read-only, file-backed mappings that hold the dataset's own Arrow buffers are advised
+(found in /proc/self/maps), so no heap memory or writable mapping is ever touched. Elsewhere (other
+systems, in-memory datasets) `release` does nothing.
+"""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from pathlib import Path
+
+
+def _buffer_addresses(dataset) -> list[int]:
+    """Start addresses of every Arrow buffer of the dataset (`Array.buffers()` includes children's)."""
+    return sorted({
+        buffer.address
+        for column in dataset.data.table.columns
+        for chunk in column.chunks
+        for buffer in chunk.buffers()
+        if buffer is not None and buffer.size
+    })
+
+
+def _read_only_file_mappings() -> list[tuple[int, int]]:
+    mappings = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith("/") or "w" in fields[1]:
+            continue  # anonymous, [heap]/[stack], or writable: never advised
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        mappings.append((start, end))
+    return mappings
+
+
+class MappedPages:
+    """The file mappings behind `dataset`'s Arrow buffers, found once; `release()` drops their pages."""
+
+    def __init__(self, dataset) -> None:
+        self.mappings: list[tuple[int, int]] = []
+        if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        addresses = _buffer_addresses(dataset)
+        for start, end in _read_only_file_mappings():
+            if any(start <= address < end for address in addresses):
+                self.mappings.append((start, end))
+
+    def release(self) -> int:
+        """Advise every mapping's pages away; returns the bytes advised."""
+        if not self.mappings:
+            return 0
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        advised = 0
+        for start, end in self.mappings:
+            if libc.madvise(start, end - start, mmap.MADV_DONTNEED) == 0:
+                advised += end - start
+        return advised
