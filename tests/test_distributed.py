@@ -139,3 +139,24 @@ def test_nproc_per_node_under_torchrun_is_a_clear_error(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["train", "classifier", "--output-dir", str(tmp_path), "--nproc-per-node", "2"])
     assert result.exit_code == 2
     assert "--nproc-per-node" in result.output
+
+
+@pytest.mark.slow
+def test_a_user_error_under_nproc_per_node_is_printed_once(tmp_path):
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(50, seed=3))
+    args = [sys.executable, "-m", "nlp_lstm.cli.main", "train", "classifier", "--train-file", str(train_file),
+            "--text-column", "body", "--output-dir", str(tmp_path / "model"), "--quiet", "--threads", "1",
+            "--device", "cpu", "--nproc-per-node", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: column 'body' not found"), done.stderr
+    assert done.stderr.count("error: ") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_launch_exit_code_keeps_the_workers_meaning():
+    from nlp_lstm.training.launch import exit_code
+
+    assert exit_code({2}) == 2  # every rank: the same usage or input error
+    assert exit_code({130, 1}) == 130 and exit_code({-2}) == 130  # Ctrl-C
+    assert exit_code({1}) == 1 and exit_code({2, 1}) == 1

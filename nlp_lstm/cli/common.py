@@ -70,7 +70,8 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
     except NlpLstmError as error:
         if debug:
             raise
-        typer.echo(f"error: {error}", err=True)
+        if not getattr(error, "shown_by_rank_0", False):  # under torchrun every rank has rank 0's error
+            typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

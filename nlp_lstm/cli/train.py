@@ -36,7 +36,8 @@ def relaunch_with_torchrun(context: typer.Context, nproc_per_node: int) -> int:
     """Run this same command in `nproc_per_node` processes under torchrun on this machine; its exit code.
 
     `python -m torch.distributed.run --standalone --nproc-per-node N -m nlp_lstm.cli.main train <task>
-    <the options given, minus --nproc-per-node>`. The options are rebuilt from the parsed values, so
+    <the options given, minus --nproc-per-node>`, through `nlp_lstm.training.launch` (which keeps the
+    workers' exit code and their one-line error). The options are rebuilt from the parsed values, so
     this works however the command was invoked (console script, `-m`, or a test's CliRunner).
     """
     args = ["train", context.info_name]
@@ -54,8 +55,7 @@ def relaunch_with_torchrun(context: typer.Context, nproc_per_node: int) -> int:
                 args.append(param.secondary_opts[0])
             continue
         args += [param.opts[0], str(value)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
-               "-m", "nlp_lstm.cli.main", *args]
+    command = [sys.executable, "-m", "nlp_lstm.training.launch", str(nproc_per_node), *args]
     process = subprocess.Popen(command)
     while True:
         try:

@@ -122,6 +122,8 @@ def main_first(action: Callable[[], T]) -> T:
             error = caught
     error = broadcast_object(error)  # also the barrier: the others wait for rank 0's files
     if error is not None:
+        if not is_main():
+            error.shown_by_rank_0 = True  # the CLI prints a user error once, on rank 0
         raise error
     return result if is_main() else action()
 
