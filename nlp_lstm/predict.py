@@ -46,28 +46,41 @@ class Classifier:
         if isinstance(texts, str):
             texts = [texts]
         if any(not text.strip() for text in texts):
-            warnings.warn("empty or whitespace-only text: predicted from the unknown token alone", stacklevel=2)
-        ids = [seq[: self.max_length] or [self.tokenizer.unk_id] for seq in self.tokenizer.encode_batch(list(texts))]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
-        results: list[dict[str, Any]] = [{}] * len(ids)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk])
+            # stacklevel 3: past torch.no_grad's wrapper, to the caller's line.
+            warnings.warn("empty or whitespace-only text: predicted from the unknown token alone", stacklevel=3)
+        results: list[dict[str, Any]] = [{}] * len(texts)
+        for indices, batch in self.batches(texts, batch_size=batch_size):
             scores = self._scores(batch["input_ids"], batch)
-            for row, index in enumerate(chunk):
-                results[index] = self._describe(texts[index], scores[row])
+            for index, row in zip(indices, self._describe_rows(scores)):
+                results[index] = {"text": texts[index], **row}
         return results
+
+    def batches(self, texts: Sequence[str], *, batch_size: int = 64) -> list[tuple[list[int], dict]]:
+        """Tokenized batches as `predict` runs them: `(indices into texts, collated batch)` pairs.
+
+        Texts are sorted by token count first, so each batch pads little: the LSTM runs every row to
+        the batch's longest (the float and int8 encoders both compute through padding for a
+        classifier). `indices` restore the input order.
+        """
+        ids = [seq[: self.max_length] or [self.tokenizer.unk_id] for seq in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        return [
+            (chunk, collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk]))
+            for chunk in (order[start : start + batch_size] for start in range(0, len(order), batch_size))
+        ]
 
     def _scores(self, inputs: torch.Tensor, batch: dict) -> torch.Tensor:
         logits = self.model(inputs.to(self.device), batch["lengths"].to(self.device), batch["pad_mask"].to(self.device))
         return self.model.scores(logits).cpu()
 
-    def _describe(self, text: Any, scores: torch.Tensor) -> dict[str, Any]:
+    def _describe_rows(self, scores: torch.Tensor) -> list[dict[str, Any]]:
+        """`(B, num_labels)` probabilities -> per row `{"label", "score"}` (multi-label: `"labels"`, `"scores"`)."""
+        rows = scores.tolist()  # one conversion per batch, not an .item() per value
         if self.model.config.task == "multilabel":
-            chosen = [i for i, s in enumerate(scores.tolist()) if s >= self.threshold]
-            return {"text": text, "labels": [self.labels[i] for i in chosen], "scores": [round(scores[i].item(), 4) for i in chosen]}
-        best = int(scores.argmax())
-        return {"text": text, "label": self.labels[best], "score": round(scores[best].item(), 4)}
+            return [{"labels": [self.labels[i] for i, s in enumerate(row) if s >= self.threshold],
+                     "scores": [round(s, 4) for s in row if s >= self.threshold]} for row in rows]  # fmt: skip
+        best = scores.argmax(dim=-1).tolist()
+        return [{"label": self.labels[b], "score": round(row[b], 4)} for b, row in zip(best, rows)]
 
     @torch.no_grad()
     def predict_features(self, sequences: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
@@ -77,7 +90,7 @@ class Classifier:
             chunk = [{"features": torch.as_tensor(s, dtype=torch.float32)} for s in sequences[start : start + batch_size]]
             batch = collate_features(chunk)
             scores = self._scores(batch["features"], batch)
-            results += [self._describe(None, row) for row in scores]
+            results += [{"text": None, **row} for row in self._describe_rows(scores)]
         return results
 
 

@@ -32,6 +32,10 @@ class PackedTorchLSTM(nn.Module):
     Same inputs and outputs as `nlp_lstm.nn.lstm.LSTM.forward` (batch first): outputs zero past each
     row's length, (h_n, c_n) at each row's own last real step. Packing gives that exactness; it is
     slower than our time segments in float (NOTES.md), but the quantized kernel is a different one.
+    The alternative, each direction run padded to the batch's longest row (the backward one over rows
+    reversed within their lengths), was exact but measured no faster in int8 on length-sorted
+    `predict` batches, which pad only ~4%; the reversals cost what packing does (BENCHMARKS.md
+    section 8).
     """
 
     def __init__(self, encoder: LSTM) -> None:

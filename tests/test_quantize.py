@@ -39,10 +39,11 @@ def _trained_classifier(bidirectional: bool) -> Classifier:
     return Classifier(model, tokenizer, labels=["negative", "positive"], max_length=64)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_packed_torch_lstm_matches_our_encoder_on_ragged_batches(bidirectional):
+def test_packed_torch_lstm_matches_our_encoder_on_ragged_batches(num_layers, bidirectional):
     torch.manual_seed(0)
-    ours = LSTM(8, 12, num_layers=2, bidirectional=bidirectional)
+    ours = LSTM(8, 12, num_layers=num_layers, bidirectional=bidirectional)
     copy = PackedTorchLSTM(ours)
     inputs, lengths = torch.randn(5, 9, 8), torch.tensor([9, 3, 7, 1, 9])
     with torch.no_grad():
@@ -68,6 +69,21 @@ def test_quantized_predictions_agree_with_float(bidirectional):
     assert isinstance(quantized.model.encoder.lstm, torch.ao.nn.quantized.dynamic.LSTM)
     assert isinstance(quantized.model.head, torch.ao.nn.quantized.dynamic.Linear)
     assert isinstance(classifier.model.encoder, LSTM)
+
+
+def test_predict_restores_input_order_across_length_sorted_batches():
+    # predict sorts texts by token count so each batch pads little; results come back in input order.
+    classifier = _trained_classifier(bidirectional=True)
+    texts = ["great", "a dull and awful film , truly boring", "lovely", "terrible acting", "a great and wonderful day"]
+    alone = [classifier.predict([text])[0] for text in texts]
+    for model in (classifier, quantize_classifier(classifier)):
+        batched = model.predict(texts, batch_size=2)
+        assert [row["text"] for row in batched] == texts
+        assert [row["label"] for row in batched] == [row["label"] for row in alone]
+    # Float: batching and padding change no score.
+    assert [row["score"] for row in classifier.predict(texts, batch_size=2)] == pytest.approx(
+        [row["score"] for row in alone], abs=1e-4
+    )
 
 
 def test_peephole_encoders_are_refused():
