@@ -3,8 +3,9 @@
 One epoch over the same examples, both ways, alternated round-robin (medians over rounds):
 - baseline (1.0): random batches, every row padded to the corpus maximum, one fused LSTM run over
   all padded steps (lengths ignored; the cost floor of pad-to-max).
-- ours: `LengthBucketSampler` + `collate_classification` (each batch padded to its own longest row)
-  + TextClassifier with lengths (our LSTM runs only real steps).
+- ours: a `datasets.Dataset` of the ids read as `fit` reads it, `LengthBucketSampler` +
+  `iterate_batches` + `collate_classification` (each batch padded to its own longest row), then
+  TextClassifier with lengths (our LSTM runs only real steps).
 Ratio = ours / baseline epoch time; goal <= 0.5 in training and inference.
 
 Length distributions: uniform 10..200 (padded to 200), and the real VADER corpus
@@ -21,12 +22,14 @@ import gzip
 import json
 
 import common
+import datasets
 import numpy as np
 import torch
 
 from nlp_lstm.config import ClassifierConfig
 from nlp_lstm.data.batching import LengthBucketSampler, collate_classification
 from nlp_lstm.models.classifier import TextClassifier
+from nlp_lstm.training.loop import iterate_batches
 
 BATCH, HIDDEN, EMBEDDING, VOCAB = 32, 128, 64, 20000
 EXAMPLES = 640  # 20 batches per epoch
@@ -45,6 +48,14 @@ def epoch_runners(lengths: np.ndarray, *, train: bool, pad_to: int):
     examples = [{"input_ids": rng.integers(4, VOCAB, int(n)).tolist(), "labels": int(rng.integers(0, 2))}
                 for n in lengths]  # fmt: skip
     max_length = pad_to
+    # The same examples as a Dataset with the column types `encode_classification` writes, read as `fit` does.
+    dataset = datasets.Dataset.from_dict({
+        "input_ids": [e["input_ids"] for e in examples], "length": lengths.tolist(),
+        "labels": [e["labels"] for e in examples],
+    }, features=datasets.Features({
+        "input_ids": datasets.List(datasets.Value("int32")), "length": datasets.Value("int32"),
+        "labels": datasets.Value("int64"),
+    }))  # fmt: skip
     model = TextClassifier(ClassifierConfig(
         num_labels=2, task="binary", vocab_size=VOCAB, embedding_dim=EMBEDDING, hidden_size=HIDDEN,
         bidirectional=False, pooling="last", dropout=0.0,
@@ -81,8 +92,7 @@ def epoch_runners(lengths: np.ndarray, *, train: bool, pad_to: int):
     def ours():
         sampler.set_epoch(epoch[0])
         epoch[0] += 1
-        for indices in sampler:
-            batch = collate_classification([examples[i] for i in indices])
+        for batch in iterate_batches(dataset, sampler, collate_classification, torch.device("cpu")):
             step(batch["input_ids"], batch["lengths"], batch["pad_mask"], batch["labels"])
 
     def padded():

@@ -116,7 +116,10 @@ def fit_steps():
     count = BATCH * NUM_BATCHES
     ids = torch.randint(4, VOCAB, (count, TIME), generator=generator)
     labels = torch.randint(0, 2, (count,), generator=generator)
-    dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "length": [TIME] * count, "labels": labels.tolist()})
+    features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32")), "length": datasets.Value("int32"),
+                                  "labels": datasets.Value("int64")})  # what `encode_classification` writes
+    dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "length": [TIME] * count, "labels": labels.tolist()},
+                                         features=features)
     model = TextClassifier(ClassifierConfig(
         num_labels=2, task="binary", vocab_size=VOCAB, embedding_dim=EMBEDDING, hidden_size=HIDDEN,
         bidirectional=False, pooling="last", dropout=0.0,

@@ -1,5 +1,6 @@
 import gzip
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
@@ -13,6 +14,7 @@ from nlp_lstm.data.batching import (
     collate_features,
     collate_summarization,
     column_to_numpy,
+    take_rows,
 )
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
@@ -169,3 +171,164 @@ def test_dataloader_end_to_end():
         assert batch["input_ids"].shape[1] == int(batch["lengths"].max())
         total += len(batch["lengths"])
     assert total == 8
+
+
+def reference_epoch_batches(lengths, *, batch_size, seed, epoch, shuffle, bucket_multiplier, drop_last):
+    """`LengthBucketSampler.epoch_batches` as it was before it stopped building a list of arrays per
+    epoch, kept verbatim: resumed runs and published pipeline results depend on this exact order."""
+    n = len(lengths)
+    size, bucket_size = batch_size, batch_size * bucket_multiplier
+    rng = np.random.Generator(np.random.PCG64([seed, epoch]))
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    bucket = np.arange(n) // bucket_size
+    order = order[np.lexsort((lengths[order], bucket))]
+    batches = [order[start : start + size] for start in range(0, n, size)]
+    if drop_last and batches and len(batches[-1]) < size:
+        batches.pop()
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+@pytest.mark.parametrize("config", range(60))
+def test_epoch_order_matches_the_reference_algorithm(config):
+    rng = np.random.default_rng(config)
+    n = int(rng.choice([0, 1, 7, int(rng.integers(2, 400)), int(rng.integers(400, 3000))]))
+    # Few distinct lengths give many ties: the within-bucket sort must be stable like lexsort.
+    lengths = rng.integers(1, int(rng.choice([3, 40, 500])), size=n)
+    options = dict(shuffle=bool(rng.integers(0, 5)), seed=int(rng.integers(0, 1000)),
+                   bucket_multiplier=int(rng.integers(1, 12)), drop_last=bool(rng.integers(0, 2)))  # fmt: skip
+    batch_size, replicas = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+    samplers = [LengthBucketSampler(lengths, batch_size=batch_size, num_replicas=replicas, rank=r, **options)
+                for r in range(replicas)]  # fmt: skip
+    for number in (0, int(rng.integers(1, 50))):
+        expected = reference_epoch_batches(lengths, batch_size=batch_size * replicas, epoch=number, **options)
+        for sampler in samplers:
+            sampler.set_epoch(number)
+        batches = samplers[0].epoch_batches()
+        assert len(batches) == len(expected) == len(samplers[0])
+        assert [b.tolist() for b in batches] == [b.tolist() for b in expected]
+        assert [batches[i].tolist() for i in range(len(batches))] == [b.tolist() for b in expected]  # random access
+        for rank, sampler in enumerate(samplers):
+            assert list(sampler) == [np.array_split(b, replicas)[rank].tolist() for b in expected]
+
+
+def rows_of(dataset, indices):
+    """What the loop read before the Arrow path: `dataset[indices]` as a list of dicts."""
+    columns = dataset[list(indices)]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def assert_same_batch(fast, slow):
+    assert fast.keys() == slow.keys()
+    for key, expected in slow.items():
+        if torch.is_tensor(expected):
+            assert fast[key].dtype == expected.dtype and fast[key].shape == expected.shape, key
+            assert torch.equal(fast[key], expected), key
+        else:
+            assert fast[key] == expected, key
+
+
+@pytest.fixture
+def no_row_path(monkeypatch):
+    """Make the row-by-row helpers fail, so a test sees the Arrow path run (not fall back to rows)."""
+    from nlp_lstm.data import batching
+
+    @contextmanager
+    def disabled():
+        with monkeypatch.context() as patch:
+            for name in ("_pad", "_pad_mask", "_labels"):
+                patch.setattr(batching, name, lambda *args, **kwargs: pytest.fail("took the row path"))
+            yield
+
+    return disabled
+
+
+def ragged_ids(rng, count, *, empty=True):
+    return [rng.integers(4, 1000, int(n)).tolist() for n in rng.integers(0 if empty else 1, 30, count)]
+
+
+@pytest.mark.parametrize("labels", ["binary", "multiclass", "multilabel", "float", "bool", "none"])
+def test_arrow_batches_collate_like_rows(labels, no_row_path):
+    rng = np.random.default_rng(len(labels))
+    count = 200
+    # Zero-length rows too, although `encode_classification` never writes one ([unk] for an empty text).
+    data = {"input_ids": ragged_ids(rng, count), "length": rng.integers(0, 30, count).tolist()}
+    data["labels"] = {
+        "binary": rng.integers(0, 2, count).tolist(),
+        "multiclass": rng.integers(0, 7, count).tolist(),
+        "multilabel": rng.integers(0, 2, (count, 5)).astype(np.float32).tolist(),
+        "float": rng.normal(size=count).tolist(),
+        "bool": rng.integers(0, 2, count).astype(bool).tolist(),
+        "none": None,
+    }[labels]
+    if data["labels"] is None:
+        del data["labels"]
+    features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32")), "length": datasets.Value("int32")})
+    if labels == "multilabel":
+        features["labels"] = datasets.List(datasets.Value("float32"))
+    elif "labels" in data:
+        features["labels"] = {"float": datasets.Value("float64"), "bool": datasets.Value("bool")}.get(
+            labels, datasets.Value("int64"))
+    plain = datasets.Dataset.from_dict(data, features=features)
+    # A cache file holds one chunk per `writer_batch_size` rows: the chunked table takes the other gather.
+    chunked = plain.map(lambda batch: batch, batched=True, writer_batch_size=16, keep_in_memory=True)
+    assert chunked.data.table.column("input_ids").num_chunks > 1
+    views = (plain, plain.shuffle(seed=1), plain.select(range(50, 150)), chunked, chunked.shuffle(seed=2))
+    for dataset in views:  # with an index mapping too
+        for size in (1, 3, 32):
+            for _ in range(5):
+                indices = rng.choice(len(dataset), size, replace=False)
+                with no_row_path():
+                    fast = collate_classification(take_rows(dataset, indices))
+                assert_same_batch(fast, collate_classification(rows_of(dataset, indices)))
+    for dataset in (plain, chunked):
+        assert_same_batch(collate_classification(take_rows(dataset, [-1, 0, -200])),
+                          collate_classification(rows_of(dataset, [-1, 0, -200])))  # fmt: skip
+        with pytest.raises(IndexError):
+            take_rows(dataset, [0, 200])
+
+
+def test_arrow_rows_read_as_a_list_of_dicts():
+    dataset = datasets.Dataset.from_dict({"input_ids": [[5, 6], [7], [8, 9, 10]], "labels": [0, 1, 0]})
+    rows = take_rows(dataset.select([2, 0, 1]), [0, 2])  # mapped: rows 2 and 1 of the table
+    assert len(rows) == 2 and rows[0] == {"input_ids": [8, 9, 10], "labels": 0} and list(rows)[1]["labels"] == 1
+    assert take_rows(dataset.with_format(columns=["labels"]), [1]).column_names == ["labels"]  # as dataset[[1]]
+
+
+def test_arrow_summarization_batches_collate_like_rows(no_row_path):
+    rng = np.random.default_rng(0)
+    count, vocab = 120, 1000
+    src = ragged_ids(rng, count, empty=False)
+    oovs = [[f"w{i}" for i in range(int(k))] for k in rng.integers(0, 4, count)]
+    tgt = ragged_ids(rng, count)  # empty targets do occur (an empty summary)
+    data = {
+        "src_ids": src, "src_ext_ids": [[i + vocab * (i % 7 == 0) for i in row] for row in src], "oovs": oovs,
+        "length": [len(row) for row in src], "tgt_ids": tgt,
+        "tgt_ext_ids": [[i + vocab * (i % 5 == 0) for i in row] for row in tgt], "tgt_length": [len(row) for row in tgt],
+    }  # fmt: skip
+    dataset = datasets.Dataset.from_dict(data)
+    sources_only = dataset.remove_columns(["tgt_ids", "tgt_ext_ids", "tgt_length"])
+    for ds in (dataset, dataset.shuffle(seed=2), sources_only):
+        for size in (1, 4, 16):
+            indices = rng.choice(len(ds), size, replace=False)
+            with no_row_path():
+                fast = collate_summarization(take_rows(ds, indices))
+            assert_same_batch(fast, collate_summarization(rows_of(ds, indices)))
+
+
+def test_arrow_feature_batches_collate_like_rows(no_row_path):
+    rng = np.random.default_rng(0)
+    count = 60
+    multivariate = [rng.normal(size=(int(t), 3)).tolist() for t in rng.integers(1, 20, count)]
+    univariate = [rng.normal(size=int(t)).tolist() for t in rng.integers(1, 20, count)]
+    for values in (multivariate, univariate):
+        dataset = datasets.Dataset.from_dict({"features": values, "labels": rng.integers(0, 3, count).tolist()})
+        for size in (1, 8):
+            indices = rng.choice(count, size, replace=False)
+            with no_row_path():
+                fast = collate_features(take_rows(dataset, indices))
+            assert_same_batch(fast, collate_features(rows_of(dataset, indices)))
+    mixed = datasets.Dataset.from_dict({"features": [[[1.0, 2.0]], [[3.0]]]})  # steps of different sizes
+    with pytest.raises(ValueError, match="different feature sizes"):
+        collate_features(take_rows(mixed, [0, 1]))  # the row path's error, not a silent reshape
