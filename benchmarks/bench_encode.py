@@ -10,14 +10,15 @@ rule-based tokenizer. Rows alternate round-robin; tokens = ids produced (no trun
 
 Memory (target 9: peak RSS grows <= 1.2x from 1x to 50x, time per example flat): `--memory` runs, for
 the VADER corpus replicated 1x, 10x and 50x (a larger jsonl.gz written to a temp dir), a fresh
-subprocess that loads the jsonl with `datasets`, encodes all of it (sentencepiece, fitted once on 1x)
-and trains one epoch with `nlp_lstm.training.loop.fit` (a small model: memory, not speed, is
-measured), capped at `--memory-steps` (default 4000) steps so 50x stays short: 1x and 10x run a full
-epoch (371 and 3,704 steps), 50x stops at 4,000 of 18,519. It reports `ru_maxrss`, the anonymous /
-file-backed split of RSS (/proc/self/status), and load+encode and training time per example.
+subprocess per size and data path that goes through the library's own data path, as `nlp_lstm.train`
+does: `load_splits` (the Arrow cache, or `streaming=True`), label names, `encode_classification` of
+every split (sentencepiece, fitted once on 1x), then one full epoch of `nlp_lstm.training.loop.fit`
+(a small model: memory, not speed, is measured; `--memory-steps N` caps the epoch). It reports
+`ru_maxrss`, the anonymous / file-backed split of RSS (/proc/self/status), and load+encode and
+training time per example.
 
     .venv/bin/python benchmarks/bench_encode.py [--rounds 3] [--spacy-rounds 1] [--profile]
-    .venv/bin/python benchmarks/bench_encode.py --memory [--factors 1 10 50] [--memory-steps 4000]
+    .venv/bin/python benchmarks/bench_encode.py --memory [--factors 1 10 50] [--memory-modes arrow stream]
 """
 
 from __future__ import annotations
@@ -159,13 +160,15 @@ def sample_peak_anon(peak: dict[str, float], interval: float = 0.05) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def memory_child(data_file: str, tokenizer_dir: str, work_dir: str, max_steps: str) -> None:
-    """One size, in a fresh process: load, encode, one epoch of fit (at most `max_steps` steps);
-    print peak RSS and timings as JSON."""
+def memory_child(data_file: str, tokenizer_dir: str, mode: str, max_steps: str) -> None:
+    """One size, in a fresh process, through the library's own data path (what `nlp_lstm.train` runs):
+    `load_splits` (Arrow cache, or `streaming=True`), label names, `encode_classification` of every
+    split, then one epoch of `fit` (at most `max_steps` steps when > 0). Prints peak RSS and timings as JSON."""
     import datasets
     import torch
 
     from nlp_lstm.config import ClassifierConfig, TrainConfig
+    from nlp_lstm.data.datasets import Binarize, DataSource, label_names, load_splits
     from nlp_lstm.data.encode import encode_classification
     from nlp_lstm.data.tokenize import load_tokenizer
     from nlp_lstm.models.classifier import TextClassifier
@@ -177,72 +180,84 @@ def memory_child(data_file: str, tokenizer_dir: str, work_dir: str, max_steps: s
     peak: dict[str, float] = {}
     sample_peak_anon(peak)
     started = time.perf_counter()
-    raw = datasets.load_dataset("json", data_files={"train": data_file}, cache_dir=f"{work_dir}/cache")["train"]
-    raw = raw.map(lambda batch: {"label": ["positive" if s > 0 else "negative" for s in batch["score"]]}, batched=True)
     tokenizer = load_tokenizer(tokenizer_dir)
-    encode_started = time.perf_counter()
-    encoded = encode_classification(raw, tokenizer, text_column="text", label_column="label",
-                                    label_names=["negative", "positive"], max_length=128)  # fmt: skip
+
+    def prepare():  # a function, as in `nlp_lstm.api.train`: the raw splits are gone when it returns
+        source = DataSource(train_file=data_file, label_column="label", binarize=Binarize(column="score"),
+                            streaming=mode == "stream")
+        splits = load_splits(source)
+        names = label_names(splits["train"], "label")
+        return {split: encode_classification(data, tokenizer, text_column="text", label_column="label",
+                                             label_names=names, max_length=128)
+                for split, data in splits.items()}  # fmt: skip
+
+    encoded = prepare()
     encoded_at = time.perf_counter()
-    rows = len(raw)
-    # The pipeline (`nlp_lstm.api.train`) drops its raw splits before `fit` (they are locals of `prepare`):
-    # so does this. Kept alive, the raw text cache stays mapped: +183 MiB of file-backed RSS at 50x.
-    del raw
+    rows = sum(len(split) for split in encoded.values())
     after_encode = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     parts_encode = rss_parts()
     model = TextClassifier(ClassifierConfig(num_labels=2, task="binary", vocab_size=tokenizer.vocab_size,
                                             embedding_dim=16, hidden_size=16, bidirectional=False, dropout=0.0))  # fmt: skip
     batch_size = 64
-    result = fit(model, task=ClassificationTask(["negative", "positive"]), train_data=encoded,
-                 validation_data=encoded.select(range(1000)), config=TrainConfig(epochs=1, batch_size=batch_size),
-                 run_dir=Path(work_dir) / "run", device=torch.device("cpu"), progress=False,
-                 stop_after_steps=int(max_steps))  # fmt: skip
+    train = encoded["train"]
+    steps = -(-len(train) // batch_size)
+    if int(max_steps) > 0:
+        steps = min(steps, int(max_steps))
+    result = fit(model, task=ClassificationTask(["negative", "positive"]), train_data=train,
+                 validation_data=encoded["validation"].select(range(1000)), config=TrainConfig(epochs=1, batch_size=batch_size),
+                 run_dir=Path(data_file).parent / f"run-{mode}", device=torch.device("cpu"), progress=False,
+                 stop_after_steps=steps)  # fmt: skip
     trained_at = time.perf_counter()
-    steps = min(int(max_steps), -(-len(encoded) // batch_size))
     print(json.dumps({"rows": rows, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "after_encode_kib": after_encode, "seconds": trained_at - started,
-                      "load_encode_s": encoded_at - started, "encode_s": encoded_at - encode_started,
-                      "train_s": trained_at - encoded_at, "steps": steps, "trained_examples": min(len(encoded), steps * batch_size),
+                      "load_encode_s": encoded_at - started, "train_s": trained_at - encoded_at, "steps": steps,
+                      "trained_examples": min(len(train), steps * batch_size),
                       "parts_encode": parts_encode, "parts_end": rss_parts(), "peak_anon": peak["anon"]}))  # fmt: skip
 
 
-def memory(factors: list[int], max_steps: int) -> None:
+def memory(factors: list[int], max_steps: int, modes: list[str]) -> None:
+    import os
+
     lines = gzip.open(common.DATA / "vader_sentiment.jsonl.gz", "rt").read().splitlines(keepends=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = fit_sentencepiece([json.loads(line)["text"] for line in lines])
         tokenizer.save(f"{tmp}/tokenizer")
         for factor in factors:
-            data_file = f"{tmp}/vader_x{factor}.jsonl.gz"
+            data_file = f"{tmp}/x{factor}/vader_x{factor}.jsonl.gz"
+            Path(data_file).parent.mkdir()
             with gzip.open(data_file, "wt", compresslevel=1) as file:
                 for _ in range(factor):
                     file.writelines(lines)
-            Path(f"{tmp}/work{factor}").mkdir()
-            output = subprocess.run([sys.executable, __file__, "--memory-child", data_file, f"{tmp}/tokenizer",
-                                     f"{tmp}/work{factor}", str(max_steps)], check=True, capture_output=True,
-                                    text=True).stdout  # fmt: skip
-            results[factor] = json.loads(output.strip().splitlines()[-1])
-            Path(data_file).unlink()
-            subprocess.run(["rm", "-rf", f"{tmp}/work{factor}"], check=True)  # this size's Arrow cache
-    base = results[factors[0]]
-    base_encode = base["load_encode_s"] / base["rows"]
-    base_train = base["train_s"] / base["trained_examples"]
-    rows = []
-    for factor, r in results.items():
-        ratio = r["peak_kib"] / base["peak_kib"]
-        encode_us, train_us = r["load_encode_s"] / r["rows"] * 1e6, r["train_s"] / r["trained_examples"] * 1e6
-        rows.append((f"VADER x{factor}", r["rows"], r["steps"], r["after_encode_kib"] / 1024, r["peak_kib"] / 1024,
-                     r["peak_anon"], r["peak_anon"] / base["peak_anon"], r["parts_end"]["RssFile"], ratio, encode_us,
-                     encode_us / (base_encode * 1e6), train_us, train_us / (base_train * 1e6),
-                     "" if factor == factors[0] else f"RSS {common.verdict(ratio, 1.2, at_least=False)}; "
-                     f"anon {common.verdict(r['peak_anon'] / base['peak_anon'], 1.2, at_least=False)}"))  # fmt: skip
+            for mode in modes:
+                cache = f"{tmp}/x{factor}/cache-{mode}"  # a fresh datasets cache: nothing is reused
+                output = subprocess.run([sys.executable, __file__, "--memory-child", data_file, f"{tmp}/tokenizer",
+                                         mode, str(max_steps)], check=True, capture_output=True, text=True,
+                                        env={**os.environ, "HF_DATASETS_CACHE": cache}).stdout  # fmt: skip
+                results[mode, factor] = json.loads(output.strip().splitlines()[-1])
+                subprocess.run(["rm", "-rf", cache], check=True)
+            subprocess.run(["rm", "-rf", f"{tmp}/x{factor}"], check=True)
     print(common.machine_line(threads=1))
-    print(f"one epoch of fit capped at {max_steps} steps of 64 (a full epoch has rows/64 steps); the whole corpus is "
-          "always loaded and encoded")  # fmt: skip
+    print("one full epoch of fit (batch 64) unless --memory-steps caps it; every split is loaded and encoded")
+    rows = []
+    for mode in modes:
+        base = results[mode, factors[0]]
+        base_encode = base["load_encode_s"] / base["rows"]
+        base_train = base["train_s"] / base["trained_examples"]
+        for factor in factors:
+            r = results[mode, factor]
+            ratio = r["peak_kib"] / base["peak_kib"]
+            encode_us, train_us = r["load_encode_s"] / r["rows"] * 1e6, r["train_s"] / r["trained_examples"] * 1e6
+            rows.append((mode, f"VADER x{factor}", r["rows"], r["steps"], r["after_encode_kib"] / 1024,
+                         r["peak_kib"] / 1024, r["peak_anon"], r["peak_anon"] / base["peak_anon"],
+                         r["parts_end"]["RssFile"], ratio, encode_us, encode_us / (base_encode * 1e6), train_us,
+                         train_us / (base_train * 1e6),
+                         "" if factor == factors[0] else f"RSS {common.verdict(ratio, 1.2, at_least=False)}; "
+                         f"anon {common.verdict(r['peak_anon'] / base['peak_anon'], 1.2, at_least=False)}"))  # fmt: skip
     common.print_table(f"Peak RSS and time per example, encode + one training epoch, fresh process per size "
                        f"(target 9: peak <= 1.2x of x1 at x{factors[-1]}, time per example flat)", rows,
-                       ("corpus", "rows", "steps", "MiB after encode", "peak MiB", "peak anon MiB", "anon ratio", "file MiB end",
-                        "peak ratio", "load+encode us/ex", "vs x1", "train us/ex", "vs x1", "goal"))  # fmt: skip
+                       ("data", "corpus", "rows", "steps", "MiB after encode", "peak MiB", "peak anon MiB", "anon ratio",
+                        "file MiB end", "peak ratio", "load+encode us/ex", "vs x1", "train us/ex", "vs x1", "goal"))  # fmt: skip
 
 
 def main() -> None:
@@ -252,14 +267,16 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one sentencepiece encode")
     parser.add_argument("--memory", action="store_true", help="measure peak RSS at 1x, 10x and 50x instead")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 50], help="corpus sizes for --memory")
-    parser.add_argument("--memory-steps", type=int, default=4000,
-                        help="cap on training steps per size (--memory); the whole corpus is still encoded")
-    parser.add_argument("--memory-child", nargs=4, metavar=("DATA", "TOKENIZER", "WORK", "STEPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-steps", type=int, default=0,
+                        help="cap on training steps per size (--memory; 0: a full epoch); the whole corpus is still encoded")
+    parser.add_argument("--memory-modes", nargs="+", choices=["arrow", "stream"], default=["arrow", "stream"],
+                        help="data paths for --memory: Arrow cache (default load) and/or --streaming")
+    parser.add_argument("--memory-child", nargs=4, metavar=("DATA", "TOKENIZER", "MODE", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
     elif args.memory:
-        memory(args.factors, args.memory_steps)
+        memory(args.factors, args.memory_steps, args.memory_modes)
     else:
         import torch
 

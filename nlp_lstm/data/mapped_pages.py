@@ -15,6 +15,7 @@ systems, in-memory datasets) `release` does nothing.
 from __future__ import annotations
 
 import mmap
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class MappedPages:
 
     def __init__(self, dataset) -> None:
         self.mappings: list[tuple[int, int]] = []
+        self.pid = os.getpid()  # addresses mean nothing in another process (a copy sent to a worker)
         if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
             return
         addresses = _buffer_addresses(dataset)
@@ -55,7 +57,7 @@ class MappedPages:
 
     def release(self) -> int:
         """Advise every mapping's pages away; returns the bytes advised."""
-        if not self.mappings:
+        if not self.mappings or os.getpid() != self.pid:
             return 0
         import ctypes
 

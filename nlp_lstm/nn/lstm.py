@@ -301,10 +301,15 @@ def peephole_lstm_scan(
         hs, cs: `(time, batch, H)` hidden and cell state after every step.
     """
     tensors = (xproj, h0, c0, weight_hh, peephole_i, peephole_f, peephole_o)
+    # Under autocast (bfloat16 training) the recurrence still runs in the weights' dtype: its hand-written
+    # backward mixes saved states with the weights, and a long product of gates is where low precision
+    # hurts. The input projection before it is the big matmul, and that one autocast keeps.
+    tensors = tuple(t.to(weight_hh.dtype) if t is not None else None for t in tensors)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    if not needs_grad:  # inference: skip keeping the gates
-        return _scan_forward(*tensors, peephole, keep=False)
-    return _PeepholeScan.apply(*tensors, peephole)
+    with torch.autocast(xproj.device.type, enabled=False):
+        if not needs_grad:  # inference: skip keeping the gates
+            return _scan_forward(*tensors, peephole, keep=False)
+        return _PeepholeScan.apply(*tensors, peephole)
 
 
 # ---------------------------------------------------------------------------------------------

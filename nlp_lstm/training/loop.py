@@ -18,6 +18,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from datasets import Dataset
 
 from nlp_lstm.artifacts import atomic_write_text
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.data.batching import LengthBucketSampler
+from nlp_lstm.data.batching import LengthBucketSampler, take_rows
+from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.progress import progress_bar
 from nlp_lstm.training import distributed
@@ -85,7 +87,7 @@ def iterate_batches(dataset: Dataset, sampler: LengthBucketSampler, collate, dev
     Empty batches (a DDP rank's part of a global batch with fewer examples than ranks) are skipped.
     """
     for position, indices in enumerate(sampler):
-        if position < start or not indices:
+        if position < start or not len(indices):
             continue
         yield to_device(collate(_examples(dataset, indices)), device)
 
@@ -98,19 +100,23 @@ def iterate_training_batches(dataset: Dataset, sampler: LengthBucketSampler, col
     still has to run forward and backward, because DDP's gradient all-reduce needs every rank: it
     gets the global batch's first example with weight 0 and size 0 (nothing learnt, nothing logged).
     """
-    for position, global_batch in enumerate(sampler.epoch_batches()):
-        if position < start:
-            continue
+    global_batches = sampler.epoch_batches()
+    for position in range(start, len(global_batches)):
+        global_batch = global_batches[position]
         indices = sampler.shard(global_batch)
         weight = sampler.shard_weight(global_batch)
         size = len(indices)
         if size == 0:
             indices, weight = global_batch[:1], 0.0
-        yield to_device(collate(_examples(dataset, indices.tolist())), device), weight, size
+        yield to_device(collate(_examples(dataset, indices)), device), weight, size
 
 
-def _examples(dataset: Dataset, indices: list[int]) -> list[dict]:
-    rows = dataset[list(indices)]  # columns -> lists, read from Arrow only for this batch
+def _examples(dataset: Dataset, indices) -> Sequence[dict]:
+    """The batch's rows: Arrow columns for a `datasets.Dataset` (the collate functions pad them with
+    numpy, no Python object per token), else the list of dicts `dataset[indices]` gives."""
+    if isinstance(dataset, Dataset):
+        return take_rows(dataset, indices)
+    rows = dataset[np.asarray(indices).tolist()]
     return [dict(zip(rows, values)) for values in zip(*rows.values())]
 
 
@@ -160,6 +166,11 @@ def fit(
     eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size), shuffle=False,
                                        num_replicas=world, rank=rank)
     steps_per_epoch = len(sampler)
+    # Random batches would map the whole training file into RSS over an epoch (each row read faults in
+    # 64 KB around it); dropping those clean pages after every step keeps resident memory flat as the
+    # corpus grows (BENCHMARKS.md, section 9). Validation pages go after each validation pass.
+    train_pages, validation_pages = MappedPages(train_data), MappedPages(validation_data)
+    train_pages.release()
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, total_steps=steps_per_epoch * config.epochs)
     checkpoints = run_dir / "checkpoints"
@@ -226,7 +237,8 @@ def fit(
                 batches = iterate_training_batches(train_data, sampler, task.collate, device,
                                                    start=state["batch_in_epoch"])
                 for batch, weight, size in batches:
-                    loss = task.loss(train_model, batch)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+                        loss = task.loss(train_model, batch)
                     stop = False
                     if world == 1:
                         failed = not torch.isfinite(loss)
@@ -247,6 +259,7 @@ def fit(
                     state["step"] += 1
                     state["batch_in_epoch"] += 1
                     add_loss(loss.item(), size)
+                    train_pages.release()
                     now = time.perf_counter()
                     if main:
                         seen = state["loss_count"] + pending[1]
@@ -267,6 +280,7 @@ def fit(
             if state["stopped"]:
                 break
             validation = _evaluate(task, model, lambda: iterate_batches(validation_data, eval_sampler, task.collate, device))
+            validation_pages.release()
             metric = validation[task.metric_name]
             improved = metric > state["best_metric"]
             if improved:
