@@ -121,8 +121,11 @@ def test_fused_path_calls_the_fused_kernel_and_never_packs(monkeypatch):
     # One call per distinct length (segments) and direction: {1, 2, 4, 6} x 2.
     assert len(calls) == 2 * len(set(LENGTHS.tolist()))
     calls.clear()
-    model(_ragged_batch())  # full lengths: a single kernel call per direction
-    assert len(calls) == 2
+    model(_ragged_batch())  # full lengths: one kernel call for both directions
+    assert len(calls) == 1
+    calls.clear()
+    model(_ragged_batch(), torch.full((len(LENGTHS),), 4))  # equal lengths below the padding: the same
+    assert len(calls) == 1
 
 
 def test_fused_path_gradients_match_torch_lstm_on_full_lengths():
@@ -360,3 +363,15 @@ def test_without_cell_state_outputs_and_h_match_the_exact_path(bidirectional):
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-6)
     torch.testing.assert_close(h_fast, h_exact, rtol=0, atol=1e-6)
     assert torch.all(fast[1, 3:] == 0)
+
+
+def test_equal_lengths_below_the_padding_equal_the_unpadded_run():
+    model = LSTM(INPUT_SIZE, HIDDEN_SIZE, num_layers=2, bidirectional=True)
+    inputs = _ragged_batch()
+    lengths = torch.full((inputs.shape[0],), 4)
+    outputs, (h_n, c_n) = model(inputs, lengths)
+    expected, (expected_h, expected_c) = model(inputs[:, :4])
+    torch.testing.assert_close(outputs[:, :4], expected)
+    assert outputs[:, 4:].abs().max() == 0
+    torch.testing.assert_close(h_n, expected_h)
+    torch.testing.assert_close(c_n, expected_c)
