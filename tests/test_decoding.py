@@ -100,6 +100,7 @@ class MarkovModel(nn.Module):
         super().__init__()
         self.table = probs.log().log_softmax(-1)  # (kinds, vocab, vocab), rows renormalised
         self.rows_per_step: list[int] = []
+        self.encoder_rows_per_step: list[int] = []
 
     def encode(self, src_ids, src_lengths, src_pad_mask):
         batch_size, src_len = src_ids.shape
@@ -113,9 +114,10 @@ class MarkovModel(nn.Module):
         return DecoderState(h=zeros, c=zeros, input_feed=torch.zeros(batch_size, 1),
                             coverage=torch.zeros(batch_size, src_len))
 
-    def step(self, prev_ids, state, encoder_output, src_ext_ids, max_oovs):
+    def step(self, prev_ids, state, encoder_output, src_ext_ids, max_oovs, *, beam_size=1):
         self.rows_per_step.append(prev_ids.shape[0])
-        kind = encoder_output.keys[:, 0, 0].long()
+        self.encoder_rows_per_step.append(encoder_output.keys.shape[0])
+        kind = encoder_output.keys[:, 0, 0].long().repeat_interleave(beam_size)  # beams share a source
         log_probs = self.table[kind, prev_ids].clone()
         extra = log_probs.new_full((log_probs.shape[0], max_oovs), float("-inf"))
         attention = torch.zeros_like(state.coverage)
@@ -322,6 +324,8 @@ def test_finished_examples_leave_the_active_rows():
     outputs = beam_search(model, batch, DecodeConfig(beam_size=3, max_length=8, no_repeat_ngram_size=0))
     assert outputs[0] == [A] and len(outputs[1]) == 8
     assert model.rows_per_step[:2] == [6, 6] and set(model.rows_per_step[2:]) == {3}
+    # Beams read their example's one row of encoder output: it is never copied per beam.
+    assert model.encoder_rows_per_step[:2] == [2, 2] and set(model.encoder_rows_per_step[2:]) == {1}
 
 
 def test_coverage_penalty_ignores_padding_and_rewards_full_coverage():

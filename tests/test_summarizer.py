@@ -7,6 +7,7 @@ from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nlp_lstm.decoding.greedy import greedy_decode
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
+from nlp_lstm.nn import attention as attention_module
 from nlp_lstm.nn.attention import ATTENTION
 
 VOCAB = 30
@@ -113,6 +114,28 @@ def test_coverage_changes_attention_only_when_enabled():
         assert torch.equal(without, with_coverage) != coverage_on
 
 
+@pytest.mark.parametrize("kind", sorted(ATTENTION))
+@pytest.mark.parametrize("grad", [False, True])
+def test_beams_sharing_a_source_attend_bit_for_bit_like_per_beam_copies(kind, grad, monkeypatch):
+    # Small chunks, so that the in-place scoring without autograd runs over several of them.
+    monkeypatch.setattr(attention_module, "SCORE_CHUNK_POSITIONS", 30)
+    attention = ATTENTION[kind](8, 6, coverage=True)
+    if kind == "general":
+        with torch.no_grad():
+            attention.coverage_weight.fill_(0.7)  # starts at 0; make coverage count
+    beams, values = 4, torch.randn(3, 5, 6)
+    pad_mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] + [True] * 4])
+    query, coverage = torch.randn(3 * beams, 8), torch.rand(3 * beams, 5)
+    rows = torch.arange(3).repeat_interleave(beams)
+    keys = attention.project_keys(values).detach()
+    # Reference: every beam with its own copy of the source, through the autograd code path.
+    copied = attention(query, keys[rows], values[rows], pad_mask[rows], coverage=coverage)
+    with torch.set_grad_enabled(grad):
+        shared = attention(query, keys, values, pad_mask, coverage=coverage, beam_size=beams)
+    assert shared[0].shape == (3 * beams, 6) and shared[1].shape == (3 * beams, 5)
+    assert torch.equal(shared[0], copied[0]) and torch.equal(shared[1], copied[1])
+
+
 # -- one step -------------------------------------------------------------------------------------
 
 
@@ -149,6 +172,30 @@ def test_step_returns_a_distribution_over_the_extended_vocabulary(copy, attentio
     else:
         assert log_probs[0, VOCAB:].eq(float("-inf")).all()
         assert torch.equal(p_gen, torch.ones(2))
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_step_with_beams_sharing_the_encoder_output_matches_per_beam_copies(copy):
+    model = Summarizer(tiny_config(copy=copy, coverage=True, decoder_layers=2)).eval()
+    # Example 0 has OOVs VOCAB, VOCAB+1; example 1 has none, so its extended slots stay unreachable.
+    batch = make_batch([[5, VOCAB, 7, VOCAB + 1, VOCAB], [8, 9, 10]])
+    beams = 3
+    rows = torch.arange(2).repeat_interleave(beams)
+    src_ext_ids, max_oovs = batch["src_ext_ids"], batch["max_oovs"]
+    with torch.no_grad():
+        encoder_output = model.encode(batch["src_ids"], batch["src_lengths"], batch["src_pad_mask"])
+        copied_encoder = encoder_output.index_select(rows)
+        state = model.init_state(encoder_output).index_select(rows)
+        prev_ids = torch.tensor([BOS_ID, 5, VOCAB, BOS_ID, 8, 9])
+        for _ in range(3):
+            shared = model.step(prev_ids, state, encoder_output, src_ext_ids, max_oovs, beam_size=beams)
+            copied = model.step(prev_ids, state, copied_encoder, src_ext_ids[rows], max_oovs)
+            for a, b in zip((shared[0], *shared[2:]), (copied[0], *copied[2:])):
+                assert torch.equal(a, b)
+            for name in ("h", "c", "input_feed", "coverage"):
+                assert torch.equal(getattr(shared[1], name), getattr(copied[1], name))
+            assert shared[0][beams:, VOCAB:].eq(float("-inf")).all()
+            state, prev_ids = shared[1], shared[0].argmax(dim=-1)
 
 
 def test_step_reads_extended_previous_ids_as_unk():

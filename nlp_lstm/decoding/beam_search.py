@@ -7,13 +7,17 @@ Live hypotheses are ranked by their raw log P (all live ones have the same lengt
 (fairseq, OpenNMT without a per-step penalty).
 
 Layout: rows are `example x beam`, example-major: row `a * K + k` is beam k of active example a.
-    scores       (A, K)        raw log P of each live beam; -inf for an empty slot
-    tokens       (A * K, t)    generated extended ids so far
-    prev_ids     (A * K,)      last token (BOS at the start)
-    encoder_output, state      rows as above (`EncoderOutput` / `DecoderState`, `index_select`)
-    src_ext_ids  (A * K, S)
+    scores          (A, K)      raw log P of each live beam; -inf for an empty slot
+    tokens          (A * K, t)  generated extended ids so far
+    prev_ids        (A * K,)    last token (BOS at the start)
+    state           rows as above (`DecoderState.index_select`)
+    encoder_output  (A, ...)    one row per example, shared by its beams (`step(beam_size=K)`)
+    src_ext_ids     (A, S)
+    best_*          (N, ...)    per original example: score, tokens and length of the best finished
+                                hypothesis so far (score -inf while there is none)
 An example leaves the active rows (tensors shrunk with `index_select`) as soon as its best finished
-hypothesis cannot be beaten by any live one, so finished examples cost nothing more.
+hypothesis cannot be beaten by any live one, so finished examples cost nothing more. The per-step
+bookkeeping is tensor operations over all active rows; nothing loops over rows in Python.
 """
 
 import contextlib
@@ -156,27 +160,42 @@ def beam_search(model, batch: dict, config: DecodeConfig) -> list[list[int]]:
 
 def beam_search_hypotheses(model, batch: dict, config: DecodeConfig) -> list[Hypothesis]:
     """Like `beam_search`, with the score of each example's best hypothesis."""
-    beam_size, alpha = config.beam_size, config.length_penalty
+    beam_size, alpha, beta = config.beam_size, config.length_penalty, config.coverage_penalty
     with decoding_mode(model):
         encoder_output, state, src_ext_ids, max_oovs = encode_batch(model, batch)
         num_examples = src_ext_ids.shape[0]
         device = src_ext_ids.device
-        rows = torch.arange(num_examples, device=device).repeat_interleave(beam_size)
-        encoder_output = encoder_output.index_select(rows)
-        state = state.index_select(rows)
-        src_ext_ids = src_ext_ids.index_select(0, rows)  # (A*K, S)
-
-        active = list(range(num_examples))  # original example index of each active example
-        scores = torch.full((num_examples, beam_size), float("-inf"), device=device)
+        active = torch.arange(num_examples, device=device)  # (A,) original index of each example
+        beams = torch.arange(beam_size, device=device)
+        first_beam_rows = torch.arange(num_examples, device=device).repeat_interleave(beam_size)
+        state = state.index_select(first_beam_rows)  # (A*K,) K copies of each example's start
+        scores = torch.full((num_examples, beam_size), float("-inf"), device=device)  # (A, K)
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
         tokens = torch.empty(num_examples * beam_size, 0, dtype=torch.long, device=device)
         prev_ids = torch.full((num_examples * beam_size,), BOS_ID, dtype=torch.long, device=device)
-        best = [Hypothesis(tokens=[], score=float("-inf")) for _ in range(num_examples)]
+        # s(Y) in float64 (Python floats' precision); log P stays float32 like the model's output.
+        best_scores = torch.full((num_examples,), float("-inf"), dtype=torch.float64, device=device)
+        best_tokens = torch.zeros(num_examples, config.max_length, dtype=torch.long, device=device)
+        best_lengths = torch.zeros(num_examples, dtype=torch.long, device=device)
 
-        def finish(example: int, row: int, raw_score: float, length: int, penalty: float) -> None:
-            score = raw_score / length_penalty(length, alpha) + penalty
-            if score > best[example].score:  # strict: the first of equal scores stays
-                best[example] = Hypothesis(tokens=tokens[row, :length].tolist(), score=score)
+        def finish(final_scores: torch.Tensor, rows: torch.Tensor, length: int) -> None:
+            """Keep each example's best of `final_scores` `(A, C)` (-inf: no candidate) if it beats
+            the best so far; `rows` `(A, C)` are the candidates' rows of `tokens`."""
+            top, rank = final_scores.max(dim=1)  # the first of equal scores, as a loop would keep
+            better = top > best_scores[active]  # strict: an earlier equal score stays
+            if better.any():
+                examples = active[better]
+                best_scores[examples] = top[better]
+                best_lengths[examples] = length
+                best_tokens[examples, :length] = tokens[rows[better, rank[better]], :length]
+
+        def hypotheses() -> list[Hypothesis]:
+            return [
+                Hypothesis(tokens=row[:length], score=score)
+                for row, length, score in zip(
+                    best_tokens.tolist(), best_lengths.tolist(), best_scores.tolist()
+                )
+            ]
 
         for step in range(config.max_length):
             log_probs, state, _, _ = model.step(
@@ -185,6 +204,7 @@ def beam_search_hypotheses(model, batch: dict, config: DecodeConfig) -> list[Hyp
                 encoder_output=encoder_output,
                 src_ext_ids=src_ext_ids,
                 max_oovs=max_oovs,
+                beam_size=beam_size,
             )
             block_tokens(
                 log_probs,
@@ -192,69 +212,66 @@ def beam_search_hypotheses(model, batch: dict, config: DecodeConfig) -> list[Hyp
                 min_length=config.min_length,
                 no_repeat_ngram_size=config.no_repeat_ngram_size,
             )
-            num_active, width = len(active), log_probs.shape[1]
-            candidates = (scores.view(-1, 1) + log_probs).view(num_active, beam_size * width)
+            num_active, width = active.numel(), log_probs.shape[1]
+            candidates = log_probs.add_(scores.view(-1, 1)).view(num_active, beam_size * width)
             # 2K candidates: at most K end in EOS (one per beam), so K live ones always remain.
             top_scores, top_indices = candidates.topk(2 * beam_size, dim=1)  # (A, 2K)
             top_beams, top_tokens = top_indices // width, top_indices % width
             is_eos = top_tokens == EOS_ID
+            first_rows = torch.arange(num_active, device=device).unsqueeze(1) * beam_size  # (A, 1)
 
             # Finish EOS candidates ranked within the top K (fairseq's rule); rows index pre-step.
             ended = is_eos[:, :beam_size] & (top_scores[:, :beam_size] > float("-inf"))  # (A, K)
             if ended.any():
-                ended_examples, ended_ranks = ended.nonzero(as_tuple=True)
-                ended_rows = ended_examples * beam_size + top_beams[ended_examples, ended_ranks]
+                ended_rows = first_rows + top_beams[:, :beam_size]  # (A, K)
+                examples, ranks = ended.nonzero(as_tuple=True)
                 penalties = coverage_penalty(
-                    state.coverage[ended_rows],
-                    encoder_output.pad_mask[ended_rows],
-                    config.coverage_penalty,
+                    state.coverage[ended_rows[examples, ranks]],
+                    encoder_output.pad_mask[examples],
+                    beta,
                 )
-                for a, row, raw_score, penalty in zip(
-                    ended_examples.tolist(),
-                    ended_rows.tolist(),
-                    top_scores[ended_examples, ended_ranks].tolist(),
-                    penalties.tolist(),
-                ):
-                    finish(active[a], row, raw_score, step, penalty)
+                raw = top_scores[examples, ranks].double()
+                final_scores = raw.new_full(ended.shape, float("-inf"))  # (A, K) float64
+                final_scores[examples, ranks] = raw / length_penalty(step, alpha) + penalties.double()
+                finish(final_scores, ended_rows, step)
 
             # The K best non-EOS candidates become the live beams (stable sort keeps rank order).
             live = torch.argsort(is_eos.int(), dim=1, stable=True)[:, :beam_size]  # (A, K)
             scores = top_scores.gather(1, live)
-            origin = (
-                torch.arange(num_active, device=device).unsqueeze(1) * beam_size
-                + top_beams.gather(1, live)
-            ).view(-1)  # (A*K,) source row of each new beam
+            origin = (first_rows + top_beams.gather(1, live)).view(-1)  # (A*K,) each one's old row
             prev_ids = top_tokens.gather(1, live).view(-1)
             tokens = torch.cat([tokens.index_select(0, origin), prev_ids.unsqueeze(1)], dim=1)
             state = state.index_select(origin)
 
+            if step + 1 == config.max_length:
+                break
             # An example is done when no live beam can still beat its best finished hypothesis:
             # log P only falls, so a live beam's score is at most log P / max(lp) (+ cp <= 0).
             best_lp = max(length_penalty(step + 1, alpha), length_penalty(config.max_length, alpha))
-            bounds = (scores.max(dim=1).values / best_lp).tolist()  # (A,)
-            done = [best[example].score >= bound for example, bound in zip(active, bounds)]
-            if step + 1 == config.max_length:
-                break
-            if any(done):
-                keep_examples = [a for a, is_done in enumerate(done) if not is_done]
-                if not keep_examples:
-                    return best
-                keep = torch.tensor(keep_examples, device=device)
-                beams = torch.arange(beam_size, device=device)
+            bounds = scores.max(dim=1).values / best_lp  # (A,) float32
+            done = best_scores[active] >= bounds
+            if done.any():
+                keep = (~done).nonzero().flatten()  # (A',)
+                if keep.numel() == 0:
+                    return hypotheses()
                 keep_rows = (keep.unsqueeze(1) * beam_size + beams).view(-1)  # (A'*K,)
-                active = [active[a] for a in keep_examples]
+                active = active[keep]
                 scores = scores.index_select(0, keep)
                 tokens = tokens.index_select(0, keep_rows)
                 prev_ids = prev_ids.index_select(0, keep_rows)
                 state = state.index_select(keep_rows)
-                encoder_output = encoder_output.index_select(keep_rows)
-                src_ext_ids = src_ext_ids.index_select(0, keep_rows)
+                encoder_output = encoder_output.index_select(keep)
+                src_ext_ids = src_ext_ids.index_select(0, keep)
 
         # max_length reached: live beams end here without EOS.
-        penalties = coverage_penalty(
-            state.coverage, encoder_output.pad_mask, config.coverage_penalty
-        ).tolist()  # (A*K,)
-        for row, raw_score in enumerate(scores.view(-1).tolist()):
-            if raw_score > float("-inf"):
-                finish(active[row // beam_size], row, raw_score, config.max_length, penalties[row])
-        return best
+        num_active = active.numel()
+        pad_mask = encoder_output.pad_mask.repeat_interleave(beam_size, dim=0)  # (A*K, S)
+        penalties = coverage_penalty(state.coverage, pad_mask, beta).view(num_active, beam_size)
+        final_scores = torch.where(
+            scores > float("-inf"),
+            scores.double() / length_penalty(config.max_length, alpha) + penalties.double(),
+            float("-inf"),
+        )
+        rows = torch.arange(num_active * beam_size, device=device).view(num_active, beam_size)
+        finish(final_scores, rows, config.max_length)
+        return hypotheses()

@@ -42,12 +42,14 @@ def greedy_decode(
         encoder_output, state, src_ext_ids, max_oovs = encode_batch(model, batch)
         device = src_ext_ids.device
         num_examples = src_ext_ids.shape[0]
-        outputs: list[list[int]] = [[] for _ in range(num_examples)]
+        # Per original example: its output so far, kept when its row ends (no loop over rows).
+        outputs = torch.zeros(num_examples, max_length, dtype=torch.long, device=device)
+        lengths = torch.full((num_examples,), max_length, dtype=torch.long, device=device)
         active = torch.arange(num_examples, device=device)  # original index of each row
         tokens = torch.empty(num_examples, 0, dtype=torch.long, device=device)  # (A, t)
         prev_ids = torch.full((num_examples,), BOS_ID, dtype=torch.long, device=device)
 
-        for _ in range(max_length):
+        for step in range(max_length):
             log_probs, state, _, _ = model.step(
                 prev_ids=prev_ids,
                 state=state,
@@ -59,22 +61,22 @@ def greedy_decode(
                 log_probs, tokens, min_length=min_length, no_repeat_ngram_size=no_repeat_ngram_size
             )
             prev_ids = log_probs.argmax(dim=-1)  # (A,)
-            ended = prev_ids == EOS_ID
-            for row in ended.nonzero().flatten().tolist():
-                outputs[int(active[row])] = tokens[row].tolist()
             tokens = torch.cat([tokens, prev_ids.unsqueeze(1)], dim=1)
+            ended = prev_ids == EOS_ID
             if ended.any():
+                finished = active[ended]
+                outputs[finished, :step] = tokens[ended, :step]
+                lengths[finished] = step
                 keep = (~ended).nonzero().flatten()
                 if keep.numel() == 0:
-                    return outputs
+                    break
                 active, tokens, prev_ids = active[keep], tokens[keep], prev_ids[keep]
                 state = state.index_select(keep)
                 encoder_output = encoder_output.index_select(keep)
                 src_ext_ids = src_ext_ids.index_select(0, keep)
-
-        for row, example in enumerate(active.tolist()):  # max_length reached without EOS
-            outputs[example] = tokens[row].tolist()
-        return outputs
+        else:  # max_length reached without EOS
+            outputs[active] = tokens
+        return [row[:length] for row, length in zip(outputs.tolist(), lengths.tolist())]
 
 
 def greedy_decode_config(model, batch: dict, config: DecodeConfig) -> list[list[int]]:

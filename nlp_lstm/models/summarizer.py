@@ -70,7 +70,7 @@ class SummarizerConfig:
 
 @dataclass
 class EncoderOutput:
-    """What every decoder step reads; rows are examples (or example x beam during beam search).
+    """What every decoder step reads; one row per example (beams share it, see `Summarizer.step`).
 
     Attributes:
         outputs: `(batch, src_len, 2*hidden)` BiLSTM outputs h_i, zero at padding.
@@ -87,7 +87,7 @@ class EncoderOutput:
     final_c: torch.Tensor
 
     def index_select(self, rows: torch.Tensor) -> "EncoderOutput":
-        """Keep/repeat/reorder rows, e.g. `rows = arange(B).repeat_interleave(beam_size)`."""
+        """Keep/reorder examples, e.g. the unfinished ones during decoding."""
         return EncoderOutput(
             outputs=self.outputs.index_select(0, rows),
             keys=self.keys.index_select(0, rows),
@@ -211,23 +211,30 @@ class Summarizer(nn.Module):
         encoder_output: EncoderOutput,
         src_ext_ids: torch.Tensor,
         max_oovs: int,
+        *,
+        beam_size: int = 1,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor, torch.Tensor]:
         """One decoder step.
 
+        Rows are hypotheses, `examples x beam_size`, example-major (row `e * beam_size + k` is beam k
+        of example e); the beams of an example read its one row of `encoder_output` and
+        `src_ext_ids`, which are never copied per beam. With `beam_size=1` rows are examples.
+
         Args:
-            prev_ids: `(batch,)` previous output ids; extended ids (>= vocab_size) are read as UNK.
-            state: the `DecoderState` after the previous step (or `init_state`).
-            encoder_output: from `encode`, rows aligned with `prev_ids`.
-            src_ext_ids: `(batch, src_len)` source ids in the extended vocabulary.
+            prev_ids: `(rows,)` previous output ids; extended ids (>= vocab_size) are read as UNK.
+            state: the `DecoderState` after the previous step (or `init_state`), `rows` rows.
+            encoder_output: from `encode`, one row per example.
+            src_ext_ids: `(examples, src_len)` source ids in the extended vocabulary.
             max_oovs: extended slots in the output (the batch's largest OOV count).
+            beam_size: hypotheses per example.
         Returns:
-            log_probs `(batch, vocab_size + max_oovs)` (convention in `nlp_lstm.nn.copy`),
-            the new state, attention `(batch, src_len)`, and p_gen `(batch,)` (ones without copy).
+            log_probs `(rows, vocab_size + max_oovs)` (convention in `nlp_lstm.nn.copy`),
+            the new state, attention `(rows, src_len)`, and p_gen `(rows,)` (ones without copy).
         """
         vocab_size = self.config.vocab_size
         prev_ids = prev_ids.masked_fill(prev_ids >= vocab_size, UNK_ID)
-        embedded = self.dropout(self.embedding(prev_ids))  # (B, E)
-        inputs = torch.cat([embedded, state.input_feed], dim=-1)  # (B, E + H)
+        embedded = self.dropout(self.embedding(prev_ids))  # (R, E)
+        inputs = torch.cat([embedded, state.input_feed], dim=-1)  # (R, E + H)
 
         layer_input, new_h, new_c = inputs, [], []
         for layer, cell in enumerate(self.decoder_cells):
@@ -235,7 +242,7 @@ class Summarizer(nn.Module):
             new_h.append(h)
             new_c.append(c)
             layer_input = self.dropout(h) if layer + 1 < len(self.decoder_cells) else h
-        query = new_h[-1]  # s_t, (B, H)
+        query = new_h[-1]  # s_t, (R, H)
 
         context, attention = self.attention(
             query,
@@ -243,9 +250,10 @@ class Summarizer(nn.Module):
             encoder_output.outputs,
             encoder_output.pad_mask,
             coverage=state.coverage,
-        )  # (B, 2H), (B, S)
-        attentional = torch.tanh(self.attentional(torch.cat([context, query], dim=-1)))  # (B, H)
-        vocab_logits = self.generator(self.dropout(attentional))  # (B, V)
+            beam_size=beam_size,
+        )  # (R, 2H), (R, S)
+        attentional = torch.tanh(self.attentional(torch.cat([context, query], dim=-1)))  # (R, H)
+        vocab_logits = self.generator(self.dropout(attentional))  # (R, V)
         p_gen = self.pointer(context, query, inputs) if self.pointer is not None else None
         log_probs = extended_log_probs(
             vocab_logits,

@@ -12,6 +12,7 @@ Output convention (the same with and without copying, so decoders need not care)
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # Guards log(0) where a word has neither generation nor copy mass (See et al.'s code adds 1e-12 too).
 EPSILON = 1e-12
@@ -49,27 +50,41 @@ def extended_log_probs(
 
     P(w) = p_gen * P_vocab(w) + (1 - p_gen) * sum_{i: w_i = w} a_i
 
+    Rows are `examples x beams`, example-major, and the beams of an example share its `src_ext_ids`
+    row (one beam per example outside beam search).
+
     Args:
-        vocab_logits: `(batch, vocab_size)` generator scores.
-        attention: `(batch, src_len)` weights, zero at padding.
-        src_ext_ids: `(batch, src_len)` source ids in the extended vocabulary.
+        vocab_logits: `(rows, vocab_size)` generator scores.
+        attention: `(rows, src_len)` weights, zero at padding.
+        src_ext_ids: `(examples, src_len)` source ids in the extended vocabulary; `rows` is a multiple
+            of `examples`.
         max_oovs: number of extended slots to add (the batch's largest count of source OOVs).
-        p_gen: `(batch,)` generation probability, or None for no copying (plain softmax).
+        p_gen: `(rows,)` generation probability, or None for no copying (plain softmax).
     Returns:
-        `(batch, vocab_size + max_oovs)` log-probabilities; see the module docstring for `-inf` slots.
+        `(rows, vocab_size + max_oovs)` log-probabilities; see the module docstring for `-inf` slots.
     """
-    batch_size, vocab_size = vocab_logits.shape
+    rows, vocab_size = vocab_logits.shape
     if p_gen is None:
         log_probs = torch.log_softmax(vocab_logits, dim=-1)
-        extra = log_probs.new_full((batch_size, max_oovs), float("-inf"))
+        extra = log_probs.new_full((rows, max_oovs), float("-inf"))
         return torch.cat([log_probs, extra], dim=-1)
 
-    vocab_probs = torch.softmax(vocab_logits, dim=-1) * p_gen.unsqueeze(-1)  # (B, V)
-    probs = torch.cat([vocab_probs, vocab_probs.new_zeros(batch_size, max_oovs)], dim=-1)
-    copy_probs = attention * (1.0 - p_gen).unsqueeze(-1)  # (B, S)
-    probs = probs.scatter_add(1, src_ext_ids, copy_probs)  # (B, V + max_oovs)
-    # Slots some source token of the example maps to; padding maps to PAD, which is in-vocab.
-    reachable = torch.zeros_like(probs, dtype=torch.bool)
-    reachable[:, :vocab_size] = True
-    reachable.scatter_(1, src_ext_ids, True)
-    return torch.log(probs + EPSILON).masked_fill(~reachable, float("-inf"))
+    examples, src_len = src_ext_ids.shape
+    beams = rows // examples
+    # Out of place: softmax's backward reads its output. Everything after may work in place.
+    probs = torch.softmax(vocab_logits, dim=-1) * p_gen.unsqueeze(-1)  # (R, V)
+    if max_oovs:
+        probs = F.pad(probs, (0, max_oovs))  # (R, V + max_oovs), zeros in the extended slots
+    copy_probs = attention * (1.0 - p_gen).unsqueeze(-1)  # (R, S)
+    index = src_ext_ids.unsqueeze(1).expand(examples, beams, src_len)  # the beams share it, no copy
+    copy_probs = copy_probs.view(examples, beams, src_len)
+    probs.view(examples, beams, -1).scatter_add_(2, index, copy_probs)  # (E, K, V + max_oovs)
+    log_probs = probs.add_(EPSILON).log_()
+    if max_oovs:
+        # Extended slot j is reachable when some source token of the example maps to it; every
+        # in-vocabulary slot is (padding maps to PAD, which is in-vocab).
+        slots = torch.arange(vocab_size, vocab_size + max_oovs, device=src_ext_ids.device)
+        reachable = (src_ext_ids.unsqueeze(-1) == slots).any(dim=1)  # (E, max_oovs)
+        extended = log_probs.view(examples, beams, -1)[:, :, vocab_size:]  # (E, K, max_oovs)
+        extended.masked_fill_(~reachable.unsqueeze(1), float("-inf"))
+    return log_probs
