@@ -47,17 +47,8 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     if is_stream(ds):
         encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
     else:
-        # Reading every text maps the whole raw Arrow file into RSS; drop its pages as we go (a
-        # no-op in `num_proc` workers, whose own pages go when they exit).
-        source_pages = MappedPages(ds)
-
-        def encode_and_release(batch: dict) -> dict:
-            encoded_batch = encode_batch(batch)
-            source_pages.release()
-            return encoded_batch
-
         encoded = ds.map(
-            encode_and_release,
+            encode_batch,
             batched=True,
             batch_size=_BATCH_SIZE,
             remove_columns=ds.column_names,
