@@ -45,7 +45,7 @@ class Task(Protocol):
 
     metric_name: str  # validation metric to maximise, e.g. "macro_f1" or "rougeL"
 
-    def collate(self, examples: list[dict]) -> dict: ...
+    def collate(self, examples: Sequence[dict]) -> dict: ...  # a list of rows, or `batching.ArrowRows`
 
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor: ...
 
