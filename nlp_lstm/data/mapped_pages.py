@@ -14,6 +14,7 @@ systems, in-memory datasets) `release` does nothing.
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import sys
@@ -50,9 +51,10 @@ class MappedPages:
         self.pid = os.getpid()  # addresses mean nothing in another process (a copy sent to a worker)
         if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        addresses = _buffer_addresses(dataset)
+        addresses = _buffer_addresses(dataset)  # sorted
         for start, end in _read_only_file_mappings():
-            if any(start <= address < end for address in addresses):
+            first = bisect.bisect_left(addresses, start)  # the first buffer at or after the mapping's start
+            if first < len(addresses) and addresses[first] < end:
                 self.mappings.append((start, end))
 
     def release(self) -> int:
