@@ -447,7 +447,8 @@ class LSTM(nn.Module):
         if lengths is not None and not segments:  # these paths ran through the padding
             steps = torch.arange(outputs.shape[0], device=outputs.device).unsqueeze(1)
             outputs = outputs.masked_fill((steps >= lengths).unsqueeze(-1), 0.0)
-        outputs = F.pad(outputs, (0, 0, 0, 0, 0, time - outputs.shape[0]))  # (T, B, dirs*H)
+        if outputs.shape[0] < time:  # F.pad copies even when there is nothing to add
+            outputs = F.pad(outputs, (0, 0, 0, 0, 0, time - outputs.shape[0]))  # (T, B, dirs*H)
         if order is not None:
             restore = torch.argsort(order)
             outputs, h_n, c_n = outputs[:, restore], h_n[:, restore], c_n[:, restore]
