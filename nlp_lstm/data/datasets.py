@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import hashlib
+import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
 
 SPLITS = ("train", "validation", "test")
@@ -191,6 +194,7 @@ def load_file(path, *, split: str = "train", streaming: bool = False):
         raise _unreadable(path, builder, error) from None
     if not streaming:
         _check_utf8(loaded, path, builder)
+        MappedPages(loaded).release()  # the check read every string: drop those pages from RSS
     return loaded
 
 
@@ -454,10 +458,18 @@ def _binarize(ds, binarize: Binarize, label_column: str, where: str):
     features = _replace_feature(ds, label_column, datasets.Value("string")) if label_column in ds.column_names else None
     if features is None:
         features = datasets.Features({**ds.features, label_column: datasets.Value("string")})
-    return ds.map(
-        lambda batch: {label_column: np.where(values(batch) > threshold, names[1], names[0]).tolist()},
-        input_columns=[column], batched=True, features=features,
-    )
+    # The map rewrites every column, reading the whole raw file through its memory map: drop those
+    # pages batch by batch, or a large corpus's text stays in RSS (BENCHMARKS.md, section 9). The
+    # function holds addresses, so name the result ourselves rather than let datasets hash it.
+    source_pages = MappedPages(ds)
+
+    def label(batch) -> dict:
+        source_pages.release()
+        return {label_column: np.where(values(batch) > threshold, names[1], names[0]).tolist()}
+
+    fingerprint = hashlib.sha256(json.dumps(
+        [ds._fingerprint, "binarize", column, threshold, margin, list(names), label_column]).encode()).hexdigest()[:32]
+    return ds.map(label, input_columns=[column], batched=True, features=features, new_fingerprint=fingerprint)
 
 
 def _prepare(ds, source: DataSource, split: str, where: str):
@@ -647,8 +659,6 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
 def stream_fingerprint(source: DataSource, split: str) -> str:
     """Names a streamed split by its settings and its files' sizes and times, so an encoded copy is
     reused until a file (or a setting) changes. Hub streams are named by dataset and config."""
-    import hashlib
-    import json
     from dataclasses import asdict
 
     files = []

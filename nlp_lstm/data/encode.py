@@ -47,8 +47,16 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     if is_stream(ds):
         encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
     else:
+        # Reading every text maps the whole source Arrow file into RSS; drop its pages batch by batch
+        # (a no-op in `num_proc` workers: the addresses are the parent's).
+        source_pages = MappedPages(ds)
+
+        def encode_and_release(batch: dict) -> dict:
+            source_pages.release()
+            return encode_batch(batch)
+
         encoded = ds.map(
-            encode_batch,
+            encode_and_release,
             batched=True,
             batch_size=_BATCH_SIZE,
             remove_columns=ds.column_names,
