@@ -158,5 +158,7 @@ def test_launch_exit_code_keeps_the_workers_meaning():
     from nlp_lstm.training.launch import exit_code
 
     assert exit_code({2}) == 2  # every rank: the same usage or input error
+    assert exit_code({2, -15}) == 2  # rank 0 exited first; torchrun stopped rank 1 with SIGTERM
+    assert exit_code({-15}) == 1 and exit_code({-9}) == 1  # killed from outside: nothing to say
     assert exit_code({130, 1}) == 130 and exit_code({-2}) == 130  # Ctrl-C
     assert exit_code({1}) == 1 and exit_code({2, 1}) == 1

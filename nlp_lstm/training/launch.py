@@ -15,11 +15,15 @@ import sys
 
 
 def exit_code(worker_codes: set[int]) -> int:
-    """One exit code for the run from its failed workers' codes."""
-    if worker_codes == {2}:
-        return 2
+    """One exit code for the run from its failed workers' codes.
+
+    Negative codes are signals. When one worker exits, torchrun stops the others with SIGTERM (-15),
+    so only the codes of workers that exited on their own say what happened.
+    """
     if 130 in worker_codes or -2 in worker_codes:  # Ctrl-C: checkpointed (130) or killed by SIGINT
         return 130
+    if {code for code in worker_codes if code >= 0} == {2}:
+        return 2
     return 1
 
 
