@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from nlp_lstm.artifacts import load_tensors, save_tensors
 from nlp_lstm.config import ClassifierConfig, TrainConfig
 from nlp_lstm.models.classifier import TextClassifier
+from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
 from tests.helpers import sentiment_rows, write_csv
@@ -70,8 +71,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model, _ = train_case(Path(out) / "resumed", count=count, batch_size=batch_size, resume=True)
         if rank == 0:
             save_tensors(model.state_dict(), Path(out) / "resumed" / "final.safetensors")
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    distributed.leave_group()
 
 
 def free_port() -> int:
