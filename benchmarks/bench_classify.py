@@ -93,7 +93,7 @@ def main() -> None:
                 for name, results in predictions.items()}  # fmt: skip
     agreement = {name: 100 * sum(a["label"] == b["label"] for a, b in zip(predictions["float"], results)) / len(texts)
                  for name, results in predictions.items()}  # fmt: skip
-    batches = classifier.batches(texts)  # the same for every variant: one tokenizer
+    batches = list(classifier.batches(texts))  # the same for every variant: one tokenizer
 
     rows = []
     for threads in args.threads:

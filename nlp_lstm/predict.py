@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -55,7 +55,7 @@ class Classifier:
                 results[index] = {"text": texts[index], **row}
         return results
 
-    def batches(self, texts: Sequence[str], *, batch_size: int = 64) -> list[tuple[list[int], dict]]:
+    def batches(self, texts: Sequence[str], *, batch_size: int = 64) -> Iterator[tuple[list[int], dict]]:
         """Tokenized batches as `predict` runs them: `(indices into texts, collated batch)` pairs.
 
         Texts are sorted by token count first, so each batch pads little: the LSTM runs every row to
@@ -64,10 +64,9 @@ class Classifier:
         """
         ids = [seq[: self.max_length] or [self.tokenizer.unk_id] for seq in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        return [
-            (chunk, collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk]))
-            for chunk in (order[start : start + batch_size] for start in range(0, len(order), batch_size))
-        ]
+        for start in range(0, len(order), batch_size):  # collated as predict reaches them, not all at once
+            chunk = order[start : start + batch_size]
+            yield chunk, collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk])
 
     def _scores(self, inputs: torch.Tensor, batch: dict) -> torch.Tensor:
         logits = self.model(inputs.to(self.device), batch["lengths"].to(self.device), batch["pad_mask"].to(self.device))

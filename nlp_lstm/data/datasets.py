@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_lstm.data.mapped_pages import MappedPages
+from nlp_lstm.data.mapped_pages import MappedPages, releasing
 from nlp_lstm.errors import NlpLstmError
 
 SPLITS = ("train", "validation", "test")
@@ -75,7 +75,6 @@ class DataSource:
     validation_fraction: float = 0.1  # of train, when there is no validation split/file
     test_fraction: float = 0.1  # of train, when there is no test split/file (0 disables)
     streaming: bool = False  # read as a stream (IterableDataset): nothing of the raw corpus is cached
-
 
     def file_for(self, split: str) -> str | None:
         return {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}[split]
@@ -414,7 +413,7 @@ def _class_label_names(ds, column: str):
     if isinstance(feature, datasets.ClassLabel):
         names = feature.names
         return ds.map(
-            lambda ids: {column: [names[i] if i is not None and 0 <= i < len(names) else None for i in ids]},
+            lambda ids: {column: [_class_name(names, i) for i in ids]},
             input_columns=[column], batched=True, features=_replace_feature(ds, column, datasets.Value("string")),
         )
     if isinstance(inner, datasets.ClassLabel):
@@ -443,6 +442,16 @@ def _numbers(values, column: str, where: str) -> np.ndarray:
         raise NlpLstmError(f"binarize column {column!r} in {where} is not numeric; choose a numeric column") from None
 
 
+def _binary_labels(values: np.ndarray, binarize: Binarize) -> list[str]:
+    """`names[1]` where a value is above the threshold, else `names[0]`."""
+    return np.where(values > float(binarize.threshold), binarize.names[1], binarize.names[0]).tolist()
+
+
+def _class_name(names: Sequence[str], index):
+    """A ClassLabel id's name; None for a missing or out-of-range id."""
+    return names[index] if index is not None and 0 <= index < len(names) else None
+
+
 def _binarize(ds, binarize: Binarize, label_column: str, where: str):
     import datasets
 
@@ -461,12 +470,7 @@ def _binarize(ds, binarize: Binarize, label_column: str, where: str):
     # The map rewrites every column, reading the whole raw file through its memory map: drop those
     # pages batch by batch, or a large corpus's text stays in RSS (BENCHMARKS.md, section 9). The
     # function holds addresses, so name the result ourselves rather than let datasets hash it.
-    source_pages = MappedPages(ds)
-
-    def label(batch) -> dict:
-        source_pages.release()
-        return {label_column: np.where(values(batch) > threshold, names[1], names[0]).tolist()}
-
+    label = releasing(ds, lambda batch: {label_column: _binary_labels(values(batch), binarize)})
     fingerprint = hashlib.sha256(json.dumps(
         [ds._fingerprint, "binarize", column, threshold, margin, list(names), label_column]).encode()).hexdigest()[:32]
     return ds.map(label, input_columns=[column], batched=True, features=features, new_fingerprint=fingerprint)
@@ -526,9 +530,6 @@ def _prepare_stream(stream, source: DataSource, where: str, hash_range: tuple[in
         elif isinstance(inner, datasets.ClassLabel):
             class_names, features[label] = inner.names, datasets.Sequence(datasets.Value("string"))
 
-    def name_of(i):
-        return class_names[i] if i is not None and 0 <= i < len(class_names) else None
-
     def prepare(batch: dict, indices: list[int]) -> dict:
         keep = _in_range(indices, source.split_seed, hash_range) if hash_range else np.ones(len(indices), dtype=bool)
         for column in columns:
@@ -536,9 +537,10 @@ def _prepare_stream(stream, source: DataSource, where: str, hash_range: tuple[in
         if binarize is not None:
             values = _numbers(batch[binarize.column], binarize.column, where)
             keep &= np.abs(values - float(binarize.threshold)) >= float(binarize.margin)  # NaN fails: dropped
-            batch[label] = np.where(values > float(binarize.threshold), binarize.names[1], binarize.names[0]).tolist()
+            batch[label] = _binary_labels(values, binarize)
         elif class_names is not None:
-            batch[label] = [[name_of(i) for i in row] if isinstance(row, list) else name_of(row) for row in batch[label]]
+            batch[label] = [[_class_name(class_names, i) for i in row] if isinstance(row, list)
+                            else _class_name(class_names, row) for row in batch[label]]  # fmt: skip
         if keep.all():
             return batch
         rows = np.flatnonzero(keep)

@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from nlp_lstm.data.datasets import label_key
-from nlp_lstm.data.mapped_pages import MappedPages
+from nlp_lstm.data.mapped_pages import MappedPages, releasing
 from nlp_lstm.errors import NlpLstmError
 
 _ENCODE_VERSION = 1  # bump when the encoded layout changes, so stale caches are not reused
@@ -47,16 +47,10 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     if is_stream(ds):
         encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
     else:
-        # Reading every text maps the whole source Arrow file into RSS; drop its pages batch by batch
+        # Reading every text maps the whole source Arrow file into RSS: drop its pages batch by batch
         # (a no-op in `num_proc` workers: the addresses are the parent's).
-        source_pages = MappedPages(ds)
-
-        def encode_and_release(batch: dict) -> dict:
-            source_pages.release()
-            return encode_batch(batch)
-
         encoded = ds.map(
-            encode_and_release,
+            releasing(ds, encode_batch),
             batched=True,
             batch_size=_BATCH_SIZE,
             remove_columns=ds.column_names,

@@ -464,9 +464,8 @@ class LSTM(nn.Module):
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if self.bidirectional and self.peephole == "none" and lengths is None:
-                # Every row is full length: both directions in one fused call, as nn.LSTM does
-                # (BENCHMARKS.md, LSTM kernels: training 2.4x a unidirectional layer, against 3.1x
-                # for two calls with the flips and the concatenation around them).
+                # Every row is full length: both directions in one fused call, as nn.LSTM does, not two
+                # calls with flips and a concatenation around them (BENCHMARKS.md, LSTM kernels).
                 layer_output, h_last, c_last = self._fused_bidirectional(layer_input, h0, c0, layer)
                 h_n += list(h_last)
                 c_n += list(c_last)
@@ -496,26 +495,26 @@ class LSTM(nn.Module):
 
     def _fused_bidirectional(self, sequence, h0, c0, layer: int):
         """One layer, both directions, rows all full length: `(T, B, D)` -> `(T, B, 2H)`, h, c `(2, B, H)`."""
-        weights = [getattr(self, f"{name}{suffix}") for suffix in self._suffixes(layer)
-                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]  # fmt: skip
+        weights = [weight for suffix in self._suffixes(layer) for weight in self._fused_weights(suffix)]
         index = slice(2 * layer, 2 * layer + 2)
         return torch._VF.lstm(sequence, (h0[index].contiguous(), c0[index].contiguous()), weights, True, 1, 0.0,
                               self.training, True, False)  # fmt: skip
 
+    def _fused_weights(self, suffix: str) -> list[torch.Tensor]:
+        """`[weight_ih, weight_hh, bias_ih, bias_hh]` of one layer and direction, as the fused kernel takes them."""
+        return [getattr(self, f"{name}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
     def _run_direction(self, sequence, lengths, h0, c0, suffix, *, segments: bool):
         """One layer, one direction: `(T, B, D)` -> outputs `(T, B, H)`, h_n, c_n `(B, H)`."""
-        weight_ih = getattr(self, f"weight_ih{suffix}")
-        weight_hh = getattr(self, f"weight_hh{suffix}")
-        bias_ih = getattr(self, f"bias_ih{suffix}")
-        bias_hh = getattr(self, f"bias_hh{suffix}")
+        weights = self._fused_weights(suffix)
         if self.peephole == "none":
-            weights = [weight_ih, weight_hh, bias_ih, bias_hh]
             if segments:
                 return _fused_direction(sequence, lengths.tolist(), h0, c0, weights, self.training)
             outputs, _, c_n = _fused_direction(sequence, None, h0, c0, weights, self.training)
             if lengths is None:
                 return outputs, outputs[-1], c_n
             return outputs, _at_lengths(outputs, lengths), None
+        weight_ih, weight_hh, bias_ih, bias_hh = weights
         xproj = F.linear(sequence, weight_ih, bias_ih + bias_hh)  # all steps in one matmul: (T, B, 4H)
         peepholes = [getattr(self, f"peephole_{gate}{suffix}") for gate in "ifo"]
         hs, cs = peephole_lstm_scan(xproj, h0, c0, weight_hh, *peepholes, peephole=self.peephole)
