@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from nlp_lstm.data.datasets import load_splits
+from nlp_lstm.data.sources import load_splits
 from nlp_lstm.pipeline import load_pipeline
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from nlp_lstm.config import ClassifierConfig
-from nlp_lstm.data.batching import LengthBucketSampler, collate_classification
+from nlp_lstm.data.collate import collate_classification
+from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.training.loop import iterate_batches
 

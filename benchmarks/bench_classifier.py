@@ -108,7 +108,7 @@ def fit_steps():
     """(train_step, infer_step) of the real `fit` step on a datasets.Dataset of token ids."""
     import datasets
 
-    from nlp_lstm.data.batching import LengthBucketSampler
+    from nlp_lstm.data.sampler import LengthBucketSampler
     from nlp_lstm.training.loop import build_optimizer, build_scheduler, iterate_batches
     from nlp_lstm.training.tasks import ClassificationTask
 

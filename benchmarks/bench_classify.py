@@ -37,7 +37,7 @@ import torch
 
 
 def test_split(pipeline: Path):
-    from nlp_lstm.data.datasets import load_splits
+    from nlp_lstm.data.sources import load_splits
     from nlp_lstm.pipeline import load_pipeline
 
     source = load_pipeline(pipeline).data

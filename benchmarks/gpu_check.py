@@ -19,7 +19,7 @@ import time
 import torch
 
 from nlp_lstm.config import ClassifierConfig
-from nlp_lstm.data.batching import collate_summarization
+from nlp_lstm.data.collate import collate_summarization
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig

@@ -24,8 +24,8 @@ _EXPORTS = {
     "TextClassifier": "nlp_lstm.models.classifier",
     "ClassifierConfig": "nlp_lstm.config",
     "TrainConfig": "nlp_lstm.config",
-    "DataSource": "nlp_lstm.data.datasets",
-    "Binarize": "nlp_lstm.data.datasets",
+    "DataSource": "nlp_lstm.data.sources",
+    "Binarize": "nlp_lstm.data.columns",
     "NlpLstmError": "nlp_lstm.errors",
 }
 

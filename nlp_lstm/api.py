@@ -15,8 +15,9 @@ import datasets
 
 from nlp_lstm.artifacts import atomic_write_json, check_output_dir, read_json, staged_directory
 from nlp_lstm.config import ClassifierConfig, TrainConfig, from_dict
-from nlp_lstm.data.batching import LengthBucketSampler
-from nlp_lstm.data.datasets import DataSource, label_names as find_label_names, load_split, load_splits
+from nlp_lstm.data.sampler import LengthBucketSampler
+from nlp_lstm.data.columns import label_names as find_label_names
+from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
 from nlp_lstm.errors import NlpLstmError

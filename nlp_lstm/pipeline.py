@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from nlp_lstm.artifacts import atomic_write_json
 from nlp_lstm.config import TrainConfig, from_dict
-from nlp_lstm.data.datasets import Binarize, DataSource
+from nlp_lstm.data.columns import Binarize
+from nlp_lstm.data.sources import DataSource
 from nlp_lstm.errors import NlpLstmError
 
 MARKER = ".stage.json"

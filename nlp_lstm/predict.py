@@ -9,7 +9,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from nlp_lstm.config import ClassifierConfig, from_dict
-from nlp_lstm.data.batching import collate_classification, collate_features
+from nlp_lstm.data.collate import collate_classification, collate_features
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.model_dir import load_model_tokenizer, load_state, read_model_config
 from nlp_lstm.models.classifier import TextClassifier

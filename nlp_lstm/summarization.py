@@ -20,8 +20,9 @@ import torch
 from nlp_lstm.api import _texts, keep_run_files, resume_or_fit_tokenizer, start_run_dir
 from nlp_lstm.artifacts import atomic_write_json, staged_directory
 from nlp_lstm.config import TrainConfig, from_dict
-from nlp_lstm.data.batching import LengthBucketSampler, collate_summarization
-from nlp_lstm.data.datasets import DataSource, load_split, load_splits
+from nlp_lstm.data.collate import collate_summarization
+from nlp_lstm.data.sampler import LengthBucketSampler
+from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.encode import encode_summarization, extend_with_oovs
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search, decoding_mode

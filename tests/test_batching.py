@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nlp_lstm.data.batching import (
-    LengthBucketSampler,
-    collate_classification,
-    collate_features,
-    collate_summarization,
-    column_to_numpy,
-    take_rows,
-)
+from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization, take_rows
+from nlp_lstm.data.sampler import column_to_numpy, LengthBucketSampler
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 VADER = Path(__file__).resolve().parents[1] / "data" / "vader_sentiment.jsonl.gz"
@@ -232,7 +226,7 @@ def assert_same_batch(fast, slow):
 @pytest.fixture
 def no_row_path(monkeypatch):
     """Make the row-by-row helpers fail, so a test sees the Arrow path run (not fall back to rows)."""
-    from nlp_lstm.data import batching
+    from nlp_lstm.data import collate as batching
 
     @contextmanager
     def disabled():

@@ -5,7 +5,7 @@ import torch
 
 import nlp_lstm
 from nlp_lstm.config import ClassifierConfig, TrainConfig
-from nlp_lstm.data.datasets import DataSource
+from nlp_lstm.data.sources import DataSource
 from nlp_lstm.models.classifier import TextClassifier
 from tests.helpers import sentiment_rows, write_csv
 

@@ -8,16 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nlp_lstm.data.datasets import (
-    Binarize,
-    DataSource,
-    check_labels,
-    label_names,
-    load_split,
-    load_splits,
-    read_texts,
-    split_indices,
-)
+from nlp_lstm.data.columns import Binarize, check_labels, label_names
+from nlp_lstm.data.files import read_texts
+from nlp_lstm.data.sources import DataSource, load_split, load_splits
+from nlp_lstm.data.splits import split_indices
 from nlp_lstm.errors import NlpLstmError
 
 datasets.disable_progress_bars()

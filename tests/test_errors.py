@@ -193,7 +193,7 @@ def test_interrupted_hub_download(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Connection reset by peer")
 
-    monkeypatch.setattr(datasets, "load_dataset", offline)  # nlp_lstm.data.datasets imports it lazily
+    monkeypatch.setattr(datasets, "load_dataset", offline)  # nlp_lstm.data.sources imports it lazily
     result = invoke("train", "classifier", "--dataset", "imdb", "--output-dir", tmp_path / "out", *TINY)
     assert_usage_error(result, "imdb", "--train-file")
 

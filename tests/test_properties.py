@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import nlp_lstm
 from nlp_lstm.config import ClassifierConfig, TrainConfig
-from nlp_lstm.data.batching import collate_classification
-from nlp_lstm.data.datasets import DataSource
+from nlp_lstm.data.collate import collate_classification
+from nlp_lstm.data.sources import DataSource
 from nlp_lstm.data.specials import PAD_ID, UNK_ID
 from nlp_lstm.data.tokenize import fit_tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search

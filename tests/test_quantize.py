@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nlp_lstm.config import ClassifierConfig
-from nlp_lstm.data.batching import collate_classification
+from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.tokenize import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier

@@ -6,8 +6,9 @@ import datasets
 import numpy as np
 import pytest
 
-from nlp_lstm.data.datasets import (Binarize, DataSource, _row_hashes, label_names, load_splits, split_bounds,
-                                    split_order)
+from nlp_lstm.data.columns import Binarize, label_names
+from nlp_lstm.data.sources import DataSource, load_splits
+from nlp_lstm.data.splits import _row_hashes, split_bounds, split_order
 from nlp_lstm.data.encode import encode_classification, encode_summarization
 from nlp_lstm.data.tokenize import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError

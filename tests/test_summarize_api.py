@@ -8,7 +8,7 @@ import torch
 
 import nlp_lstm
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.data.datasets import DataSource
+from nlp_lstm.data.sources import DataSource
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.summarizer import SummarizerConfig
 from nlp_lstm.pipeline import load_pipeline
@@ -165,9 +165,9 @@ def test_descriptions_pipeline_is_valid():
 
 
 def test_task_evaluate_accepts_all_reduce_outside_distributed(trained):
-    from nlp_lstm.data.batching import collate_summarization
+    from nlp_lstm.data.collate import collate_summarization
     from nlp_lstm.data.encode import encode_summarization
-    from nlp_lstm.data.datasets import load_split
+    from nlp_lstm.data.sources import load_split
 
     loaded = nlp_lstm.load(trained["model"], device="cpu")
     data = encode_summarization(load_split(trained["source"], "validation"), loaded.tokenizer, text_column="document",

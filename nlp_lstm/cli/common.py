@@ -94,7 +94,7 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
 
 def data_source(*, dataset, dataset_config, train_file, validation_file, test_file, text_column,
                 label_column=None, summary_column=None, streaming=False):
-    from nlp_lstm.data.datasets import DataSource
+    from nlp_lstm.data.sources import DataSource
 
     if dataset is None and train_file is None and test_file is None:
         raise NlpLstmError("no data given; pass --train-file FILE (or --test-file) or --dataset NAME")
@@ -109,7 +109,7 @@ def data_source(*, dataset, dataset_config, train_file, validation_file, test_fi
 
 def read_inputs(texts: list[str] | None, input_file: Path | None) -> list[str]:
     """Texts from arguments, a file, or stdin (one per line), in that order of preference."""
-    from nlp_lstm.data.datasets import read_texts
+    from nlp_lstm.data.files import read_texts
 
     if texts:
         return list(texts)

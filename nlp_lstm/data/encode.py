@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from nlp_lstm.data.datasets import label_key
+from nlp_lstm.data.columns import label_key
 from nlp_lstm.data.mapped_pages import MappedPages, releasing
 from nlp_lstm.errors import NlpLstmError
 
@@ -42,7 +42,7 @@ def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint:
     """Replace every column by `encode_batch`'s output, batch by batch; cached on disk by `datasets`."""
     import datasets
 
-    from nlp_lstm.data.datasets import is_stream
+    from nlp_lstm.data.columns import is_stream
 
     if is_stream(ds):
         encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)

@@ -30,7 +30,8 @@ from datasets import Dataset
 
 from nlp_lstm.artifacts import atomic_write_text
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.data.batching import LengthBucketSampler, take_rows
+from nlp_lstm.data.collate import take_rows
+from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.progress import progress_bar

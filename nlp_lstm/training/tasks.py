@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from nlp_lstm.data.batching import collate_classification, collate_features
+from nlp_lstm.data.collate import collate_classification, collate_features
 from nlp_lstm.metrics.classification import ClassificationCounts
 from nlp_lstm.training import distributed
 
