@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 import nlp_lstm
-from nlp_lstm.pipeline import load_pipeline
+from nlp_lstm.stages.pipeline import load_pipeline
 
 VARIANTS = {  # model overrides, and the epoch from which the coverage loss is on (0: off)
     "attention": ({"copy": False, "coverage": False}, 0),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from nlp_lstm.data.sources import load_splits
-from nlp_lstm.pipeline import load_pipeline
+from nlp_lstm.stages.pipeline import load_pipeline
 
 
 def main() -> None:

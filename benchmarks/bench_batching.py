@@ -26,7 +26,7 @@ import datasets
 import numpy as np
 import torch
 
-from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.models.classifier import TextClassifier

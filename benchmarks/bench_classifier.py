@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.classifier import TextClassifier
 
 BATCH, TIME, FEATURES, HIDDEN, VOCAB, EMBEDDING = 32, 100, 64, 128, 20000, 64

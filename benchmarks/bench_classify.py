@@ -1,7 +1,7 @@
 """Classify throughput on short texts (VADER), float against opt-in dynamic int8 quantization.
 
 On the sentiment pipeline's test split, for each variant:
-- end to end: texts/s through `nlp_lstm.predict.Classifier.predict` (tokenize, sort by length,
+- end to end: texts/s through `nlp_lstm.inference.classifier.ClassifierPredictor.predict` (tokenize, sort by length,
   batch 64, model, labels);
 - model only: texts/s of the model's forward over the same batches, tokenized and collated
   beforehand (`Classifier.batches`), so tokenization's fixed share does not dilute the ratio;
@@ -10,7 +10,7 @@ Variants:
 - float: the saved model as `nlp_lstm.load` gives it (our fused LSTM, run through the padding);
 - float, nn.LSTM packed: the same weights in `quantize.PackedTorchLSTM` without int8 (separates the
   kernel change from the int8 effect);
-- int8: `nlp_lstm.quantize.quantize_classifier` (dynamic int8 nn.LSTM + Linear, packed sequences;
+- int8: `nlp_lstm.inference.quantize.quantize_classifier` (dynamic int8 nn.LSTM + Linear, packed sequences;
   the embedding stays float).
 Variants alternate round-robin; each round covers the whole split. `--clock cpu` times process CPU
 seconds instead of wall seconds: on a shared machine whose other jobs take the cores, wall medians
@@ -38,7 +38,7 @@ import torch
 
 def test_split(pipeline: Path):
     from nlp_lstm.data.sources import load_splits
-    from nlp_lstm.pipeline import load_pipeline
+    from nlp_lstm.stages.pipeline import load_pipeline
 
     source = load_pipeline(pipeline).data
     test = load_splits(source, splits=("train", "test"))["test"]
@@ -79,7 +79,7 @@ def main() -> None:
         raise SystemExit(f"no model at {args.model}; run `nlp-lstm run pipelines/sentiment.toml` first")
 
     import nlp_lstm
-    from nlp_lstm.quantize import PackedTorchLSTM, quantize_classifier
+    from nlp_lstm.inference.quantize import PackedTorchLSTM, quantize_classifier
 
     texts, gold = test_split(args.pipeline)
     classifier = nlp_lstm.load(args.model, device="cpu")

@@ -6,7 +6,7 @@ decoding the same texts one at a time, with identical outputs. Also greedy (beam
 Model: the trained pointer-generator `runs/descriptions/model` (`nlp-lstm run pipelines/descriptions.toml`;
 embedding 128, hidden 192, additive attention, copy + coverage, source limit 100, max_length 16),
 loaded with `nlp_lstm.load`, decoding real leads: the first `--texts` non-empty `extract`s of
-`data/wiki_descriptions_en.jsonl.gz`. Each variant is one `SummarizerModel.summarize(texts, beam_size=...,
+`data/wiki_descriptions_en.jsonl.gz`. Each variant is one `SummarizerPredictor.summarize(texts, beam_size=...,
 batch_size=...)` call over all the texts (tokenization included, the same in every variant; summarize
 sorts by length before batching). Variants alternate round-robin; medians over rounds. Outputs of
 batch 32 and batch 1 are asserted identical.

@@ -167,7 +167,8 @@ def memory_child(data_file: str, tokenizer_dir: str, mode: str, max_steps: str) 
     import datasets
     import torch
 
-    from nlp_lstm.config import ClassifierConfig, TrainConfig
+    from nlp_lstm.config import TrainConfig
+    from nlp_lstm.models.classifier import ClassifierConfig
     from nlp_lstm.data.columns import Binarize, label_names
     from nlp_lstm.data.sources import DataSource, load_splits
     from nlp_lstm.data.encode import encode_classification

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.collate import collate_summarization
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search
 from nlp_lstm.models.classifier import TextClassifier

@@ -1,7 +1,12 @@
 """Typed configuration: dataclasses validated once, where they are loaded.
 
-Pipeline TOML files, CLI options and a model directory's `config.json` all become these dataclasses
-through `from_dict`, which rejects unknown keys (naming the nearest valid one) and wrong types.
+Each model kind's config lives beside the module it rebuilds (`models.classifier.ClassifierConfig`,
+`models.summarizer.SummarizerConfig`, `models.language_model.LanguageModelConfig`, and
+`decoding.beam_search.DecodeConfig`), as nanoGPT keeps `GPTConfig` beside `GPT`; this module holds
+what every kind shares (`TrainConfig`) and the machinery: pipeline TOML tables, CLI options and a
+model directory's `config.json` all become dataclasses through `from_dict`, which rejects unknown keys
+(naming the nearest valid one) and wrong types, and `apply_overrides` applies dotted
+`--set section.key=value` overrides (as spaCy's CLI does) to a set of such sections.
 """
 
 from __future__ import annotations
@@ -17,43 +22,13 @@ from nlp_lstm.errors import NlpLstmError
 
 T = TypeVar("T")
 
-TASKS = ("binary", "multiclass", "multilabel")
-POOLINGS = ("max", "mean", "last", "attention")
-
-
-@dataclass
-class ClassifierConfig:
-    """Everything needed to rebuild a `TextClassifier`.
-
-    Token inputs set `vocab_size`; float feature sequences (time series) set `input_size` instead.
-    """
-
-    num_labels: int
-    task: str = "multiclass"  # binary | multiclass | multilabel
-    vocab_size: int | None = None
-    input_size: int | None = None
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.3
-    peephole: str = "none"
-    pooling: str = "max"
-
-    def __post_init__(self) -> None:
-        _check_choice("task", self.task, TASKS)
-        _check_choice("pooling", self.pooling, POOLINGS)
-        if (self.vocab_size is None) == (self.input_size is None):
-            raise NlpLstmError("model config needs exactly one of vocab_size (token ids) or input_size (float features)")
-        if self.task == "binary" and self.num_labels != 2:
-            raise NlpLstmError(f"task 'binary' needs 2 labels, got {self.num_labels}; use task 'multiclass'")
-        _check_positive(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_dim=self.embedding_dim)
-        _check_fraction("dropout", self.dropout)
-
-
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by the classifier and the summarizer."""
+    """Optimisation settings shared by every model kind (classifier, summarizer, language model).
+
+    Task-specific settings live with each model's own config (`ClassifierConfig.max_length`,
+    `SummarizerConfig.coverage_from_epoch`, ...), so this holds nothing one task ignores.
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -65,40 +40,37 @@ class TrainConfig:
     schedule: str = "linear"  # linear decay to 0 over all steps | constant
     patience: int = 3  # epochs without improvement of the validation metric before stopping
     seed: int = 13
-    max_length: int = 256  # tokens kept per text (classifier)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch end
     keep_checkpoints: int = 2
-    coverage_weight: float = 1.0  # summarizer: weight of the coverage loss once switched on
-    coverage_from_epoch: int = 0  # summarizer: epoch (1-based) from which coverage loss is on; 0 = off
     # Forward passes and losses in bfloat16 autocast (torch.autocast), weights and optimizer in float32.
     # Pays on GPUs with bf16 units (A100, H100); on most CPUs it is slower than float32.
     precision: str = "float32"  # float32 | bfloat16
 
     def __post_init__(self) -> None:
-        _check_positive(epochs=self.epochs, batch_size=self.batch_size, max_length=self.max_length)
+        check_positive(epochs=self.epochs, batch_size=self.batch_size)
         if not self.learning_rate > 0:
             raise NlpLstmError(f"learning_rate must be > 0, got {self.learning_rate}")
-        _check_choice("optimizer", self.optimizer, ("adamw", "adagrad"))
-        _check_choice("schedule", self.schedule, ("linear", "constant"))
-        _check_choice("precision", self.precision, ("float32", "bfloat16"))
+        check_choice("optimizer", self.optimizer, ("adamw", "adagrad"))
+        check_choice("schedule", self.schedule, ("linear", "constant"))
+        check_choice("precision", self.precision, ("float32", "bfloat16"))
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
             raise NlpLstmError("patience, warmup_steps and checkpoint_every must be >= 0")
         if self.keep_checkpoints < 1:
             raise NlpLstmError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise NlpLstmError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_positive(**values: int) -> None:
+def check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise NlpLstmError(f"{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def _check_fraction(name: str, value: float) -> None:
+def check_fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise NlpLstmError(f"{name} must be in [0, 1), got {value}")
 
@@ -174,4 +146,44 @@ def _coerce(value: Any, hint: Any, *, where: str) -> Any:
     raise NlpLstmError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-__all__ = ["ClassifierConfig", "TrainConfig", "from_dict", "TASKS", "POOLINGS"]
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"train.learning_rate=1e-3"` -> (["train", "learning_rate"], 0.001).
+
+    The value is read as a TOML value (numbers, true/false, "quoted strings", [lists]); anything
+    that is not valid TOML is taken as a bare string (`model.pooling=mean`).
+    """
+    import tomllib
+
+    key, sep, raw = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or len(path) < 2 or not all(path):
+        raise NlpLstmError(f"--set {text!r}: write SECTION.KEY=VALUE, e.g. --set train.learning_rate=1e-3")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(sections: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return `sections` (name -> dataclass instance) with every `--set SECTION.KEY=VALUE` applied.
+
+    Each changed section is rebuilt through `from_dict`, so an override is validated exactly like the
+    same key in a pipeline file (unknown keys name the nearest valid one).
+    """
+    result = dict(sections)
+    for text in overrides:
+        (name, *keys), value = parse_override(text)
+        if name not in result:
+            raise NlpLstmError(f"--set {text!r}: unknown section {name!r}; use one of {', '.join(sorted(result))}")
+        section = result[name]
+        data = dataclasses.asdict(section)
+        target = data
+        for key in keys[:-1]:
+            if not isinstance(target.get(key), dict):
+                raise NlpLstmError(f"--set {text!r}: {name}.{key} is not a table of settings")
+            target = target[key]
+        target[keys[-1]] = value
+        result[name] = from_dict(type(section), data, where=f"--set {text}")
+    return result
+

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import nlp_lstm
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.models.classifier import TextClassifier
 from tests.helpers import sentiment_rows, write_csv

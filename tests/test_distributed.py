@@ -18,7 +18,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from nlp_lstm.artifacts import load_tensors, save_tensors
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import fit
@@ -158,7 +159,7 @@ def test_a_user_error_under_nproc_per_node_is_printed_once(tmp_path):
 
 
 def test_launch_exit_code_keeps_the_workers_meaning():
-    from nlp_lstm.training.launch import exit_code
+    from nlp_lstm.cli.launch import exit_code
 
     assert exit_code({2}) == 2  # every rank: the same usage or input error
     assert exit_code({2, -15}) == 2  # rank 0 exited first; torchrun stopped rank 1 with SIGTERM

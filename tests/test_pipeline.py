@@ -1,6 +1,6 @@
 import json
 
-from nlp_lstm.pipeline import load_pipeline, run_pipeline
+from nlp_lstm.stages.pipeline import load_pipeline, run_pipeline
 from tests.helpers import invoke, sentiment_rows, write_csv
 
 PIPELINE = """

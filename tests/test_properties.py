@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nlp_lstm
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.data.specials import PAD_ID, UNK_ID
@@ -22,7 +23,7 @@ from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
 from nlp_lstm.nn.lstm import LSTM
-from nlp_lstm.predict import load
+from nlp_lstm.inference.load import load
 from tests.helpers import sentiment_rows, write_csv
 
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,7 +172,7 @@ def trained(tmp_path_factory):
     train_file = write_csv(root / "train.csv", sentiment_rows(120, seed=5))
     nlp_lstm.train(
         output_dir=root / "model", source=DataSource(train_file=str(train_file)),
-        model={"embedding_dim": 8, "hidden_size": 8}, training=TrainConfig(epochs=1, batch_size=32, max_length=50),
+        model={"embedding_dim": 8, "hidden_size": 8, "max_length": 50}, training=TrainConfig(epochs=1, batch_size=32),
         progress=False, device="cpu",
     )
     return load(root / "model", device="cpu")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.tokenize import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.nn.lstm import LSTM
-from nlp_lstm.predict import Classifier
-from nlp_lstm.quantize import PackedTorchLSTM, quantize_classifier
+from nlp_lstm.inference.classifier import ClassifierPredictor
+from nlp_lstm.inference.quantize import PackedTorchLSTM, quantize_classifier
 
 POSITIVE = ["a wonderful heartfelt film", "great acting and a lovely story", "i loved it , truly great",
             "what a delight , wonderful", "lovely , great fun", "a great and wonderful day"]
@@ -20,7 +20,7 @@ NEGATIVE = ["a dull and awful film", "terrible acting , boring story", "i hated 
             "what a waste , terrible", "boring , awful mess", "an awful and dull day"]  # fmt: skip
 
 
-def _trained_classifier(bidirectional: bool) -> Classifier:
+def _trained_classifier(bidirectional: bool) -> ClassifierPredictor:
     torch.manual_seed(0)
     texts, labels = POSITIVE + NEGATIVE, [1] * len(POSITIVE) + [0] * len(NEGATIVE)
     tokenizer = fit_tokenizer(texts, kind="spacy", vocab_size=200, min_freq=1)
@@ -36,7 +36,7 @@ def _trained_classifier(bidirectional: bool) -> Classifier:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return Classifier(model, tokenizer, labels=["negative", "positive"], max_length=64)
+    return ClassifierPredictor(model, tokenizer, labels=["negative", "positive"])
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -89,6 +89,6 @@ def test_predict_restores_input_order_across_length_sorted_batches():
 def test_peephole_encoders_are_refused():
     model = TextClassifier(ClassifierConfig(num_labels=2, task="binary", vocab_size=20, embedding_dim=4,
                                             hidden_size=4, peephole="diagonal"))  # fmt: skip
-    classifier = Classifier(model, None, labels=["negative", "positive"], max_length=8)
+    classifier = ClassifierPredictor(model, None, labels=["negative", "positive"])
     with pytest.raises(NlpLstmError, match="peephole"):
         quantize_classifier(classifier)

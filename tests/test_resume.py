@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from nlp_lstm.artifacts import load_tensors
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.training.checkpoint import list_checkpoints
-from nlp_lstm.training.loop import TrainingInterrupted, fit
+from nlp_lstm.errors import TrainingInterrupted
+from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
 from tests.helpers import sentiment_rows, write_csv
 

@@ -11,8 +11,9 @@ from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.summarizer import SummarizerConfig
-from nlp_lstm.pipeline import load_pipeline
-from nlp_lstm.summarization import SummarizationTask, evaluate_summarizer, load_summarizer, train_summarizer
+from nlp_lstm.stages.pipeline import load_pipeline
+from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
+from nlp_lstm.training.tasks import SummarizationTask
 from tests.helpers import write_jsonl
 
 FILLER = "the a movie was made in year and it is very long old new story".split()
@@ -34,7 +35,7 @@ def credit_rows(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-SMALL_MODEL = {"embedding_dim": 16, "hidden_size": 32, "dropout": 0.0}
+SMALL_MODEL = {"embedding_dim": 16, "hidden_size": 32, "dropout": 0.0, "max_source_length": 40, "max_target_length": 6}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def trained(tmp_path_factory):
     metrics = train_summarizer(
         output_dir=root / "model", source=source, tokenizer_settings={"kind": "spacy", "vocab_size": 100, "min_freq": 1},
         model=SMALL_MODEL, training=TrainConfig(epochs=12, batch_size=4, learning_rate=0.01, patience=12, seed=3),
-        max_source_length=40, max_target_length=6, decoding={"beam_size": 2}, progress=False, device="cpu",
+        decoding={"beam_size": 2}, progress=False, device="cpu",
     )
     return {"root": root, "model": root / "model", "metrics": metrics, "source": source}
 
@@ -65,7 +66,8 @@ def test_model_directory_holds_everything_to_rebuild(trained):
     config = json.loads((trained["model"] / "config.json").read_text())
     assert config["kind"] == "summarizer"
     assert config["columns"] == {"text": "document", "summary": "summary"}
-    assert config["max_source_length"] == 40 and config["max_target_length"] == 6
+    assert config["model"]["max_source_length"] == 40 and config["model"]["max_target_length"] == 6
+    assert config["decoding"]["beam_size"] == 2 and config["decoding"]["max_length"] == 6
     for name in ("model.safetensors", "tokenizer/tokenizer.json", "metrics.json", "train_log.jsonl",
                  "plots/training_curves.png", "plots/attention_example.png"):
         assert (trained["model"] / name).is_file(), name
@@ -137,31 +139,31 @@ def test_a_summarizer_is_refused_by_classify(trained):
 
 
 def test_coverage_loss_is_switched_on_for_the_last_epochs():
-    task = SummarizationTask(tokenizer=None, training=TrainConfig(coverage_from_epoch=3, coverage_weight=0.5),
-                             max_length=5)
+    task = SummarizationTask(tokenizer=None, coverage_from_epoch=3, coverage_weight=0.5, max_length=5)
     model = torch.nn.Module()
     task.on_epoch_start(model, 2)
     assert model.coverage_weight == 0.0
     task.on_epoch_start(model, 3)
     assert model.coverage_weight == 0.5
-    SummarizationTask(tokenizer=None, training=TrainConfig(), max_length=5).on_epoch_start(model, 9)
+    SummarizationTask(tokenizer=None, max_length=5).on_epoch_start(model, 9)
     assert model.coverage_weight == 0.0
 
 
 def test_coverage_epochs_need_a_coverage_model(trained, tmp_path):
     with pytest.raises(NlpLstmError, match="coverage"):
-        train_summarizer(output_dir=tmp_path / "m", source=trained["source"], model=SMALL_MODEL,
+        train_summarizer(output_dir=tmp_path / "m", source=trained["source"],
+                         model={**SMALL_MODEL, "coverage_from_epoch": 1},
                          tokenizer_settings={"kind": "spacy", "vocab_size": 100, "min_freq": 1},
-                         training=TrainConfig(epochs=1, coverage_from_epoch=1), progress=False, device="cpu")
+                         training=TrainConfig(epochs=1), progress=False, device="cpu")
 
 
 def test_descriptions_pipeline_is_valid():
     pipeline = load_pipeline("pipelines/descriptions.toml")
     assert pipeline.pipeline.task == "summarizer"
     assert not pipeline.data.label_column and pipeline.data.summary_column == "description"
-    SummarizerConfig(vocab_size=pipeline.tokenizer.vocab_size, **pipeline.model)
-    assert pipeline.train.coverage_from_epoch <= pipeline.train.epochs and pipeline.model["coverage"]
-    assert pipeline.summarizer["max_length"] <= pipeline.summarizer["max_target_length"]
+    assert isinstance(pipeline.model, SummarizerConfig)
+    assert pipeline.model.coverage_from_epoch <= pipeline.train.epochs and pipeline.model.coverage
+    assert pipeline.decoding.max_length <= pipeline.model.max_target_length
 
 
 def test_task_evaluate_accepts_all_reduce_outside_distributed(trained):
@@ -172,7 +174,7 @@ def test_task_evaluate_accepts_all_reduce_outside_distributed(trained):
     loaded = nlp_lstm.load(trained["model"], device="cpu")
     data = encode_summarization(load_split(trained["source"], "validation"), loaded.tokenizer, text_column="document",
                                 summary_column="summary", max_source_length=40, max_target_length=6)
-    task = SummarizationTask(loaded.tokenizer, training=TrainConfig(), max_length=6)
+    task = SummarizationTask(loaded.tokenizer, max_length=6)
     batch = collate_summarization([data[i] for i in range(len(data))])
     plain = task.evaluate(loaded.model, lambda: iter([batch]))
     assert plain == task.evaluate(loaded.model, lambda: iter([batch]), all_reduce=True)

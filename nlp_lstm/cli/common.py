@@ -16,25 +16,6 @@ from nlp_lstm.errors import NlpLstmError
 
 T = TypeVar("T")
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for torch (default: 1 on a busy machine, else up to 4).")]
-
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face hub dataset name.")]
-DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.")]
-TrainFile = Annotated[Optional[Path], typer.Option("--train-file", help="Training data: csv, tsv, json, jsonl, parquet or txt (.gz allowed), or a save_to_disk directory.")]
-ValidationFile = Annotated[Optional[Path], typer.Option("--validation-file", help="Validation data; split off the training data when absent.")]
-TestFile = Annotated[Optional[Path], typer.Option("--test-file", help="Test data; split off the training data when absent.")]
-TextColumn = Annotated[str, typer.Option("--text-column", help="Column holding the input text.")]
-LabelColumn = Annotated[str, typer.Option("--label-column", help="Column holding the label(s).")]
-SummaryColumn = Annotated[str, typer.Option("--summary-column", help="Column holding the reference summary.")]
-Split = Annotated[str, typer.Option("--split", help="Split to use: train, validation or test.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")]
-Streaming = Annotated[bool, typer.Option(
-    "--streaming", help="Read the data as a stream (no cached or memory-mapped copy of the raw texts); for corpora larger than memory.")]
-
-
 def default_threads() -> int:
     # Measured here: 2 torch threads are 1.5x faster than 1 on an idle machine but 5-10x slower when
     # another process holds a core (OpenMP contention). Use every core only when the machine is idle.
@@ -60,7 +41,7 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
 
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()  # our own rich bars report the long work
-    from nlp_lstm.training.loop import TrainingInterrupted
+    from nlp_lstm.errors import TrainingInterrupted
 
     try:
         return action()
@@ -92,19 +73,31 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
         raise typer.Exit(1) from None
 
 
-def data_source(*, dataset, dataset_config, train_file, validation_file, test_file, text_column,
-                label_column=None, summary_column=None, streaming=False):
+def data_source(options, *, text_column: str, label_column: str | None = None, summary_column: str | None = None,
+                label_separator: str | None = None):
+    """A `DataSource` from a command's shared data options (`cli.options.DATA`) and its columns."""
     from nlp_lstm.data.sources import DataSource
 
-    if dataset is None and train_file is None and test_file is None:
+    if options.dataset is None and options.train_file is None and options.test_file is None:
         raise NlpLstmError("no data given; pass --train-file FILE (or --test-file) or --dataset NAME")
     return DataSource(
-        dataset=dataset, dataset_config=dataset_config,
-        train_file=str(train_file) if train_file else None,
-        validation_file=str(validation_file) if validation_file else None,
-        test_file=str(test_file) if test_file else None,
-        text_column=text_column, label_column=label_column, summary_column=summary_column, streaming=streaming,
+        dataset=options.dataset, dataset_config=options.dataset_config,
+        train_file=str(options.train_file) if options.train_file else None,
+        validation_file=str(options.validation_file) if options.validation_file else None,
+        test_file=str(options.test_file) if options.test_file else None,
+        validation_split=options.get("validation_split"), test_split=options.get("test_split"),
+        text_column=text_column, label_column=label_column, summary_column=summary_column,
+        label_separator=label_separator, streaming=options.streaming,
     )
+
+
+def lines_of(text: str) -> list[str]:
+    """One text per line, blank lines kept (so outputs line up with input lines), as `--input-file`
+    reads a .txt file: the newline that ends the last line does not start another text."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines] or [""]
 
 
 def read_inputs(texts: list[str] | None, input_file: Path | None) -> list[str]:
@@ -121,5 +114,5 @@ def read_inputs(texts: list[str] | None, input_file: Path | None) -> list[str]:
             decoded = data.decode("utf-8")
         except UnicodeDecodeError as error:
             raise NlpLstmError(f"stdin is not valid UTF-8 (byte {error.start}); re-encode the input as UTF-8") from None
-        return [line for line in decoded.splitlines() if line.strip()] or [""]
+        return lines_of(decoded)
     raise NlpLstmError("no input texts; pass TEXT arguments, --input-file FILE, or pipe texts on stdin")

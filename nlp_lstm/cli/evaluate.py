@@ -4,51 +4,39 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlp_lstm.cli.common import (Dataset, DatasetConfig, Debug, Device, Quiet, Streaming, Split, TestFile, Threads,
-                                 ValidationFile, data_source, run_stage)
+from nlp_lstm.cli.common import data_source, run_stage
+from nlp_lstm.cli.options import DATA, RUNTIME, Options, with_options
 
 
+@with_options(DATA, RUNTIME)
 def evaluate_command(
+    options: Options,
     model: Annotated[Path, typer.Option("--model", "-m", help="Model directory.")],
-    test_file: TestFile = None,
-    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Score the seeded held-out --split of this training file (the rows training set aside).")] = None,
-    validation_file: ValidationFile = None,
-    dataset: Dataset = None,
-    dataset_config: DatasetConfig = None,
-    split: Split = "test",
+    split: Annotated[str, typer.Option("--split", help="Split to score: train, validation or test (of --train-file: the seeded held-out rows).")] = "test",
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="Input text column (default: the one the model was trained on).")] = None,
-    label_column: Annotated[Optional[str], typer.Option("--label-column", help="Classifier: label column.")] = None,
-    summary_column: Annotated[Optional[str], typer.Option("--summary-column", help="Summarizer: reference column.")] = None,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", help="Classifier: label column (default: the model's).")] = None,
+    summary_column: Annotated[Optional[str], typer.Option("--summary-column", help="Summarizer: reference column (default: the model's).")] = None,
+    beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-k", min=1, help="Summarizer: beam width (default: saved with the model).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Summarizer: most output tokens (default: saved).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
-    plots_dir: Annotated[Optional[Path], typer.Option("--plots-dir", help="Write plots (confusion matrix) here.")] = None,
-    device: Device = "auto",
-    quiet: Quiet = False,
-    streaming: Streaming = False,
-    debug: Debug = False,
-    threads: Threads = None,
+    plots_dir: Annotated[Optional[Path], typer.Option("--plots-dir", help="Write plots (confusion matrix, reliability diagram) here.")] = None,
 ) -> None:
     """Score a model on a split: accuracy and F1 (classifier) or ROUGE with a lead baseline (summarizer)."""
-    import nlp_lstm
-    from nlp_lstm.model_dir import read_model_config
 
     def action():
-        config = read_model_config(model)
-        columns = config.get("columns", {})
-        summarizer = config["kind"] == "summarizer"
-        source = data_source(
-            dataset=dataset, dataset_config=dataset_config, train_file=train_file, validation_file=validation_file,
-            test_file=test_file, streaming=streaming,
-            text_column=text_column or columns.get("text", "text"),
-            label_column=None if summarizer else label_column or columns.get("label", "label"),
-            summary_column=summary_column or columns.get("summary", "summary") if summarizer else None,
-        )
-        metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=device)
+        import nlp_lstm
+        from nlp_lstm.data.sources import DataSource
+
+        source = data_source(options, text_column=text_column or DataSource.text_column,
+                             label_column=label_column or DataSource.label_column, summary_column=summary_column)
+        decoding = {key: value for key, value in {"beam_size": beam_size, "max_length": max_length}.items() if value}
+        metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=options.device, **decoding)
         if fmt == "json":
             typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         else:
             _print_table(metrics)
 
-    run_stage(action, debug=debug, quiet=quiet, threads=threads)
+    run_stage(action, debug=options.debug, quiet=options.quiet, threads=options.threads)
 
 
 def _print_table(metrics: dict) -> None:

@@ -83,6 +83,11 @@ def _gather(table, positions: np.ndarray) -> pa.Table:
     return arrow.take(positions)
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch with every tensor moved to `device` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def _is_list(column: pa.Array) -> bool:
     return pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
 

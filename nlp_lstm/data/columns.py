@@ -170,6 +170,8 @@ def prepare_split(ds, source: DataSource, split: str, where: str):
             )
     elif source.label_column:
         ds = _class_label_names(ds, source.label_column)
+        if source.label_separator:
+            ds = split_labels(ds, source.label_column, source.label_separator)
     return ds
 
 
@@ -201,6 +203,8 @@ def prepare_stream(stream, source: DataSource, where: str, hash_range: tuple[int
             class_names, features[label] = feature.names, datasets.Value("string")
         elif isinstance(inner, datasets.ClassLabel):
             class_names, features[label] = inner.names, datasets.Sequence(datasets.Value("string"))
+        elif source.label_separator:
+            features[label] = datasets.Sequence(datasets.Value("string"))
 
     def prepare(batch: dict, indices: list[int]) -> dict:
         keep = in_hash_range(indices, source.split_seed, hash_range) if hash_range else np.ones(len(indices), dtype=bool)
@@ -212,6 +216,8 @@ def prepare_stream(stream, source: DataSource, where: str, hash_range: tuple[int
         elif class_names is not None:
             batch[label] = [[_class_name(class_names, i) for i in row] if isinstance(row, list)
                             else _class_name(class_names, row) for row in batch[label]]  # fmt: skip
+        elif label and source.label_separator:
+            batch[label] = split_labels_batch(batch[label], source.label_separator)
         if keep.all():
             return batch
         rows = np.flatnonzero(keep)
@@ -221,12 +227,54 @@ def prepare_stream(stream, source: DataSource, where: str, hash_range: tuple[int
 
 
 def label_key(value) -> str:
-    """How a label value is named: ints as str(int), strings as they are."""
+    """How a label value is named: ints (and integral floats such as 1.0, from a CSV column that a blank
+    cell made float) as str(int), strings as they are."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
     return str(value)
+
+
+def unlabelled(ds, label_column: str | None) -> bool:
+    """Every row's label is missing (e.g. a hub test split whose ClassLabel ids are all -1)."""
+    if not label_column or label_column not in ds.column_names or len(ds) == 0:
+        return False
+    return ds.data.column(label_column).null_count == len(ds)
+
+
+def split_labels_batch(values, separator: str) -> list[list[str]]:
+    return [[] if v is None else [part.strip() for part in str(v).split(separator) if part.strip()] for v in values]
+
+
+def split_labels(ds, label_column: str, separator: str):
+    """Joined labels ("sports|politics") -> lists of labels (multi-label), blanks dropped."""
+    import datasets
+
+    def split(values):
+        return {label_column: split_labels_batch(values, separator)}
+
+    return ds.map(split, input_columns=[label_column], batched=True,
+                  features=_replace_feature(ds, label_column, datasets.Sequence(datasets.Value("string"))))
+
+
+def drop_unknown_labels(ds, label_column: str, names: list[str], where: str):
+    """Rows of a validation/test split whose label the training split never had: dropped, one warning."""
+    import warnings
+
+    known = set(names)
+
+    def keep(values):
+        return [all(label_key(v) in known for v in value) if isinstance(value, list) else label_key(value) in known
+                for value in values]
+
+    kept = ds.filter(keep, input_columns=[label_column], batched=True)
+    if len(kept) < len(ds):
+        warnings.warn(f"{len(ds) - len(kept)} row(s) of {where} have a label the training split does not have; "
+                      "they are left out")
+    return kept
 
 
 def label_names(dataset, label_column: str) -> list[str]:
@@ -249,9 +297,10 @@ def label_names(dataset, label_column: str) -> list[str]:
             column = pc.list_flatten(column)
         values = pc.unique(column).to_pylist()
     if missing:
-        raise NlpLstmError(f"{missing} rows have no value in label column {label_column!r}; fill or drop them")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        names = [str(v) for v in sorted(values)]
+        first = "" if is_stream(dataset) else f" (the first is row {_first_null(dataset, label_column) + 1})"
+        raise NlpLstmError(f"{missing} row(s) have a blank label in column {label_column!r}{first}; fill or drop them")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in values):
+        names = [str(int(v)) for v in sorted(values)]
     else:
         names = sorted({label_key(v) for v in values})
     if len(names) < 2:
@@ -261,6 +310,13 @@ def label_names(dataset, label_column: str) -> list[str]:
             "check --label-column (or the binarize threshold) and the data"
         )
     return names
+
+
+def _first_null(dataset, column: str) -> int:
+    import pyarrow.compute as pc
+
+    nulls = pc.is_null(dataset.select_columns([column]).with_format("arrow")[:].column(0))
+    return int(pc.index(nulls, True).as_py())
 
 
 def _stream_label_values(stream, label_column: str) -> tuple[list, int]:
@@ -280,3 +336,18 @@ def _stream_label_values(stream, label_column: str) -> tuple[list, int]:
 def check_labels(dataset, label_column: str) -> None:
     """Raise NlpLstmError unless `label_column` holds at least 2 classes (see `label_names`)."""
     label_names(dataset, label_column)
+
+
+def iter_texts(dataset, columns: Sequence[str]):
+    """Texts of `columns`, batch by batch from Arrow (never a whole column as one Python list); None -> ""."""
+    for batch in dataset.iter(batch_size=1000):
+        for column in columns:
+            yield from (text or "" for text in batch[column])
+
+
+def is_multilabel(dataset, label_column: str) -> bool:
+    """A label column of lists (one example, several labels)."""
+    import datasets
+
+    feature = dataset.features[label_column]
+    return isinstance(feature, (datasets.Sequence, list)) or getattr(feature, "_type", "") == "List"

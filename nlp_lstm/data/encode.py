@@ -1,4 +1,9 @@
-"""Tokenize a dataset into ids, in Arrow, with `Dataset.map(batched=True)`.
+"""Text -> ids, once per task, for training data and for prediction alike; and ids -> text.
+
+`classification_ids`, `summarization_sources` and `summarization_targets` are the pure functions that
+turn texts into a model's ids. `encode_classification` / `encode_summarization` run them over a
+dataset with `Dataset.map(batched=True)`, and the predictors (`nlp_lstm.inference`) call the same
+functions on the texts they are given, so training and serving can never tokenize differently.
 
 Each function names its result with a fingerprint of (input dataset, tokenizer files, arguments), so
 `datasets` reuses its on-disk cache when nothing changed, and the tokenizer itself is never hashed.
@@ -14,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from nlp_lstm.data.columns import label_key
+from nlp_lstm.data.columns import is_stream, label_key
 from nlp_lstm.data.mapped_pages import MappedPages, releasing
 from nlp_lstm.errors import NlpLstmError
 
@@ -41,8 +46,6 @@ def _fingerprint(ds, tokenizer, name: str, arguments: dict) -> str:
 def _map(ds, encode_batch, features: dict, *, num_proc: int | None, fingerprint: str):
     """Replace every column by `encode_batch`'s output, batch by batch; cached on disk by `datasets`."""
     import datasets
-
-    from nlp_lstm.data.columns import is_stream
 
     if is_stream(ds):
         encoded = _encode_stream(ds, encode_batch, datasets.Features(features), num_proc=num_proc, fingerprint=fingerprint)
@@ -101,6 +104,18 @@ def _texts(values) -> list[str]:
     return ["" if value is None else value for value in values]
 
 
+def classification_ids(tokenizer, texts: list[str], *, max_length: int) -> tuple[list[list[int]], int]:
+    """Texts -> classifier input ids.
+
+    Returns:
+        (ids, truncated): one id list per text, cut to `max_length` (an empty text becomes `[unk_id]`,
+        so every example has at least one step for the LSTM), and how many texts were cut.
+    """
+    rows = tokenizer.encode_batch(_texts(texts))
+    truncated = sum(len(row) > max_length for row in rows)
+    return [row[:max_length] or [tokenizer.unk_id] for row in rows], truncated
+
+
 def encode_classification(
     ds,
     tokenizer,
@@ -131,7 +146,6 @@ def encode_classification(
     _require(ds, [text_column, label_column])
     names = [str(name) for name in label_names]
     index = {name: position for position, name in enumerate(names)}
-    unk_id = tokenizer.unk_id
 
     def class_of(value) -> int:
         try:
@@ -149,7 +163,7 @@ def encode_classification(
         return hot
 
     def encode_batch(batch: dict) -> dict:
-        ids = [row[:max_length] or [unk_id] for row in tokenizer.encode_batch(_texts(batch[text_column]))]
+        ids, _ = classification_ids(tokenizer, batch[text_column], max_length=max_length)
         out = {"input_ids": ids, "length": [len(row) for row in ids]}
         if label_column is not None:
             convert = multi_hot if multi_label else class_of
@@ -185,6 +199,55 @@ def extend_with_oovs(tokens: list[str], ids: list[int], *, unk_id: int, vocab_si
     return extended, list(oov_index)
 
 
+def summarization_sources(tokenizer, texts: list[str], *, max_source_length: int) -> tuple[list[dict], int]:
+    """Source texts -> pointer-generator encoder inputs.
+
+    Returns:
+        (examples, truncated): per text `src_ids` (in-vocabulary ids, unk_id for OOV, cut to
+        `max_source_length`; an empty source becomes `[unk_id]`, which is no OOV: nothing to copy),
+        `src_ext_ids` (each OOV as `vocab_size + its index in oovs`), `oovs` and `length`; and how
+        many texts were cut.
+    """
+    unk_id, vocab_size = tokenizer.unk_id, tokenizer.vocab_size
+    examples, truncated = [], 0
+    for tokens, ids in tokenizer.tokenize_and_encode_batch(_texts(texts)):
+        truncated += len(ids) > max_source_length
+        tokens, ids = tokens[:max_source_length], ids[:max_source_length]
+        extended, oovs = extend_with_oovs(tokens, ids, unk_id=unk_id, vocab_size=vocab_size)
+        if not ids:
+            ids, extended = [unk_id], [unk_id]
+        examples.append({"src_ids": ids, "src_ext_ids": extended, "oovs": oovs, "length": len(ids)})
+    return examples, truncated
+
+
+def summarization_targets(tokenizer, texts: list[str], oovs: list[list[str]], *, max_target_length: int) -> list[dict]:
+    """Reference summaries -> decoder targets, given each example's source `oovs`.
+
+    Per text: `tgt_ids` (in-vocabulary ids, unk_id for OOV, cut to `max_target_length`; no bos/eos),
+    `tgt_ext_ids` (target tokens that are source OOVs get their extended id, so the copy distribution
+    can produce them; other OOVs stay unk_id) and `tgt_length`.
+    """
+    unk_id, vocab_size = tokenizer.unk_id, tokenizer.vocab_size
+    targets = []
+    for (tokens, ids), source_oovs in zip(tokenizer.tokenize_and_encode_batch(_texts(texts)), oovs):
+        tokens, ids = tokens[:max_target_length], ids[:max_target_length]
+        oov_ids = {token: vocab_size + position for position, token in enumerate(source_oovs)}
+        extended = [oov_ids.get(token, unk_id) if i == unk_id else i for token, i in zip(tokens, ids)]
+        targets.append({"tgt_ids": ids, "tgt_ext_ids": extended, "tgt_length": len(ids)})
+    return targets
+
+
+def ids_to_tokens(ids, oovs, tokenizer) -> list[str]:
+    """Extended output ids -> tokens: ids < vocab_size are tokenizer pieces, the rest copied source OOVs."""
+    vocab_size = tokenizer.vocab_size
+    return [tokenizer.id_to_token(i) if i < vocab_size else oovs[i - vocab_size] for i in ids]
+
+
+def ids_to_text(ids, oovs, tokenizer) -> str:
+    """Extended output ids -> text (the inverse of `summarization_sources` / `summarization_targets`)."""
+    return tokenizer.detokenize(ids_to_tokens(ids, oovs, tokenizer))
+
+
 def encode_summarization(
     ds,
     tokenizer,
@@ -216,32 +279,15 @@ def encode_summarization(
             f"max_source_length and max_target_length must be at least 1, got {max_source_length} and {max_target_length}"
         )
     _require(ds, [text_column, summary_column])
-    unk_id, vocab_size = tokenizer.unk_id, tokenizer.vocab_size
 
     def encode_batch(batch: dict) -> dict:
-        out = {"src_ids": [], "src_ext_ids": [], "oovs": [], "length": []}
-        sources = tokenizer.tokenize_and_encode_batch(_texts(batch[text_column]))
-        for tokens, ids in sources:
-            tokens, ids = tokens[:max_source_length], ids[:max_source_length]
-            if not ids:
-                tokens, ids = [], [unk_id]  # the placeholder is no OOV: nothing to copy
-            extended, oovs = extend_with_oovs(tokens, ids, unk_id=unk_id, vocab_size=vocab_size)
-            if not tokens:
-                extended = [unk_id]
-            out["src_ids"].append(ids)
-            out["src_ext_ids"].append(extended)
-            out["oovs"].append(oovs)
-            out["length"].append(len(ids))
+        sources, _ = summarization_sources(tokenizer, batch[text_column], max_source_length=max_source_length)
+        out = {name: [source[name] for source in sources] for name in ("src_ids", "src_ext_ids", "oovs", "length")}
         if summary_column is not None:
-            out["tgt_ids"], out["tgt_ext_ids"], out["tgt_length"] = [], [], []
-            targets = tokenizer.tokenize_and_encode_batch(_texts(batch[summary_column]))
-            for (tokens, ids), oovs in zip(targets, out["oovs"]):
-                tokens, ids = tokens[:max_target_length], ids[:max_target_length]
-                oov_ids = {token: vocab_size + position for position, token in enumerate(oovs)}
-                extended = [oov_ids.get(token, unk_id) if i == unk_id else i for token, i in zip(tokens, ids)]
-                out["tgt_ids"].append(ids)
-                out["tgt_ext_ids"].append(extended)
-                out["tgt_length"].append(len(ids))
+            targets = summarization_targets(tokenizer, batch[summary_column], out["oovs"],
+                                            max_target_length=max_target_length)
+            for name in ("tgt_ids", "tgt_ext_ids", "tgt_length"):
+                out[name] = [target[name] for target in targets]
         return out
 
     ids_feature = datasets.List(datasets.Value("int32"))

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlp_lstm.data.columns import Binarize, is_stream, prepare_split, prepare_stream
+from nlp_lstm.data.columns import Binarize, is_stream, prepare_split, prepare_stream, unlabelled
 from nlp_lstm.data.files import is_arrow_dir, load_file
 from nlp_lstm.data.splits import cut_stream, split_indices
 from nlp_lstm.errors import NlpLstmError
@@ -47,6 +48,13 @@ class DataSource:
     validation_fraction: float = 0.1  # of train, when there is no validation split/file
     test_fraction: float = 0.1  # of train, when there is no test split/file (0 disables)
     streaming: bool = False  # read as a stream (IterableDataset): nothing of the raw corpus is cached
+    # Hub splits to validate / test on, by name ("none": no such split, nothing cut from train either).
+    validation_split: str | None = None
+    test_split: str | None = None
+    label_separator: str | None = None  # multi-label from csv/tsv: "sports|politics" -> two labels
+
+    def split_disabled(self, split: str) -> bool:
+        return {"validation": self.validation_split, "test": self.test_split}.get(split) == "none"
 
     def file_for(self, split: str) -> str | None:
         return {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}[split]
@@ -70,6 +78,14 @@ def _load_hub(source: DataSource) -> dict:
         ) from None
     splits = {}
     for split, aliases in _SPLIT_ALIASES.items():
+        chosen = {"validation": source.validation_split, "test": source.test_split}.get(split)
+        if chosen == "none":
+            continue
+        if chosen is not None:
+            if chosen not in loaded:
+                raise NlpLstmError(f"{source.describe()} has no split {chosen!r}; it has {', '.join(loaded)}")
+            splits[split] = loaded[chosen]
+            continue
         for alias in aliases:
             if alias in loaded:
                 splits[split] = loaded[alias]
@@ -140,7 +156,7 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
                 f"give --train-file or the {', '.join(missing)} file"
             )
         train = raw["train"]
-        cut = {s for s in ("validation", "test") if s not in raw}
+        cut = {s for s in ("validation", "test") if s not in raw and not source.split_disabled(s)}
         if cut and is_stream(train):
             hash_ranges = cut_stream(
                 train, column=source.text_column, seed=source.split_seed,
@@ -168,7 +184,7 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
         if split not in raw:
             if split in ("validation", "test"):
                 fraction_name = f"{split}_fraction"
-                if getattr(source, fraction_name) == 0 and len(splits) > 1:
+                if (getattr(source, fraction_name) == 0 or source.split_disabled(split)) and len(splits) > 1:
                     continue  # disabled on purpose
                 raise NlpLstmError(
                     f"{source.describe()} has no {split} split and {fraction_name} is 0; "
@@ -179,6 +195,10 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
             result[split] = prepare_stream(raw[split], source, origin[split], hash_ranges.get(split))
         else:
             result[split] = prepare_split(raw[split], source, split, origin[split])
+            if split != "train" and len(splits) > 1 and unlabelled(result[split], source.label_column):
+                # GLUE-style hub test splits carry label -1 everywhere: nothing to score against.
+                warnings.warn(f"{origin[split]} has no labels: it is left out (choose another with --{split}-split)")
+                del result[split]
     if source.streaming:
         for split, stream in result.items():  # what `encode` names its Arrow output after (no re-reading)
             stream._fingerprint = stream_fingerprint(source, split)

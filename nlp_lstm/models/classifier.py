@@ -7,19 +7,61 @@ with `input_size=64, bidirectional=False, pooling="last", task="binary"`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.config import check_choice, check_fraction, check_positive
 from nlp_lstm.data.specials import PAD_ID
-from nlp_lstm.nn.lstm import LSTM
-from nlp_lstm.nn.pooling import build_pooling
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.nn.lstm import LSTM, PEEPHOLES
+from nlp_lstm.nn.pooling import POOLING, build_pooling
+
+TASKS = ("binary", "multiclass", "multilabel")
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything needed to rebuild a `TextClassifier` (the `[model]` table of a pipeline, and the
+    `model` entry of a classifier's `config.json`).
+
+    `num_labels`, `task` and `vocab_size` (or `input_size`) come from the data: training fills them
+    in, so a pipeline file sets only the sizes and choices below them.
+    """
+
+    num_labels: int = 2
+    task: str = "multiclass"  # binary | multiclass | multilabel
+    vocab_size: int | None = None  # token ids (set from the tokenizer)
+    input_size: int | None = None  # float feature sequences (time series) instead of token ids
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    peephole: str = "none"  # none (fused kernel) | diagonal | full
+    pooling: str = "max"  # max | mean | last | attention
+    max_length: int = 256  # tokens kept per text; longer texts are truncated (with a warning)
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.task, TASKS)
+        check_choice("pooling", self.pooling, tuple(POOLING))
+        check_choice("peephole", self.peephole, tuple(PEEPHOLES))
+        if self.vocab_size is not None and self.input_size is not None:
+            raise NlpLstmError("model config takes one of vocab_size (token ids) or input_size (float features), not both")
+        if self.task == "binary" and self.num_labels != 2:
+            raise NlpLstmError(f"task 'binary' needs 2 labels, got {self.num_labels}; use task 'multiclass'")
+        check_positive(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_dim=self.embedding_dim,
+                       max_length=self.max_length, num_labels=self.num_labels)
+        check_fraction("dropout", self.dropout)
 
 
 class TextClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
+        if (config.vocab_size is None) == (config.input_size is None):
+            raise NlpLstmError("model config needs exactly one of vocab_size (token ids) or input_size (float features)")
         self.config = config
         if config.vocab_size is not None:
             self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)

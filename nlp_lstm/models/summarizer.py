@@ -30,9 +30,10 @@ from nlp_lstm.nn.lstm import LSTM, PEEPHOLES
 
 @dataclass
 class SummarizerConfig:
-    """Everything needed to rebuild a `Summarizer` (saved as `config.json`)."""
+    """Everything needed to rebuild a `Summarizer` (the `[model]` table of a summarization pipeline,
+    and the `model` entry of its `config.json`). `vocab_size` comes from the tokenizer."""
 
-    vocab_size: int
+    vocab_size: int | None = None
     embedding_dim: int = 128
     hidden_size: int = 256
     encoder_layers: int = 1
@@ -42,13 +43,25 @@ class SummarizerConfig:
     copy: bool = True
     coverage: bool = False
     peephole: str = "none"  # encoder LSTM cell: "none" | "diagonal" | "full"
+    max_source_length: int = 400  # source tokens kept (longer sources are truncated, with a warning)
+    max_target_length: int = 30  # summary tokens trained on
+    # See et al. (2017) sec. 4: the coverage loss (weight lambda, eq. 13) is trained only for the last
+    # part of training, from this epoch (1-based; 0 = never). Needs coverage = true.
+    coverage_from_epoch: int = 0
+    coverage_weight: float = 1.0
 
     def __post_init__(self):
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "encoder_layers", "decoder_layers"):
+        names = ["embedding_dim", "hidden_size", "encoder_layers", "decoder_layers", "max_source_length",
+                 "max_target_length"] + (["vocab_size"] if self.vocab_size is not None else [])
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NlpLstmError(f"summarizer {name}={value!r} is invalid: use a positive integer")
-        if self.vocab_size <= 4:
+        if self.coverage_from_epoch < 0 or self.coverage_weight < 0:
+            raise NlpLstmError("summarizer coverage_from_epoch and coverage_weight must be >= 0")
+        if self.coverage_from_epoch and not self.coverage:
+            raise NlpLstmError("coverage_from_epoch is set but the model has coverage = false; turn coverage on")
+        if self.vocab_size is not None and self.vocab_size <= 4:
             raise NlpLstmError(
                 f"summarizer vocab_size={self.vocab_size} leaves no room beyond the 4 special "
                 "tokens: fit a larger vocabulary"

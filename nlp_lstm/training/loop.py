@@ -30,10 +30,10 @@ from datasets import Dataset
 
 from nlp_lstm.artifacts import atomic_write_text
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.data.collate import take_rows
+from nlp_lstm.data.collate import take_rows, to_device
 from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.mapped_pages import MappedPages
-from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.errors import NlpLstmError, TrainingInterrupted
 from nlp_lstm.progress import progress_bar
 from nlp_lstm.training import distributed
 from nlp_lstm.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -57,10 +57,6 @@ class Task(Protocol):
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None: ...
 
 
-class TrainingInterrupted(NlpLstmError):
-    """Ctrl-C during training: a checkpoint was saved."""
-
-
 @dataclass
 class TrainResult:
     best_state: dict[str, torch.Tensor]
@@ -76,10 +72,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def iterate_batches(dataset: Dataset, sampler: LengthBucketSampler, collate, device, *, start: int = 0):

@@ -1,14 +1,40 @@
-"""Task adapters: what the shared training loop needs to know about each model family."""
+"""Task adapters: what the shared training loop (`loop.fit`) needs to know about each model family.
+
+Each adapter gives the loop its `collate`, `loss`, `on_epoch_start` and `evaluate` (the validation
+metrics, `metric_name` the one to maximise). `evaluate` leaves the model in the mode it found it in.
+Under DDP the loop calls `evaluate(model, batches, all_reduce=True)`: `batches` are this rank's part
+of the split, and counts are summed over ranks before ratios are computed.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 
-from nlp_lstm.data.collate import collate_classification, collate_features
+from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization
+from nlp_lstm.data.encode import ids_to_text
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.decoding.greedy import greedy_decode
 from nlp_lstm.metrics.classification import ClassificationCounts
+from nlp_lstm.metrics.rouge import RougeCounts
 from nlp_lstm.training import distributed
+
+VALIDATION_DECODE_LIMIT = 500  # summarizer examples greedily decoded per validation pass (keeps epochs fast)
+
+
+@contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd inside; afterwards the mode the model had (a library user who
+    evaluates and then predicts must not get dropout noise, nor a training loop a frozen model)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class ClassificationTask:
@@ -33,25 +59,77 @@ class ClassificationTask:
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
         pass
 
-    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False) -> dict[str, Any]:
-        """Accuracy, macro-F1, per-class scores and the mean loss over `batches()`.
-
-        `all_reduce=True` (DDP: each rank passes its own part of the split): the counts and the loss
-        sum are summed over ranks first, so every rank returns the whole split's metrics.
-        """
-        model.eval()
+        """Accuracy, macro-F1, per-class scores and the mean loss over `batches()`."""
         counts = ClassificationCounts(len(self.label_names))
         loss_sum, total = 0.0, 0
-        for batch in batches():
-            logits = self.logits(model, batch)
-            loss_sum += model.loss(logits, batch["labels"]).item() * logits.size(0)
-            total += logits.size(0)
-            counts.update(model.predict_labels(logits, self.threshold).cpu(), batch["labels"].cpu())
-        model.train()
+        with evaluation_mode(model):
+            for batch in batches():
+                logits = self.logits(model, batch)
+                loss_sum += model.loss(logits, batch["labels"]).item() * logits.size(0)
+                total += logits.size(0)
+                counts.update(model.predict_labels(logits, self.threshold).cpu(), batch["labels"].cpu())
         if all_reduce:
             counts = distributed.all_reduce_counts(counts)
             loss_sum, total = distributed.all_reduce_sum(torch.tensor([loss_sum, total], dtype=torch.float64)).tolist()
         metrics = counts.compute(self.label_names)
         metrics["loss"] = loss_sum / max(1, total)
+        return metrics
+
+
+class SummarizationTask:
+    """Teacher-forced NLL (+ coverage loss late in training); validated by ROUGE-L of greedy outputs.
+
+    ROUGE-L is computed on the first `decode_limit` validation examples in the sampler's order (the
+    loss on all of them), against the references as the encoder saw them (truncated to the target
+    limit; target words outside the vocabulary and the source read as `<unk>`).
+    """
+
+    metric_name = "rougeL"
+
+    def __init__(self, tokenizer: Tokenizer, *, coverage_from_epoch: int = 0, coverage_weight: float = 1.0,
+                 max_length: int, decode_limit: int = VALIDATION_DECODE_LIMIT) -> None:
+        self.tokenizer = tokenizer
+        self.coverage_from_epoch = coverage_from_epoch
+        self.coverage_weight = coverage_weight
+        self.max_length = max_length
+        self.decode_limit = decode_limit
+        self.collate = collate_summarization
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        return model(batch)["loss"]
+
+    def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
+        # See et al. (2017) sec. 4: coverage is trained only for the last part of training.
+        start = self.coverage_from_epoch
+        distributed.unwrap(model).coverage_weight = self.coverage_weight if start and epoch >= start else 0.0
+
+    def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False
+                 ) -> dict[str, Any]:
+        """Mean NLL per target token over `batches()`, ROUGE of greedy outputs on the first `decode_limit`."""
+        model = distributed.unwrap(model)
+        loss_sum, tokens, decoded = 0.0, 0, 0
+        counts = RougeCounts()
+        with evaluation_mode(model):
+            for batch in batches():
+                out = model(batch)
+                loss_sum += out["nll"].item() * out["num_tokens"]
+                tokens += out["num_tokens"]
+                if decoded < self.decode_limit:
+                    outputs = greedy_decode(model, batch, max_length=self.max_length)
+                    references = [
+                        ids_to_text(row[: length - 1], oovs, self.tokenizer)  # drop the EOS
+                        for row, length, oovs in zip(
+                            batch["target_ids"].tolist(), batch["tgt_lengths"].tolist(), batch["oovs"]
+                        )
+                    ]
+                    predictions = [ids_to_text(ids, oovs, self.tokenizer) for ids, oovs in zip(outputs, batch["oovs"])]
+                    counts.update(predictions, references)
+                    decoded += len(outputs)
+        if all_reduce:
+            counts = distributed.all_reduce_counts(counts)
+            sums = distributed.all_reduce_sum(torch.tensor([loss_sum, tokens], dtype=torch.float64))
+            loss_sum, tokens = sums.tolist()
+        metrics = counts.compute()
+        metrics["loss"] = loss_sum / max(1, tokens)
         return metrics

@@ -1,4 +1,4 @@
-"""`python -m nlp_lstm.training.launch N ARGS...`: torchrun for `--nproc-per-node N`, with our exit codes.
+"""`python -m nlp_lstm.cli.launch N ARGS...`: torchrun for `--nproc-per-node N`, with our exit codes.
 
 It runs torchrun's own `run` (`--standalone --nproc-per-node N -m nlp_lstm.cli.main ARGS`), so the
 workers start exactly as under the torchrun command. What differs is what a failed run looks like.

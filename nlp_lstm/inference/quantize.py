@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn.lstm import LSTM
-from nlp_lstm.predict import Classifier
+from nlp_lstm.inference.classifier import ClassifierPredictor
 
 __all__ = ["PackedTorchLSTM", "quantize_classifier"]
 
@@ -76,8 +76,8 @@ class PackedTorchLSTM(nn.Module):
         return outputs, (h_n, c_n)
 
 
-def quantize_classifier(classifier: Classifier) -> Classifier:
-    """A new `Classifier` whose encoder and head run in dynamic int8; the original is untouched.
+def quantize_classifier(classifier: ClassifierPredictor) -> ClassifierPredictor:
+    """A new `ClassifierPredictor` whose encoder and head run in dynamic int8; the original is untouched.
 
     Raises:
         NlpLstmError: the encoder uses peephole connections (no int8 kernel for our own cell).
@@ -90,11 +90,12 @@ def quantize_classifier(classifier: Classifier) -> Classifier:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         quantized = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
-    return Classifier(
+    return ClassifierPredictor(
         quantized,
         classifier.tokenizer,
         labels=classifier.labels,
-        max_length=classifier.max_length,
+        temperature=classifier.temperature,
         threshold=classifier.threshold,
+        thresholds=classifier.thresholds,
         device=torch.device("cpu"),  # the int8 kernels are CPU only
     )

@@ -8,18 +8,24 @@ projects / weasel).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from nlp_lstm.artifacts import atomic_write_json
-from nlp_lstm.config import TrainConfig, from_dict
-from nlp_lstm.data.columns import Binarize
+from nlp_lstm.config import from_dict, TrainConfig
 from nlp_lstm.data.sources import DataSource
+from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.models.classifier import ClassifierConfig
+from nlp_lstm.models.summarizer import SummarizerConfig
+from nlp_lstm.stages.classification import encode, evaluate_classifier, train
+from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
+from nlp_lstm.stages.tokenizer import vocab
 
 MARKER = ".stage.json"
 STAGES = ("vocab", "encode", "train", "evaluate")
@@ -40,6 +46,7 @@ class TokenizerSection:
     min_freq: int = 2
     lowercase: bool = True
     model_type: str = "unigram"
+    language: str = "en"  # spaCy: the language whose tokenizer rules split the words
 
 
 @dataclass
@@ -47,19 +54,28 @@ class EvaluateSection:
     split: str = "test"
 
 
+MODEL_CONFIGS = {"classifier": ClassifierConfig, "summarizer": SummarizerConfig}
+
+
 @dataclass
 class Pipeline:
+    """A pipeline file, typed: every table is the dataclass the stage it feeds takes."""
+
     pipeline: PipelineSection
     data: DataSource
     tokenizer: TokenizerSection
-    model: dict[str, Any] = field(default_factory=dict)
+    model: ClassifierConfig | SummarizerConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
-    summarizer: dict[str, Any] = field(default_factory=dict)  # max_source_length, max_target_length, decoding
+    decoding: DecodeConfig | None = None  # summarizer: saved with the model, used by evaluate
 
     @property
     def run_dir(self) -> Path:
         return Path(self.pipeline.run_dir or f"runs/{self.pipeline.name}")
+
+
+SECTIONS = {"pipeline": PipelineSection, "data": DataSource, "tokenizer": TokenizerSection, "train": TrainConfig,
+            "evaluate": EvaluateSection, "decoding": DecodeConfig, "model": None}
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -70,15 +86,35 @@ def load_pipeline(path: str | Path) -> Pipeline:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise NlpLstmError(f"{file} is not valid TOML ({error}); fix the syntax") from None
-    pipeline = from_dict(Pipeline, data, where=str(file))
-    if pipeline.pipeline.task not in ("classifier", "summarizer"):
-        raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {pipeline.pipeline.task!r}")
-    if pipeline.pipeline.task == "summarizer":
-        pipeline.data.label_column = None  # TOML has no null; a summarizer reads no label column
-    return pipeline
+    for name in data:
+        if name not in SECTIONS:
+            near = difflib.get_close_matches(name, SECTIONS, n=1)
+            hint = f"did you mean [{near[0]}]?" if near else f"use {', '.join(f'[{s}]' for s in SECTIONS)}"
+            raise NlpLstmError(f"{file}: unknown table [{name}]; {hint}")
+    if "pipeline" not in data:
+        raise NlpLstmError(f"{file}: missing table [pipeline]; see pipelines/ for examples")
+    header = from_dict(PipelineSection, data["pipeline"], where=f"{file} [pipeline]")
+    if header.task not in MODEL_CONFIGS:
+        raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {header.task!r}")
+    sections: dict[str, Any] = {"pipeline": header}
+    for name, cls in SECTIONS.items():
+        if name in data and name != "pipeline":
+            sections[name] = from_dict(cls or MODEL_CONFIGS[header.task], data[name], where=f"{file} [{name}]")
+    for name in ("data", "tokenizer"):
+        if name not in sections:
+            raise NlpLstmError(f"{file}: missing table [{name}]; see pipelines/ for examples")
+    sections.setdefault("model", MODEL_CONFIGS[header.task]())
+    if header.task == "summarizer":
+        sections["data"] = replace(sections["data"], label_column=None)  # TOML has no null; no label column here
+        model = sections["model"]
+        sections.setdefault("decoding", DecodeConfig(max_length=model.max_target_length))
+    elif "decoding" in sections:
+        raise NlpLstmError(f"{file}: [decoding] is for summarizers; remove it from a classifier pipeline")
+    return Pipeline(**sections)
 
 
 def _file_digest(path: str | None) -> str | None:
+    """The file's content hash (its name is no input: a clone elsewhere gets the same markers)."""
     if not path or not Path(path).is_file():
         return path
     digest = hashlib.sha256()
@@ -103,43 +139,43 @@ def _up_to_date(output: Path, inputs_hash: str) -> bool:
 def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto", progress: bool = True,
                  echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage whose inputs changed; return the evaluation metrics."""
-    import nlp_lstm
-
     pipe = load_pipeline(path)
     source = pipe.data
-    data_hash = _hash(asdict(source), [_file_digest(f) for f in (source.train_file, source.validation_file, source.test_file)])
+    files = {f"{split}_file": _file_digest(getattr(source, f"{split}_file")) for split in ("train", "validation", "test")}
+    data_hash = _hash({**asdict(source), **files})
     run_dir = pipe.run_dir
     vocab_dir = Path("vocab") / pipe.tokenizer.name
     encoded_dir, model_dir, eval_dir = run_dir / "encoded", run_dir / "model", run_dir / "evaluation"
     summarizer = pipe.pipeline.task == "summarizer"
+    decoding = asdict(pipe.decoding) if pipe.decoding else None
 
     hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
-    hashes["encode"] = _hash(hashes["vocab"], pipe.train.max_length, pipe.summarizer)
-    hashes["train"] = _hash(hashes["encode"], pipe.model, asdict(pipe.train))
-    hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate), pipe.summarizer)
+    hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None))
+    hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding)
+    hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
     settings = {k: v for k, v in asdict(pipe.tokenizer).items() if k != "name"}
 
     def stage_vocab():
-        nlp_lstm.vocab(source, vocab_dir, **settings)
+        vocab(source, vocab_dir, **settings)
 
     def stage_encode():
-        nlp_lstm.encode(source, vocab_dir, encoded_dir, max_length=pipe.train.max_length, overwrite=True)
+        encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, overwrite=True)
 
     def stage_train():
         if summarizer:
-            nlp_lstm.train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
-                                      training=pipe.train, overwrite=True, device=device, progress=progress,
-                                      **_length_settings(pipe.summarizer))
+            train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
+                             training=pipe.train, decoding=pipe.decoding, overwrite=True, device=device,
+                             progress=progress)
         else:
-            nlp_lstm.train(output_dir=model_dir, encoded_dir=encoded_dir, model=pipe.model, training=pipe.train,
-                           overwrite=True, device=device, progress=progress)
+            train(output_dir=model_dir, encoded_dir=encoded_dir, model=pipe.model, training=pipe.train,
+                  overwrite=True, device=device, progress=progress)
 
     results: dict[str, Any] = {}
 
     def stage_evaluate():
         eval_dir.mkdir(parents=True, exist_ok=True)
-        results.update(nlp_lstm.evaluate(model_dir, source, split=pipe.evaluate.split, plots_dir=eval_dir,
-                                         device=device, **_decode_settings(pipe.summarizer)))
+        evaluate = evaluate_summarizer if summarizer else evaluate_classifier
+        results.update(evaluate(model_dir, source, split=pipe.evaluate.split, plots_dir=eval_dir, device=device))
         atomic_write_json(eval_dir / "metrics.json", results)
 
     stages: list[tuple[str, Path, Callable[[], None]]] = [("vocab", vocab_dir, stage_vocab)]
@@ -156,11 +192,3 @@ def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto",
     if not results:
         results.update(json.loads((eval_dir / "metrics.json").read_text()))
     return results
-
-
-def _length_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: settings[k] for k in ("max_source_length", "max_target_length") if k in settings}
-
-
-def _decode_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: settings[k] for k in ("beam_size", "max_length", "min_length") if k in settings}

@@ -13,10 +13,11 @@ from typing import Any, Sequence
 import datasets
 import numpy as np
 
-from nlp_lstm.config import ClassifierConfig, TrainConfig
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.models.classifier import TextClassifier
-from nlp_lstm.predict import Classifier, pick_device
+from nlp_lstm.inference.classifier import ClassifierPredictor
+from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.training.loop import fit, seed_everything
 from nlp_lstm.training.tasks import ClassificationTask
 
@@ -33,10 +34,10 @@ def fit_sequences(
     device: str = "auto",
     progress: bool = False,
     run_dir: str | Path | None = None,
-) -> Classifier:
+) -> ClassifierPredictor:
     """Train a classifier on `features[i]`, a (T_i, D) array, with label `labels[i]`.
 
-    Returns a `Classifier`; call `.predict_features(sequences)` for label and score per sequence.
+    Returns a `ClassifierPredictor`; call `.predict_features(sequences)` for label and score per sequence.
     """
     if len(features) != len(labels) or not len(features):
         raise NlpLstmError(f"need one label per sequence and at least one sequence; got {len(features)} and {len(labels)}")
@@ -57,6 +58,7 @@ def fit_sequences(
     config = ClassifierConfig(
         num_labels=len(names), task="binary" if len(names) == 2 else "multiclass", input_size=arrays[0].shape[1],
         hidden_size=hidden_size, bidirectional=bidirectional, pooling=pooling, dropout=0.0,
+        max_length=max(len(a) for a in arrays),
     )
     seed_everything(training.seed)
     model = TextClassifier(config)
@@ -67,4 +69,4 @@ def fit_sequences(
             device=pick_device(device), progress=progress,
         )
     model.load_state_dict(result.best_state)
-    return Classifier(model, None, labels=names, max_length=max(len(a) for a in arrays), device=pick_device(device))
+    return ClassifierPredictor(model, None, labels=names, device=pick_device(device))

@@ -1,0 +1,1 @@
+"""Loaded models ready to predict: `load(DIR)` gives a `ClassifierPredictor` or `SummarizerPredictor`."""

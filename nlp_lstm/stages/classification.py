@@ -1,0 +1,200 @@
+"""The classifier's stages: `encode`, `train` (through the shared skeleton), `evaluate_classifier`, `classify`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import datasets
+import torch
+
+from nlp_lstm.artifacts import atomic_write_json, check_output_dir, read_json, staged_directory
+from nlp_lstm.config import from_dict, TrainConfig
+from nlp_lstm.data.columns import drop_unknown_labels, is_multilabel, is_stream, label_names
+from nlp_lstm.data.encode import encode_classification
+from nlp_lstm.data.sampler import LengthBucketSampler
+from nlp_lstm.data.sources import DataSource, load_split, load_splits
+from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.inference.classifier import ClassifierPredictor
+from nlp_lstm.inference.load import load
+from nlp_lstm.inference.quantize import quantize_classifier
+from nlp_lstm.model_dir import ModelFile, save_model
+from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+from nlp_lstm.plots import plot_confusion_matrix
+from nlp_lstm.stages.run import run_tokenizer, train_stage
+from nlp_lstm.training.loop import TrainResult, iterate_batches
+from nlp_lstm.training.tasks import ClassificationTask
+
+ENCODE_META = "encode.json"
+
+
+def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path, *, max_length: int = 256,
+           num_proc: int | None = None, overwrite: bool = False) -> datasets.DatasetDict:
+    """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names.
+
+    `num_proc` encodes Arrow data in that many processes (`Dataset.map(num_proc=...)`); a streamed
+    source (`source.streaming`) is read once per split in this process instead.
+    """
+    output = Path(output_dir)
+    check_output_dir(output, overwrite=overwrite)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if not source.label_column:
+        raise NlpLstmError("encode for classification needs --label-column")
+    splits = load_splits(source)
+    names = label_names(splits["train"], source.label_column)
+    multi_label = is_multilabel(splits["train"], source.label_column)
+    encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label, max_length=max_length,
+                             num_proc=num_proc)
+    with staged_directory(output) as staging:
+        encoded.save_to_disk(str(staging / "data"))
+        tokenizer.save(staging / "tokenizer")
+        atomic_write_json(staging / ENCODE_META, {
+            "task": "classifier", "label_names": names, "multi_label": multi_label, "max_length": max_length,
+            "text_column": source.text_column, "label_column": source.label_column,
+        })
+    return encoded
+
+
+def _encode_splits(splits, tokenizer: Tokenizer, source: DataSource, names: list[str], *, multi_label: bool,
+                   max_length: int, num_proc: int | None = None) -> datasets.DatasetDict:
+    return datasets.DatasetDict({
+        split: encode_classification(
+            data, tokenizer, text_column=source.text_column, label_column=source.label_column, label_names=names,
+            multi_label=multi_label, max_length=max_length, num_proc=num_proc,
+        )
+        for split, data in splits.items()
+    })
+
+
+def load_encoded(encoded_dir: str | Path) -> tuple[datasets.DatasetDict, Tokenizer, dict[str, Any]]:
+    path = Path(encoded_dir)
+    meta = read_json(path / ENCODE_META, what="encoded dataset description")
+    return datasets.load_from_disk(str(path / "data")), load_tokenizer(path / "tokenizer"), meta
+
+
+@dataclass
+class ClassifierData:
+    """What `ClassificationStage.prepare` gives the skeleton."""
+
+    encoded: datasets.DatasetDict
+    tokenizer: Tokenizer
+    labels: list[str]
+    multi_label: bool
+    max_length: int  # the length the data was encoded with (an `encode` output's own)
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ClassificationStage:
+    """Train a `TextClassifier` from raw data (`source`) or an `encode` output (`encoded_dir`)."""
+
+    model: ClassifierConfig
+    training: TrainConfig
+    source: DataSource | None = None
+    encoded_dir: str | Path | None = None
+    tokenizer_dir: str | Path | None = None
+    tokenizer_settings: dict[str, Any] | None = None
+
+    def prepare(self, output: Path, *, reuse_tokenizer: bool) -> ClassifierData:
+        if self.encoded_dir is not None:
+            encoded, tokenizer, meta = load_encoded(self.encoded_dir)
+            return ClassifierData(encoded, tokenizer, meta["label_names"], meta["multi_label"], meta["max_length"],
+                                  {"text": meta["text_column"], "label": meta["label_column"]})
+        source = self.source
+        if source is None:
+            raise NlpLstmError("train needs a data source (--train-file or --dataset) or an encoded dataset")
+        if not source.label_column:
+            raise NlpLstmError("training a classifier needs --label-column")
+        splits = load_splits(source)
+        names = label_names(splits["train"], source.label_column)
+        multi_label = is_multilabel(splits["train"], source.label_column)
+        for split in ("validation", "test"):
+            if split in splits and not is_stream(splits[split]):
+                splits[split] = drop_unknown_labels(splits[split], source.label_column, names, f"the {split} split")
+        tokenizer = run_tokenizer(output, splits["train"], [source.text_column], self.tokenizer_dir,
+                                  self.tokenizer_settings, reuse=reuse_tokenizer)
+        encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label,
+                                 max_length=self.model.max_length)
+        return ClassifierData(encoded, tokenizer, names, multi_label, self.model.max_length,
+                              {"text": source.text_column, "label": source.label_column})
+
+    def build(self, prepared: ClassifierData) -> TextClassifier:
+        names = prepared.labels
+        task = "multilabel" if prepared.multi_label else ("binary" if len(names) == 2 else "multiclass")
+        return TextClassifier(replace(self.model, num_labels=len(names), task=task,
+                                      vocab_size=prepared.tokenizer.vocab_size, max_length=prepared.max_length))
+
+    def task(self, prepared: ClassifierData) -> ClassificationTask:
+        return ClassificationTask(prepared.labels)
+
+    def finish(self, network: TextClassifier, prepared: ClassifierData, result: TrainResult, staging: Path,
+               device: torch.device) -> dict[str, Any]:
+        predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, device=device)
+        task = ClassificationTask(prepared.labels)
+        metrics: dict[str, Any] = {"validation": score_encoded(predictor, task, prepared.encoded["validation"])}
+        if "test" in prepared.encoded:
+            metrics["test"] = score_encoded(predictor, task, prepared.encoded["test"])
+        model_file = ModelFile(kind="classifier", model=network.config, training=self.training,
+                               labels=prepared.labels, columns=prepared.columns)
+        save_model(staging, model_file=model_file, state=network.state_dict(), tokenizer=prepared.tokenizer)
+        final = metrics.get("test", metrics["validation"])
+        plot_confusion_matrix(final["confusion_matrix"], prepared.labels, staging / "plots" / "confusion_matrix.png")
+        return metrics
+
+
+def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_dir: str | Path | None = None,
+          tokenizer_dir: str | Path | None = None, tokenizer_settings: dict[str, Any] | None = None,
+          model: ClassifierConfig | dict[str, Any] | None = None, training: TrainConfig | None = None,
+          overwrite: bool = False, resume: bool = False, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Train a text classifier from raw data (`source`) or an `encode` output, into `output_dir`.
+
+    Fits a tokenizer when none is given. `model` is a `ClassifierConfig` (or a dict of its fields);
+    the label count, task and vocabulary size come from the data. Returns the metrics
+    (`validation`, and `test` when there is a test split).
+    """
+    if not isinstance(model, ClassifierConfig):
+        model = from_dict(ClassifierConfig, model or {}, where="model settings")
+    stage = ClassificationStage(model=model, training=training or TrainConfig(), source=source,
+                                encoded_dir=encoded_dir, tokenizer_dir=tokenizer_dir,
+                                tokenizer_settings=tokenizer_settings)
+    return train_stage(stage, output_dir=output_dir, overwrite=overwrite, resume=resume, device=device,
+                       progress=progress)
+
+
+def score_encoded(predictor: ClassifierPredictor, task: ClassificationTask, data: datasets.Dataset) -> dict[str, Any]:
+    sampler = LengthBucketSampler(data["length"], batch_size=128, shuffle=False)
+    return task.evaluate(predictor.model, lambda: iterate_batches(data, sampler, task.collate, predictor.device))
+
+
+def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str = "test",
+                        plots_dir: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """Score a saved classifier on one split: accuracy, macro-F1, per class, confusion matrix."""
+    predictor = load(model_dir, device=device, expect="classifier")
+    if not source.label_column:
+        raise NlpLstmError("evaluate needs --label-column")
+    data = load_split(source, split)
+    encoded = encode_classification(
+        data, predictor.tokenizer, text_column=source.text_column, label_column=source.label_column,
+        label_names=predictor.labels, multi_label=predictor.model.config.task == "multilabel",
+        max_length=predictor.max_length,
+    )
+    metrics = score_encoded(predictor, ClassificationTask(predictor.labels, threshold=predictor.threshold), encoded)
+    metrics["split"] = split
+    if plots_dir is not None:
+        plot_confusion_matrix(metrics["confusion_matrix"], predictor.labels, Path(plots_dir) / "confusion_matrix.png")
+    return metrics
+
+
+def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", batch_size: int = 64,
+             int8: bool = False) -> list[dict[str, Any]]:
+    """Predict label and score for each text with a saved classifier.
+
+    `int8` runs the encoder and head with dynamic int8 quantization (CPU only; see BENCHMARKS.md for
+    its speed and accuracy on the sentiment pipeline).
+    """
+    predictor = load(model_dir, device="cpu" if int8 else device, expect="classifier")
+    if int8:
+        predictor = quantize_classifier(predictor)
+    return predictor.predict(texts, batch_size=batch_size)

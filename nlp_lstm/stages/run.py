@@ -1,0 +1,128 @@
+"""The one training skeleton every model kind runs through (classifier, summarizer, language model).
+
+    prepare (rank 0 first) -> seed -> build -> fit -> rank 0: score, save a staged model directory -> broadcast
+
+A model kind supplies a `TrainingStage`: how to prepare its data and tokenizer, build its network and
+task adapter, and score and save the result. This file alone decides which rank prepares first,
+which rank saves, and when the others wait, so no task can deadlock under torchrun by drifting.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import datasets
+import torch
+
+from nlp_lstm.artifacts import atomic_write_json, check_output_dir, staged_directory
+from nlp_lstm.config import TrainConfig
+from nlp_lstm.data.columns import iter_texts
+from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
+from nlp_lstm.devices import pick_device
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.plots import plot_training_curves
+from nlp_lstm.training import distributed
+from nlp_lstm.training.loop import Task, TrainResult, fit, seed_everything
+
+
+class Prepared(Protocol):
+    """What a stage's `prepare` returns: at least the encoded train and validation splits."""
+
+    encoded: dict[str, datasets.Dataset]
+
+
+class TrainingStage(Protocol):
+    """One model kind's part of the skeleton."""
+
+    training: TrainConfig
+
+    def prepare(self, output: Path, *, reuse_tokenizer: bool) -> Prepared: ...
+
+    def build(self, prepared: Prepared) -> torch.nn.Module: ...
+
+    def task(self, prepared: Prepared) -> Task: ...
+
+    def finish(self, network: torch.nn.Module, prepared: Prepared, result: TrainResult, staging: Path,
+               device: torch.device) -> dict[str, Any]: ...
+    # Scores the best weights and writes the model directory's files into `staging`; returns the
+    # metrics beside `best_epoch`, `stop_reason` and `train_seconds`. Runs on rank 0 only.
+
+
+def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool = False, resume: bool = False,
+                device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Train `stage`'s model into the model directory `output_dir`; return its metrics.
+
+    The model directory is written only when training succeeds: a failed run leaves an earlier model
+    in `output_dir` untouched. Under torchrun every rank calls this: each trains on its part of every
+    batch (DDP), rank 0 alone writes checkpoints and the model directory, and every rank returns
+    rank 0's metrics.
+    """
+    output = Path(output_dir)
+    with distributed.process_group(pick_device(device)) as torch_device:
+        main = distributed.is_main()
+
+        def prepare() -> Prepared:
+            # Rank 0 first (`main_first`): it clears the output, fits and saves the tokenizer and fills
+            # the datasets cache; the other ranks then reuse them (the kept tokenizer, as on --resume).
+            if not resume and main:
+                start_run_dir(output, overwrite=overwrite)
+            return stage.prepare(output, reuse_tokenizer=resume or not main)
+
+        prepared = distributed.main_first(prepare)
+        if "validation" not in prepared.encoded:
+            raise NlpLstmError("no validation split; give --validation-file or leave validation_fraction > 0")
+        seed_everything(stage.training.seed)  # initial weights depend on the seed only, not on what ran before
+        network = stage.build(prepared)
+        result = fit(
+            network, task=stage.task(prepared), train_data=prepared.encoded["train"],
+            validation_data=prepared.encoded["validation"], config=stage.training, run_dir=output,
+            device=torch_device, resume=resume, progress=progress,
+        )
+        metrics: dict[str, Any] | None = None
+        if main:  # the other ranks wait in `broadcast_object` below
+            network.load_state_dict(result.best_state)
+            with staged_directory(output) as staging:
+                metrics = {"best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
+                           "train_seconds": round(result.seconds, 1)}
+                metrics.update(stage.finish(network, prepared, result, staging, torch_device))
+                atomic_write_json(staging / "metrics.json", metrics)
+                plot_training_curves(result.log, staging / "plots" / "training_curves.png")
+                keep_run_files(output, staging)
+        return distributed.broadcast_object(metrics)
+
+
+def start_run_dir(output: Path, *, overwrite: bool) -> None:
+    """A new (not resumed) run: refuse a non-empty output without --overwrite; drop old checkpoints."""
+    check_output_dir(output, overwrite=overwrite)
+    shutil.rmtree(output / "checkpoints", ignore_errors=True)
+
+
+def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str], tokenizer_dir: str | Path | None,
+                  settings: dict[str, Any] | None, *, reuse: bool) -> Tokenizer:
+    """The run's tokenizer: given, or fitted on `columns` of the training split.
+
+    It is kept beside the checkpoints, so --resume (and DDP ranks other than 0, `reuse`) continue
+    with the same ids.
+    """
+    kept = output / "checkpoints" / "tokenizer"
+    if reuse and kept.is_dir():
+        return load_tokenizer(kept)
+    if tokenizer_dir is not None:
+        tokenizer = load_tokenizer(tokenizer_dir)
+    else:
+        tokenizer = fit_tokenizer(iter_texts(train_split, columns), **(settings or {}))
+    tokenizer.save(kept)
+    return tokenizer
+
+
+def keep_run_files(output: Path, staging: Path) -> None:
+    """Carry the training log and checkpoints into the staged model directory before it is swapped in."""
+    for name in ("train_log.jsonl", "checkpoints"):
+        if (output / name).exists():
+            shutil.move(str(output / name), str(staging / name))
+
+
+def column_texts(dataset: datasets.Dataset, column: str) -> Iterator[str]:
+    return iter_texts(dataset, [column])
