@@ -30,6 +30,7 @@ demo: $(STAMP)
 		"The Danube is the second-longest river in Europe, after the Volga in Russia."
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)

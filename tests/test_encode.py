@@ -105,3 +105,34 @@ def test_encode_multiprocess(words):
     ds = datasets.Dataset.from_dict({"text": ["the cat", "a dog", "the mat", "sat"] * 5, "label": ["a", "b"] * 10})
     kwargs = dict(text_column="text", label_column="label", label_names=["a", "b"])
     assert encode_classification(ds, words, num_proc=2, **kwargs)["input_ids"] == encode_classification(ds, words, **kwargs)["input_ids"]
+
+
+def test_training_and_prediction_turn_the_same_texts_into_the_same_ids():
+    """`Dataset.map` encoding (training) and the predictors (serving) share one text -> ids path."""
+    from nlp_lstm.inference.classifier import ClassifierPredictor
+    from nlp_lstm.inference.summarizer import SummarizerPredictor
+    from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+    from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
+
+    texts = ["The cat sat on the mat.", "", "   ", "zyzzyva qux the cat " * 5, "Ünïcödé wörds, and the cat!"]
+    for kind in ("spacy", "sentencepiece"):
+        tokenizer = fit_tokenizer(["the cat sat on the mat", "a dog and the cat"] * 20, kind=kind, vocab_size=30,
+                                  min_freq=1)
+        ds = datasets.Dataset.from_dict({"text": texts, "summary": ["the cat", "", "qux", "zyzzyva cat", "wörds"]})
+        trained = encode_classification(ds, tokenizer, text_column="text", label_column=None, label_names=[],
+                                        max_length=7)
+        classifier = ClassifierPredictor(TextClassifier(ClassifierConfig(vocab_size=tokenizer.vocab_size, max_length=7)),
+                                         tokenizer, labels=["a", "b"])
+        served = {}
+        for indices, batch in classifier.batches(texts, warn=False):
+            for row, index in enumerate(indices):
+                served[index] = batch["input_ids"][row, : batch["lengths"][row]].tolist()
+        assert [served[i] for i in range(len(texts))] == trained["input_ids"], kind
+
+        trained = encode_summarization(ds, tokenizer, text_column="text", summary_column=None, max_source_length=6,
+                                       max_target_length=4)
+        summarizer = SummarizerPredictor(Summarizer(SummarizerConfig(vocab_size=tokenizer.vocab_size,
+                                                                     max_source_length=6)), tokenizer)
+        served = summarizer.encode_texts(texts, warn=False)
+        for name in ("src_ids", "src_ext_ids", "oovs", "length"):
+            assert [example[name] for example in served] == trained[name], (kind, name)
