@@ -18,11 +18,9 @@ import torch
 
 from nlp_lstm.artifacts import load_tensors
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.models.classifier import ClassifierConfig
-from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.models.classifier import TextClassifier
+from nlp_lstm.errors import NlpLstmError, TrainingInterrupted
+from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.training.checkpoint import list_checkpoints
-from nlp_lstm.errors import TrainingInterrupted
 from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
 from tests.helpers import sentiment_rows, write_csv
@@ -103,6 +101,35 @@ def test_early_stopping_best_weights_agree_after_resume(tmp_path):
     assert_same_run(reference, train(tmp_path / "b", resume=True, **settings))
 
 
+class ScriptedMetric(ClassificationTask):
+    """Validation reports the next of `values` as macro-F1, whatever the model learnt."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__(["no", "yes"])
+        self.values = iter(values)
+
+    def evaluate(self, model, batches, *, all_reduce=False):
+        return {"macro_f1": next(self.values), "loss": 0.0}
+
+
+@pytest.mark.parametrize("patience, epochs_run", [(1, 3), (2, 4), (0, 3)])
+def test_patience_stops_after_that_many_epochs_without_improvement(tmp_path, patience, epochs_run):
+    # Metric per epoch: 0.5, 0.6 (best), then no better. As in Keras and Lightning, patience N stops
+    # after N epochs without improvement (0 behaves as 1).
+    _, result = train(tmp_path, task=ScriptedMetric([0.5, 0.6, 0.55, 0.6, 0.58, 0.9]), epochs=6, patience=patience)
+    assert [row["epoch"] for row in result.log] == list(range(1, epochs_run + 1))
+    assert result.best_epoch == 2 and result.stop_reason.startswith("early stop")
+
+
+def test_the_loop_leaves_an_ignored_sigint_ignored(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train(tmp_path, epochs=1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(NlpLstmError, match="no checkpoint.*without --resume"):
         train(tmp_path, resume=True)
@@ -129,7 +156,17 @@ class SigintAtStep(ClassificationTask):
         return super().loss(model, batch)
 
 
-def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_bit_identical(reference, tmp_path):
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler, whatever the shell gave: a background job of a non-interactive
+    shell (`nohup make test &`, some CI runners) starts with SIGINT ignored, and then Python installs
+    no handler. The loop rightly leaves an ignored SIGINT alone, so this test sets the state it needs."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_bit_identical(reference, tmp_path, default_sigint):
     with pytest.raises(TrainingInterrupted, match=r"at step 5;.*--resume"):
         train(tmp_path, task=SigintAtStep(5))
     assert list_checkpoints(tmp_path / "checkpoints")[-1].name == "step-000000005"

@@ -20,25 +20,23 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from datasets import Dataset
 
-from nlp_lstm.artifacts import atomic_write_text
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.collate import take_rows, to_device
 from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError, TrainingInterrupted
-from nlp_lstm.progress import progress_bar
 from nlp_lstm.training import distributed
 from nlp_lstm.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-
-import json
+from nlp_lstm.training.events import EpochEnd, EpochStart, Event, StepEnd, TrainerState
+from nlp_lstm.training.listeners import LogListener, ProgressListener
 
 
 class Task(Protocol):
@@ -64,7 +62,6 @@ class TrainResult:
     best_metric: float
     best_epoch: int
     stop_reason: str
-    validation: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -131,6 +128,189 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class Trainer:
+    """The training loop as a generator of events (`train_while_improving`), as spaCy's loop is.
+
+    The loop itself does what every rank must do in step (forward, backward, optimizer, validation,
+    the collective loss sync, checkpoints); what only watches it (the progress bar, the log file)
+    listens to the events it yields.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, task: Task, train_data: Dataset, validation_data: Dataset,
+                 config: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False) -> None:
+        seed_everything(config.seed)
+        self.model, self.task, self.config, self.device = model.to(device), task, config, device
+        self.train_data, self.validation_data = train_data, validation_data
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.main = self.rank == 0
+        self.sampler = LengthBucketSampler(train_data["length"], batch_size=config.batch_size, shuffle=True,
+                                           seed=config.seed, num_replicas=self.world, rank=self.rank)
+        self.eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size),
+                                                shuffle=False, num_replicas=self.world, rank=self.rank)
+        self.steps_per_epoch = len(self.sampler)
+        # Random batches would map the whole training file into RSS over an epoch (each row read faults in
+        # 64 KB around it); dropping those clean pages after every step keeps resident memory flat as the
+        # corpus grows (BENCHMARKS.md, section 9). Validation pages go after each validation pass.
+        self.train_pages, self.validation_pages = MappedPages(train_data), MappedPages(validation_data)
+        self.train_pages.release()
+        self.optimizer = build_optimizer(model, config)
+        self.scheduler = build_scheduler(self.optimizer, config, total_steps=self.steps_per_epoch * config.epochs)
+        self.checkpoints = run_dir / "checkpoints"
+        self.state = TrainerState()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        if resume:
+            self._resume()
+        if self.world > 1 and self.rank > 0:
+            # Every rank has rank 0's RNG state (same seed, or the checkpoint's): give the others their
+            # own dropout stream. Weights are not drawn here (DDP broadcasts rank 0's at `wrap`).
+            seed_everything(hash((config.seed, self.rank, self.state.step)) % 2**31)
+        self.train_model = distributed.wrap(model, device)  # `model` itself in one process
+        # This rank's loss sum and example count since the last sync (DDP only): the state holds the
+        # sums over all ranks, so a checkpoint (written by rank 0 only) resumes every rank the same.
+        self.pending = [0.0, 0]
+
+    def _resume(self) -> None:
+        found = list_checkpoints(self.checkpoints)
+        if not found:
+            raise NlpLstmError(f"--resume: no checkpoint under {self.checkpoints}; start without --resume")
+        saved, self.best_state = load_checkpoint(found[-1], model=self.model, optimizer=self.optimizer,
+                                                 scheduler=self.scheduler)
+        self.state = TrainerState(**saved)
+        if self.main:  # staging directories of a writer that was killed mid-checkpoint: never renamed, never read
+            for stale in self.checkpoints.glob(".tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _add_loss(self, loss_value: float, size: int) -> None:
+        if self.world == 1:
+            self.state.loss_sum += loss_value * size
+            self.state.loss_count += size
+        else:
+            self.pending[0] += loss_value * size
+            self.pending[1] += size
+
+    def _sync_loss(self) -> None:
+        if self.world > 1:
+            total = distributed.all_reduce_sum(torch.tensor(self.pending, dtype=torch.float64))
+            self.state.loss_sum += total[0].item()
+            self.state.loss_count += round(total[1].item())
+            self.pending[:] = [0.0, 0]
+
+    def checkpoint(self) -> None:
+        """Every rank calls this at the same steps (the loss sync is collective); rank 0 writes."""
+        self._sync_loss()
+        if self.main:
+            save_checkpoint(self.checkpoints, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                            trainer_state=asdict(self.state), best_state=self.best_state,
+                            keep=self.config.keep_checkpoints)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"interrupted at step {self.state.step}; checkpoint saved in {self.checkpoints}; "
+            "run the same command with --resume to continue"
+        )
+
+    def _step(self, batch: dict, weight: float, stop_requested: Callable[[], bool]) -> tuple[float, bool]:
+        """One optimizer step; returns (loss value, stop requested on any rank)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
+            loss = self.task.loss(self.train_model, batch)
+        stop = False
+        if self.world == 1:
+            failed = not torch.isfinite(loss)
+        else:  # decide together, or one rank would wait forever in the next all-reduce
+            failed, stop = distributed.any_rank([not bool(torch.isfinite(loss)), stop_requested()])
+        if failed:
+            value = loss.item() if not torch.isfinite(loss) else "not finite on another rank"
+            raise NlpLstmError(
+                f"training loss became {value} at step {self.state.step + 1}; lower the learning rate or check the data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss if weight == 1.0 else loss * weight).backward()  # DDP averages gradients here
+        if self.config.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), stop or (self.world == 1 and stop_requested())
+
+    def _validate(self) -> tuple[dict[str, Any], bool]:
+        """Validation metrics and whether the task's metric improved (the best weights are kept)."""
+        state, task = self.state, self.task
+        validation = _evaluate(task, self.model, lambda: iterate_batches(
+            self.validation_data, self.eval_sampler, task.collate, self.device))
+        self.validation_pages.release()
+        metric = validation[task.metric_name]
+        improved = metric > state.best_metric
+        if improved:
+            state.best_metric, state.best_epoch, state.bad_epochs = metric, state.epoch + 1, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        return validation, improved
+
+    def train_while_improving(self, stop_requested: Callable[[], bool], *, stop_after_steps: int | None = None
+                              ) -> Iterator[Event]:
+        """Train until `config.epochs`, early stopping, or a stop request, yielding events as it goes.
+
+        Early stopping follows Keras and Lightning: the run stops once `patience` epochs in a row
+        (at least one) brought no better validation metric.
+        """
+        state, config, task = self.state, self.config, self.task
+        while state.epoch < config.epochs and not state.stopped:
+            task.on_epoch_start(self.model, state.epoch + 1)
+            self.sampler.set_epoch(state.epoch)
+            self.train_model.train()
+            yield EpochStart(state, self.steps_per_epoch)
+            tick = time.perf_counter()
+            batches = iterate_training_batches(self.train_data, self.sampler, task.collate, self.device,
+                                               start=state.batch_in_epoch)
+            for batch, weight, size in batches:
+                loss_value, stop = self._step(batch, weight, stop_requested)
+                state.step += 1
+                state.batch_in_epoch += 1
+                self._add_loss(loss_value, size)
+                self.train_pages.release()
+                now = time.perf_counter()
+                running = (state.loss_sum + self.pending[0]) / max(1, state.loss_count + self.pending[1])
+                yield StepEnd(state, running, size * self.world / max(now - tick, 1e-9))
+                tick = now
+                if stop_after_steps is not None and state.step >= stop_after_steps:
+                    self.checkpoint()
+                    state.stopped = "step limit"
+                    return
+                if stop:
+                    self.checkpoint()
+                    raise self._interrupted()
+                if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                    self.checkpoint()
+            validation, improved = self._validate()
+            self._sync_loss()
+            row = {
+                "epoch": state.epoch + 1,
+                "step": state.step,
+                "train_loss": state.loss_sum / max(1, state.loss_count),
+                "val_loss": validation.get("loss"),
+                "val_metric": validation[task.metric_name],
+                "val_metric_name": task.metric_name,
+                "learning_rate": self.scheduler.get_last_lr()[0],
+                "best": improved,
+            }
+            state.log.append(row)
+            state.epoch, state.batch_in_epoch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
+            if state.bad_epochs >= max(1, config.patience):
+                state.stopped = f"early stop: no better {task.metric_name} for {state.bad_epochs} epochs"
+            yield EpochEnd(state, row, improved)
+            self.checkpoint()
+            if distributed.any_rank([stop_requested()])[0]:
+                raise self._interrupted()
+
+    def result(self, started: float) -> TrainResult:
+        best = self.best_state
+        if best is None:  # stopped before the first validation: keep the current weights
+            best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return TrainResult(best_state=best, log=self.state.log, best_metric=self.state.best_metric,
+                           best_epoch=self.state.best_epoch, stop_reason=self.state.stopped or "all epochs done",
+                           seconds=time.perf_counter() - started)
+
+
 def fit(
     model: torch.nn.Module,
     *,
@@ -150,168 +330,21 @@ def fit(
     `stop_after_steps` ends the run early after that many optimizer steps (tests of resume use it).
     """
     started = time.perf_counter()
-    seed_everything(config.seed)
-    model.to(device)
-    world, rank = distributed.world_size(), distributed.rank()
-    main = rank == 0
-    sampler = LengthBucketSampler(train_data["length"], batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                  num_replicas=world, rank=rank)
-    eval_sampler = LengthBucketSampler(validation_data["length"], batch_size=max(64, config.batch_size), shuffle=False,
-                                       num_replicas=world, rank=rank)
-    steps_per_epoch = len(sampler)
-    # Random batches would map the whole training file into RSS over an epoch (each row read faults in
-    # 64 KB around it); dropping those clean pages after every step keeps resident memory flat as the
-    # corpus grows (BENCHMARKS.md, section 9). Validation pages go after each validation pass.
-    train_pages, validation_pages = MappedPages(train_data), MappedPages(validation_data)
-    train_pages.release()
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, total_steps=steps_per_epoch * config.epochs)
-    checkpoints = run_dir / "checkpoints"
-    state: dict[str, Any] = {
-        "epoch": 0, "step": 0, "batch_in_epoch": 0, "loss_sum": 0.0, "loss_count": 0,
-        "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": "", "log": [],
-    }
-    best_state: dict[str, torch.Tensor] | None = None
-    if resume:
-        found = list_checkpoints(checkpoints)
-        if not found:
-            raise NlpLstmError(f"--resume: no checkpoint under {checkpoints}; start without --resume")
-        state, best_state = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=scheduler)
-        if main:  # staging directories of a writer that was killed mid-checkpoint: never renamed, never read
-            for stale in checkpoints.glob(".tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-    if world > 1 and rank > 0:
-        # Every rank has rank 0's RNG state (same seed, or the checkpoint's): give the others their
-        # own dropout stream. Weights are not drawn here (DDP broadcasts rank 0's at `wrap`).
-        seed_everything(hash((config.seed, rank, state["step"])) % 2**31)
-    train_model = distributed.wrap(model, device)  # `model` itself in one process
-    # This rank's loss sum and example count since the last sync (DDP only): `state` holds the sums
-    # over all ranks, so a checkpoint (written by rank 0 only) resumes every rank the same.
-    pending = [0.0, 0]
-
-    def add_loss(loss_value: float, size: int) -> None:
-        if world == 1:
-            state["loss_sum"] += loss_value * size
-            state["loss_count"] += size
-        else:
-            pending[0] += loss_value * size
-            pending[1] += size
-
-    def sync_loss() -> None:
-        if world > 1:
-            total = distributed.all_reduce_sum(torch.tensor(pending, dtype=torch.float64))
-            state["loss_sum"] += total[0].item()
-            state["loss_count"] += round(total[1].item())
-            pending[:] = [0.0, 0]
-
-    def checkpoint() -> None:
-        sync_loss()  # every rank checkpoints at the same steps, so this all-reduce lines up
-        if main:
-            save_checkpoint(
-                checkpoints, model=model, optimizer=optimizer, scheduler=scheduler, trainer_state=state,
-                best_state=best_state, keep=config.keep_checkpoints,
-            )
-
-    def interrupted() -> TrainingInterrupted:
-        return TrainingInterrupted(
-            f"interrupted at step {state['step']}; checkpoint saved in {checkpoints}; "
-            "run the same command with --resume to continue"
-        )
-
-    with _stop_requests() as stop_requested:
-        while state["epoch"] < config.epochs and not state["stopped"]:
-            epoch = state["epoch"]
-            task.on_epoch_start(model, epoch + 1)
-            sampler.set_epoch(epoch)
-            train_model.train()
-            with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", enabled=progress and main) as bar:
-                bar.advance(state["batch_in_epoch"])
-                tick = time.perf_counter()
-                batches = iterate_training_batches(train_data, sampler, task.collate, device,
-                                                   start=state["batch_in_epoch"])
-                for batch, weight, size in batches:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
-                        loss = task.loss(train_model, batch)
-                    stop = False
-                    if world == 1:
-                        failed = not torch.isfinite(loss)
-                    else:  # decide together, or one rank would wait forever in the next all-reduce
-                        failed, stop = distributed.any_rank([not bool(torch.isfinite(loss)), stop_requested()])
-                    if failed:
-                        value = loss.item() if not torch.isfinite(loss) else "not finite on another rank"
-                        raise NlpLstmError(
-                            f"training loss became {value} at step {state['step'] + 1}; "
-                            "lower the learning rate or check the data"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    (loss if weight == 1.0 else loss * weight).backward()  # DDP averages gradients here
-                    if config.clip_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    state["step"] += 1
-                    state["batch_in_epoch"] += 1
-                    add_loss(loss.item(), size)
-                    train_pages.release()
-                    now = time.perf_counter()
-                    if main:
-                        seen = state["loss_count"] + pending[1]
-                        running = (state["loss_sum"] + pending[0]) / max(1, seen)
-                        bar.advance(1, info=f"loss {running:.4f}  {size * world / max(now - tick, 1e-9):,.0f} ex/s")
-                    tick = now
-                    if stop_after_steps is not None and state["step"] >= stop_after_steps:
-                        checkpoint()
-                        state["stopped"] = "step limit"
-                        break
-                    if world == 1:
-                        stop = stop_requested()
-                    if stop:
-                        checkpoint()
-                        raise interrupted()
-                    if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                        checkpoint()
-            if state["stopped"]:
-                break
-            validation = _evaluate(task, model, lambda: iterate_batches(validation_data, eval_sampler, task.collate, device))
-            validation_pages.release()
-            metric = validation[task.metric_name]
-            improved = metric > state["best_metric"]
-            if improved:
-                state["best_metric"], state["best_epoch"], state["bad_epochs"] = metric, epoch + 1, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-            sync_loss()
-            row = {
-                "epoch": epoch + 1,
-                "step": state["step"],
-                "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
-                "val_loss": validation.get("loss"),
-                "val_metric": metric,
-                "val_metric_name": task.metric_name,
-                "learning_rate": scheduler.get_last_lr()[0],
-                "best": improved,
-            }
-            state["log"].append(row)
-            state.update(epoch=epoch + 1, batch_in_epoch=0, loss_sum=0.0, loss_count=0)
-            if state["bad_epochs"] > config.patience:
-                state["stopped"] = f"early stop: no better {task.metric_name} for {state['bad_epochs']} epochs"
-            if main:
-                _write_log(run_dir, state["log"])
-            checkpoint()
-            if distributed.any_rank([stop_requested()])[0]:
-                raise interrupted()
-    if best_state is None:  # stopped before the first validation: keep the current weights
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, task=task, train_data=train_data, validation_data=validation_data, config=config,
+                      run_dir=run_dir, device=device, resume=resume)
+    listeners = [LogListener(run_dir)] if trainer.main else []
+    if progress and trainer.main:
+        listeners.append(ProgressListener(config.epochs))
+    try:
+        with _stop_requests() as stop_requested:
+            for event in trainer.train_while_improving(stop_requested, stop_after_steps=stop_after_steps):
+                for listener in listeners:
+                    listener(event)
+    finally:
+        for listener in listeners:
+            listener.close()
     distributed.barrier()  # rank 0's last checkpoint and log are on disk when any rank returns
-    return TrainResult(
-        best_state=best_state,
-        log=state["log"],
-        best_metric=state["best_metric"],
-        best_epoch=state["best_epoch"],
-        stop_reason=state["stopped"] or "all epochs done",
-        seconds=time.perf_counter() - started,
-    )
+    return trainer.result(started)
 
 
 def _evaluate(task: Task, model: torch.nn.Module, batches: Callable[[], Any]) -> dict[str, Any]:
@@ -351,8 +384,3 @@ def _stop_requests():
     finally:
         if install:
             signal.signal(signal.SIGINT, previous)
-
-
-def _write_log(run_dir: Path, rows: list[dict]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
