@@ -1,0 +1,1 @@
+"""Running trained models: predictors over PyTorch, int8 and ONNX Runtime (DESIGN.md sections 1 and 9)."""
