@@ -22,6 +22,8 @@ writes as ONNX's LSTM op with `sequence_lens` (both directions in one fused op).
 starts the backward direction at each row's own last real token, returns zeros past each length and
 the final (h, c) at each row's own end: exactly what our encoder computes. `enforce_sorted=True`
 only matters while tracing (the sort itself would not export); the graph takes lengths in any order.
+Diagonal peepholes are the LSTM op's optional input P (`add_peepholes`); full peephole matrices have
+no ONNX counterpart and are refused.
 
 The exporter is torch's TorchScript-based one (`dynamo=False`): it handles packed sequences, which
 the torch.export-based one does not, and it writes a graph in about 1 s against 6-20 s measured here.
@@ -30,8 +32,9 @@ the torch.export-based one does not, and it writes a graph in about 1 s against 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import json
+import inspect
 import os
 import tempfile
 import warnings
@@ -75,16 +78,45 @@ def weights_digest(model_dir: Path) -> str:
 
 
 def torch_lstm(encoder: LSTM) -> nn.LSTM:
-    """A `torch.nn.LSTM` (batch first) with our encoder's weights; our parameter names match its own."""
-    if encoder.peephole != "none":
+    """A `torch.nn.LSTM` (batch first) with our encoder's weights; our parameter names match its own.
+
+    Diagonal peepholes are not part of `nn.LSTM`: `add_peepholes` writes them into the exported graph.
+    """
+    if encoder.peephole == "full":
         raise NlpLstmError(
-            f"cannot export an encoder with peephole={encoder.peephole!r} to ONNX: only the fused "
-            "(peephole='none') LSTM maps to ONNX's LSTM op; run this model with the PyTorch runtime"
+            "cannot export an encoder with peephole='full' to ONNX: ONNX's LSTM op has only diagonal "
+            "peepholes (one weight per cell); run this model with the PyTorch runtime"
         )
     lstm = nn.LSTM(encoder.input_size, encoder.hidden_size, num_layers=encoder.num_layers,
                    bidirectional=encoder.bidirectional, batch_first=True)  # fmt: skip
-    lstm.load_state_dict(encoder.state_dict())
+    lstm.load_state_dict({name: value for name, value in encoder.state_dict().items()
+                          if not name.startswith("peephole_")})  # fmt: skip
     return lstm.eval()
+
+
+def add_peepholes(path: Path, encoder: LSTM) -> None:
+    """Give each exported LSTM op of `encoder` its diagonal peephole weights (input P), in place.
+
+    ONNX's LSTM op has the peepholes of DESIGN.md section 2 (P_i, P_f on c_{t-1}, P_o on c_t), as
+    input 7 of shape `(num_directions, 3H)` in gate order i, o, f. Each layer is one op, and they
+    appear in layer order: layer k reads layer k-1's output.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if encoder.peephole != "diagonal":
+        return
+    model = onnx.load(str(path))
+    nodes = [node for node in model.graph.node if node.op_type == "LSTM"]
+    if len(nodes) != encoder.num_layers:
+        raise RuntimeError(f"{path} has {len(nodes)} LSTM ops for {encoder.num_layers} layers")
+    for layer, node in enumerate(nodes):
+        weights = [torch.cat([getattr(encoder, f"peephole_{gate}{suffix}") for gate in "iof"])
+                   for suffix in [f"_l{layer}", f"_l{layer}_reverse"][: encoder.num_directions]]  # fmt: skip
+        name = f"peephole_l{layer}"
+        model.graph.initializer.append(numpy_helper.from_array(torch.stack(weights).detach().numpy(), name))
+        node.input.extend([""] * (7 - len(node.input)) + [name])  # inputs 0-6 are X, W, R, B, lengths, h0, c0
+    onnx.save(model, str(path))
 
 
 def encode_packed(lstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.Tensor):
@@ -286,10 +318,12 @@ def _quiet_exporter():
 def _trace(module: nn.Module, args: tuple, path: Path, *, inputs: dict[str, dict[int, str]],
            outputs: dict[str, dict[int, str]]) -> None:
     """Trace `module` on `args` into `path`; `inputs`/`outputs` name each tensor and its dynamic axes."""
+    # torch < 2.5 has only the TorchScript exporter, and no `dynamo` argument.
+    choice = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad(), _quiet_exporter():
         torch.onnx.export(
-            module.eval(), args, str(path), dynamo=False, opset_version=OPSET, input_names=list(inputs),
-            output_names=list(outputs), dynamic_axes={**inputs, **outputs}, do_constant_folding=True,
+            module.eval(), args, str(path), opset_version=OPSET, input_names=list(inputs),
+            output_names=list(outputs), dynamic_axes={**inputs, **outputs}, do_constant_folding=True, **choice,
         )
 
 
@@ -308,6 +342,7 @@ def export_classifier(model: TextClassifier, path: str | Path) -> dict[str, Any]
         name, example = "features", torch.zeros(batch, time, model.config.input_size)
     _trace(ClassifierGraph(model), (example, _example_lengths(batch, time)), Path(path),
            inputs={name: {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, outputs={"logits": {0: "batch"}})
+    add_peepholes(Path(path), model.encoder)
     return describe_graph(path)
 
 
@@ -325,6 +360,7 @@ def export_summarizer(model: Summarizer, directory: str | Path) -> dict[str, Any
            inputs={"src_ids": by_example, "src_lengths": {0: "examples"}},
            outputs={"encoder_outputs": by_example, "attention_keys": by_example, "decoder_h": {1: "examples"},
                     "decoder_c": {1: "examples"}})  # fmt: skip
+    add_peepholes(directory / "encoder.onnx", model.encoder)
     rows = examples * beams
     state = h.repeat_interleave(beams, dim=1)  # (L, R, H)
     step_args = (torch.full((rows,), 4, dtype=torch.int64), state, state.clone(), state[0].clone(),
@@ -378,7 +414,6 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, 
         raise NlpLstmError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
     check_output_dir(output, overwrite=True)  # a file, or the current or home directory, is never replaced
     loaded = nlp_lstm.load(model_dir, device="cpu")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     with staged_directory(output) as staging:
         if loaded.kind == "classifier":
             graphs = {"classifier": export_classifier(loaded.model, staging / "classifier.onnx")}
@@ -393,6 +428,6 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, 
                      "coverage": loaded.model.config.coverage, "max_source_length": loaded.max_source_length}
         atomic_write_json(staging / "onnx.json", {
             "format_version": ONNX_FORMAT_VERSION, "kind": loaded.kind, "opset": OPSET, "torch": torch.__version__,
-            "weights_sha256": weights_digest(model_dir), "model_config": config["model"], **extra, "graphs": graphs,
+            "weights_sha256": weights_digest(model_dir), "model_config": dataclasses.asdict(loaded.model.config), **extra, "graphs": graphs,
         })  # fmt: skip
     return output

@@ -107,9 +107,23 @@ def test_feature_sequence_classifier_graph(tmp_path):
     assert_same_predictions(model, onnx_model, features, lengths, torch.arange(6) >= lengths[:, None])
 
 
-def test_peephole_encoders_are_refused_with_the_reason(tmp_path):
-    model = TextClassifier(ClassifierConfig(num_labels=2, vocab_size=VOCAB, peephole="diagonal", **SMALL))
-    with pytest.raises(NlpLstmError, match="peephole='diagonal'.*PyTorch runtime"):
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_diagonal_peepholes_are_exported(pooling, tmp_path):
+    torch.manual_seed(6)
+    model = TextClassifier(ClassifierConfig(num_labels=3, vocab_size=VOCAB, num_layers=2, peephole="diagonal",
+                                            pooling=pooling, **SMALL)).eval()  # fmt: skip
+    with torch.no_grad():  # they start at zero, where a graph without them would pass too
+        for name, parameter in model.encoder.named_parameters():
+            if name.startswith("peephole_"):
+                parameter.normal_(0.0, 0.5)
+    onnx_model = onnx_classifier(model, tmp_path / "classifier.onnx")
+    collated = collate_classification([{"input_ids": ids} for ids in ragged_ids(37, seed=6)])
+    assert_same_predictions(model, onnx_model, collated["input_ids"], collated["lengths"], collated["pad_mask"])
+
+
+def test_full_peephole_encoders_are_refused_with_the_reason(tmp_path):
+    model = TextClassifier(ClassifierConfig(num_labels=2, vocab_size=VOCAB, peephole="full", **SMALL))
+    with pytest.raises(NlpLstmError, match="peephole='full'.*only diagonal.*PyTorch runtime"):
         export_classifier(model, tmp_path / "classifier.onnx")
     assert not (tmp_path / "classifier.onnx").exists()
 
@@ -226,15 +240,15 @@ def test_cli_export_and_its_errors(trained, tmp_path):
     assert_usage_error(invoke("export", "--model", trained, "--format", "tflite"), "tflite", "onnx")
 
 
-def test_cli_refuses_a_peephole_model(tmp_path):
+def test_cli_refuses_a_full_peephole_model(tmp_path):
     model_dir = tmp_path / "peephole"
     nlp_lstm.train(
         output_dir=model_dir, source=DataSource(train_file=str(write_csv(tmp_path / "t.csv", sentiment_rows(60, seed=2))),
                                                 validation_fraction=0.2),
-        tokenizer_settings={"kind": "spacy", "min_freq": 1}, model={**SMALL, "peephole": "diagonal"},
+        tokenizer_settings={"kind": "spacy", "min_freq": 1}, model={**SMALL, "peephole": "full"},
         training=TrainConfig(epochs=1, batch_size=16, seed=3), progress=False,
     )  # fmt: skip
-    assert_usage_error(invoke("export", "--model", model_dir), "peephole='diagonal'", "PyTorch runtime")
+    assert_usage_error(invoke("export", "--model", model_dir), "peephole='full'", "PyTorch runtime")
     assert not (model_dir / "onnx").exists()
 
 
@@ -264,7 +278,7 @@ def random_source_batch(examples: int, *, vocab_size: int, seed: int) -> dict:
 SUMMARIZER_VARIANTS = [
     {"attention": "additive", "copy": True, "coverage": True},
     {"attention": "general", "copy": True, "coverage": True, "encoder_layers": 2, "decoder_layers": 2},
-    {"attention": "additive", "copy": False, "coverage": False},
+    {"attention": "additive", "copy": False, "coverage": False, "peephole": "diagonal"},
 ]
 
 
@@ -274,9 +288,12 @@ def test_decoder_step_graph_matches_pytorch_for_every_beam_layout(variant, tmp_p
     vocab_size = 30
     model = Summarizer(SummarizerConfig(vocab_size=vocab_size, embedding_dim=8, hidden_size=12, dropout=0.0,
                                         **variant)).eval()  # fmt: skip
-    if variant["attention"] == "general":
-        with torch.no_grad():
-            model.attention.coverage_weight.fill_(0.7)  # starts at zero: make coverage count
+    with torch.no_grad():  # both start at zero: make coverage and the peepholes count
+        if variant["attention"] == "general":
+            model.attention.coverage_weight.fill_(0.7)
+        for name, parameter in model.encoder.named_parameters():
+            if name.startswith("peephole_"):
+                parameter.normal_(0.0, 0.5)
     export_summarizer(model, tmp_path)
     onnx_model = OnnxSummarizer(OnnxGraph(tmp_path / "encoder.onnx", threads=1),
                                 OnnxGraph(tmp_path / "decoder_step.onnx", threads=1), model.config)  # fmt: skip
@@ -362,3 +379,47 @@ def test_onnx_summarizer_gives_the_pytorch_summaries(trained_summarizer):
     found, reference = predictor.attention(texts[0], beam_size=2), torch_model.attention(texts[0], beam_size=2)
     assert found["summary"] == reference["summary"]
     torch.testing.assert_close(found["attention"], reference["attention"], rtol=0, atol=1e-5)
+
+
+def test_summarizer_graphs_run_from_onnxruntime_alone_as_the_docs_say(trained_summarizer):
+    """docs/deploy-onnx.md's greedy loop, with the spaCy tokenizer, against nlp-lstm's greedy decoding."""
+    import onnxruntime
+    import spacy
+
+    config = json.loads((trained_summarizer / "config.json").read_text())
+    vocab = (trained_summarizer / "tokenizer" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    index = {token: i for i, token in enumerate(vocab) if i not in (0, 2, 3)}
+    tokenizer = spacy.blank("en").tokenizer
+    onnx_dir = trained_summarizer / "onnx"
+    enc = onnxruntime.InferenceSession(str(onnx_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    step = onnxruntime.InferenceSession(str(onnx_dir / "decoder_step.onnx"), providers=["CPUExecutionProvider"])
+    V = config["model"]["vocab_size"]
+
+    def summarize(text: str) -> str:
+        pieces = [t.lower_ for t in tokenizer(text) if not t.is_space][: config["max_source_length"]]
+        ids = [index.get(p, 1) for p in pieces]
+        oovs = list(dict.fromkeys(p for p, i in zip(pieces, ids) if i == 1))
+        ext = [V + oovs.index(p) if i == 1 else i for p, i in zip(pieces, ids)]
+        src_ids, src_ext_ids = np.array([ids]), np.array([ext])
+        outputs, keys, h, c = enc.run(None, {"src_ids": src_ids, "src_lengths": np.array([len(ids)])})
+        feed = {"encoder_outputs": outputs, "attention_keys": keys, "src_pad_mask": np.zeros_like(src_ids, dtype=bool),
+                "src_ext_ids": src_ext_ids, "h": h, "c": c, "input_feed": np.zeros((1, h.shape[-1]), np.float32),
+                "coverage": np.zeros(src_ids.shape, np.float32), "prev_ids": np.array([2])}  # fmt: skip
+        wanted = {i.name for i in step.get_inputs()}
+        summary = []
+        for t in range(30):
+            log_probs, h, c, input_feed, coverage, _, _ = step.run(None, {k: v for k, v in feed.items() if k in wanted})
+            log_probs = log_probs[:, : V + len(oovs)]
+            log_probs[:, [0, 2]] = -np.inf
+            if t == 0:
+                log_probs[:, 3] = -np.inf
+            token = int(log_probs.argmax())
+            if token == 3:
+                break
+            summary.append(vocab[token] if token < V else oovs[token - V])
+            feed.update(prev_ids=np.array([token]), h=h, c=c, input_feed=input_feed, coverage=coverage)
+        return " ".join(summary)
+
+    texts = [row["document"] for row in credit_rows(6, seed=21)]
+    expected = nlp_lstm.load(trained_summarizer, device="cpu").summarize(texts, beam_size=1, no_repeat_ngram_size=0)
+    assert [summarize(text) for text in texts] == expected
