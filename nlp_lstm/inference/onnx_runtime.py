@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from nlp_lstm.artifacts import read_json
+from nlp_lstm.config import ClassifierConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.onnx_export import EXPORT_COMMAND, ONNX_DIR, ONNX_FORMAT_VERSION, weights_digest
 from nlp_lstm.models.classifier import TextClassifier
-from nlp_lstm.models.summarizer import DecoderState
+from nlp_lstm.models.summarizer import DecoderState, SummarizerConfig
 
 __all__ = ["OnnxEncoderOutput", "OnnxGraph", "OnnxSummarizer", "OnnxTextClassifier", "load_onnx"]
 
@@ -97,9 +98,9 @@ class OnnxTextClassifier(_Inference):
     scores = TextClassifier.scores
     predict_labels = TextClassifier.predict_labels
 
-    def __init__(self, graph: OnnxGraph, config) -> None:
+    def __init__(self, graph: OnnxGraph, config: ClassifierConfig) -> None:
         self.graph = graph
-        self.config = config  # the model's ClassifierConfig
+        self.config = config
         self.input_name = "input_ids" if config.vocab_size is not None else "features"
 
     def __call__(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor | None = None):
@@ -138,10 +139,10 @@ class OnnxEncoderOutput:
 class OnnxSummarizer(_Inference):
     """`Summarizer`'s decoding interface (`encode`, `init_state`, `step`, `config`) over two graphs."""
 
-    def __init__(self, encoder: OnnxGraph, decoder_step: OnnxGraph, config) -> None:
+    def __init__(self, encoder: OnnxGraph, decoder_step: OnnxGraph, config: SummarizerConfig) -> None:
         self.encoder = encoder
         self.decoder_step = decoder_step
-        self.config = config  # the model's SummarizerConfig
+        self.config = config
 
     def encode(self, src_ids: torch.Tensor, src_lengths: torch.Tensor, src_pad_mask: torch.Tensor) -> OnnxEncoderOutput:
         """src_ids `(E, S)`, src_lengths `(E,)`, src_pad_mask `(E, S)` -> `OnnxEncoderOutput`."""
