@@ -112,7 +112,7 @@ def _quiet_exporter():
                 os.close(saved)
 
 
-def _trace(module: nn.Module, args: tuple, path: Path, *, inputs: dict[str, dict[int, str]],
+def _trace(module: nn.Module, args: tuple, *, path: Path, inputs: dict[str, dict[int, str]],
            outputs: dict[str, dict[int, str]]) -> None:
     """Trace `module` on `args` into `path`; `inputs`/`outputs` name each tensor and its dynamic axes."""
     # torch < 2.5 has only the TorchScript exporter, and no `dynamo` argument.
@@ -137,7 +137,7 @@ def export_classifier(model: TextClassifier, path: str | Path) -> dict[str, Any]
         name, example = "input_ids", torch.full((batch, time), 4, dtype=torch.int64)
     else:
         name, example = "features", torch.zeros(batch, time, model.config.input_size)
-    _trace(ClassifierGraph(model), (example, _example_lengths(batch, time)), Path(path),
+    _trace(ClassifierGraph(model), (example, _example_lengths(batch, time)), path=Path(path),
            inputs={name: {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, outputs={"logits": {0: "batch"}})
     add_peepholes(Path(path), model.encoder)
     return describe_graph(path)
@@ -153,7 +153,7 @@ def export_summarizer(model: Summarizer, directory: str | Path) -> dict[str, Any
     with torch.no_grad():
         outputs, keys, h, c = EncoderGraph(model)(src_ids, src_lengths)
     by_example, by_row = {0: "examples", 1: "src_len"}, {0: "rows", 1: "src_len"}
-    _trace(EncoderGraph(model), (src_ids, src_lengths), directory / "encoder.onnx",
+    _trace(EncoderGraph(model), (src_ids, src_lengths), path=directory / "encoder.onnx",
            inputs={"src_ids": by_example, "src_lengths": {0: "examples"}},
            outputs={"encoder_outputs": by_example, "attention_keys": by_example, "decoder_h": {1: "examples"},
                     "decoder_c": {1: "examples"}})  # fmt: skip
@@ -164,7 +164,7 @@ def export_summarizer(model: Summarizer, directory: str | Path) -> dict[str, Any
                  torch.zeros(rows, src_len), outputs, keys, pad_mask_from(src_lengths, src_len),
                  torch.full((examples, src_len), 4, dtype=torch.int64))  # fmt: skip
     # Graph inputs a model does not read (src_ext_ids without copy) are left out of its graph.
-    _trace(DecoderStepGraph(model), step_args, directory / "decoder_step.onnx",
+    _trace(DecoderStepGraph(model), step_args, path=directory / "decoder_step.onnx",
            inputs={"prev_ids": {0: "rows"}, "h": {1: "rows"}, "c": {1: "rows"}, "input_feed": {0: "rows"},
                    "coverage": by_row, "encoder_outputs": by_example, "attention_keys": by_example,
                    "src_pad_mask": by_example, "src_ext_ids": by_example},

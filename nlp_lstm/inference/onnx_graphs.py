@@ -53,7 +53,7 @@ def torch_lstm(encoder: LSTM) -> nn.LSTM:
     return lstm.eval()
 
 
-def encode_packed(lstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.Tensor):
+def encode_packed(lstm: nn.LSTM, *, inputs: torch.Tensor, lengths: torch.Tensor):
     """Run `lstm` over each row's real length.
 
     Args:
@@ -92,8 +92,9 @@ class ClassifierGraph(nn.Module):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """inputs `(B, T)` ids or `(B, T, D)` features, lengths `(B,)` -> logits `(B, 1 | L)`."""
         embedded = self.embedding(inputs) if self.embedding is not None else inputs  # (B, T, E)
-        outputs, _ = encode_packed(self.encoder, embedded, lengths)  # (B, T, dirs*H)
-        pooled = self.pooling(outputs, pad_mask_from(lengths, inputs.shape[1]), self._final_hidden(outputs, lengths))
+        outputs, _ = encode_packed(self.encoder, inputs=embedded, lengths=lengths)  # (B, T, dirs*H)
+        pad_mask = pad_mask_from(lengths, inputs.shape[1])  # (B, T)
+        pooled = self.pooling(outputs, pad_mask, self._final_hidden(outputs, lengths))  # (B, dirs*H)
         return self.head(pooled)
 
     def _final_hidden(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -122,7 +123,7 @@ class EncoderGraph(nn.Module):
     def forward(self, src_ids: torch.Tensor, src_lengths: torch.Tensor):
         """src_ids `(E, S)`, src_lengths `(E,)` -> outputs `(E, S, 2H)`, keys `(E, S, A)`, h0, c0 `(L, E, H)`."""
         embedded = self.model.embedding(src_ids)  # (E, S, emb)
-        outputs, (final_h, final_c) = encode_packed(self.encoder, embedded, src_lengths)
+        outputs, (final_h, final_c) = encode_packed(self.encoder, inputs=embedded, lengths=src_lengths)
         encoded = EncoderOutput(outputs=outputs, keys=self.model.attention.project_keys(outputs),
                                 pad_mask=pad_mask_from(src_lengths, src_ids.shape[1]), final_h=final_h,
                                 final_c=final_c)  # fmt: skip
@@ -168,8 +169,8 @@ class DecoderStepGraph(nn.Module):
             layer_input = h_layer
         query = new_h[-1]  # s_t, (R, H)
 
-        scores = attention_scores(model.attention, query.view(examples, beams, -1), attention_keys,
-                                  coverage.view(examples, beams, src_len))  # (E, K, S)
+        scores = attention_scores(model.attention, query=query.view(examples, beams, -1), keys=attention_keys,
+                                  coverage=coverage.view(examples, beams, src_len))  # (E, K, S)
         weights = masked_softmax(scores, src_pad_mask)  # (E, K, S)
         context = torch.matmul(weights, encoder_outputs).view(rows, -1)  # (R, 2H)
         attention = weights.view(rows, src_len)
@@ -187,7 +188,7 @@ class DecoderStepGraph(nn.Module):
                 p_gen)  # fmt: skip
 
 
-def attention_scores(attention: nn.Module, query: torch.Tensor, keys: torch.Tensor, coverage: torch.Tensor):
+def attention_scores(attention: nn.Module, *, query: torch.Tensor, keys: torch.Tensor, coverage: torch.Tensor):
     """`Attention.score` as one broadcast product for every beam.
 
     Args:

@@ -139,7 +139,7 @@ class OnnxEncoderOutput:
 class OnnxSummarizer(_Inference):
     """`Summarizer`'s decoding interface (`encode`, `init_state`, `step`, `config`) over two graphs."""
 
-    def __init__(self, encoder: OnnxGraph, decoder_step: OnnxGraph, config: SummarizerConfig) -> None:
+    def __init__(self, *, encoder: OnnxGraph, decoder_step: OnnxGraph, config: SummarizerConfig) -> None:
         self.encoder = encoder
         self.decoder_step = decoder_step
         self.config = config
@@ -229,5 +229,5 @@ def load_onnx(model_dir: str | Path, *, onnx_dir: str | Path | None = None, thre
     if predictor.kind == "classifier":
         predictor.model = OnnxTextClassifier(graphs["classifier"], config)
     else:
-        predictor.model = OnnxSummarizer(graphs["encoder"], graphs["decoder_step"], config)
+        predictor.model = OnnxSummarizer(encoder=graphs["encoder"], decoder_step=graphs["decoder_step"], config=config)
     return predictor

@@ -295,8 +295,8 @@ def test_decoder_step_graph_matches_pytorch_for_every_beam_layout(variant, tmp_p
             if name.startswith("peephole_"):
                 parameter.normal_(0.0, 0.5)
     export_summarizer(model, tmp_path)
-    onnx_model = OnnxSummarizer(OnnxGraph(tmp_path / "encoder.onnx", threads=1),
-                                OnnxGraph(tmp_path / "decoder_step.onnx", threads=1), model.config)  # fmt: skip
+    onnx_model = OnnxSummarizer(encoder=OnnxGraph(tmp_path / "encoder.onnx", threads=1),
+                                decoder_step=OnnxGraph(tmp_path / "decoder_step.onnx", threads=1), config=model.config)
     copied = set()
     for examples, beams, seed in [(1, 1, 0), (4, 3, 1), (3, 4, 2)]:
         batch = random_source_batch(examples, vocab_size=vocab_size, seed=seed)
@@ -313,9 +313,10 @@ def test_decoder_step_graph_matches_pytorch_for_every_beam_layout(variant, tmp_p
             state.coverage = torch.rand(state.coverage.shape) * batch["src_pad_mask"][rows].logical_not()
             state.input_feed = torch.randn(state.input_feed.shape)
             prev_ids = torch.randint(0, vocab_size + batch["max_oovs"], (examples * beams,))
-            step_args = (batch["src_ext_ids"], batch["max_oovs"])
-            expected = model.step(prev_ids, state, encoded, *step_args, beam_size=beams)
-            got = onnx_model.step(prev_ids, state, onnx_encoded, *step_args, beam_size=beams)
+            step_args = {"prev_ids": prev_ids, "state": state, "src_ext_ids": batch["src_ext_ids"],
+                         "max_oovs": batch["max_oovs"], "beam_size": beams}
+            expected = model.step(encoder_output=encoded, **step_args)
+            got = onnx_model.step(encoder_output=onnx_encoded, **step_args)
         log_probs, onnx_log_probs = expected[0], got[0]
         assert onnx_log_probs.shape == log_probs.shape == (examples * beams, vocab_size + batch["max_oovs"])
         assert torch.equal(torch.isinf(onnx_log_probs), torch.isinf(log_probs))  # unreachable slots
