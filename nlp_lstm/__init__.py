@@ -19,6 +19,8 @@ _EXPORTS = {
     "summarize": "nlp_lstm.api",
     "fit_sequences": "nlp_lstm.api",
     "load": "nlp_lstm.api",
+    "export_onnx": "nlp_lstm.api",
+    "load_onnx": "nlp_lstm.api",
     "run_pipeline": "nlp_lstm.api",
     "LSTM": "nlp_lstm.nn.lstm",
     "TextClassifier": "nlp_lstm.models.classifier",

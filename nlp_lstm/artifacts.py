@@ -176,6 +176,7 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(_SAFETENSORS_LENGTH_BYTES)
+        first_header_byte = handle.read(1)
 
     # Refuse pickle-based formats by their magic bytes, before anything parses the file.
     if head.startswith(b"PK"):
@@ -183,7 +184,9 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path} is a zip archive (a torch.save .pt/.bin checkpoint holding a pickle), not a "
             f"safetensors file; {_NOT_SAFETENSORS_FIX}"
         )
-    if head[:1] == b"\x80":
+    # A pickle starts with \x80 (PROTO); so does a safetensors file whose header length is 128 mod
+    # 256, but its JSON header then opens with "{" at byte 8, which no pickle of a state dict has.
+    if head[:1] == b"\x80" and first_header_byte != b"{":
         raise NlpLstmError(
             f"{path} is a Python pickle (e.g. a legacy torch.save file), not a safetensors "
             f"file; {_NOT_SAFETENSORS_FIX}"

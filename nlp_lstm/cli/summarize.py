@@ -15,6 +15,7 @@ def summarize_command(
     texts: Annotated[Optional[List[str]], typer.Argument(help="Texts to summarize (else --input-file or stdin).")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input-file", "-i", help="txt (one per line), csv, json or jsonl with a 'text' column.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", callback=check_format, help="table | json | jsonl.")] = "table",
+    runtime: Annotated[str, typer.Option("--runtime", help="torch | onnx (the graphs `nlp-lstm export` wrote).")] = "torch",
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-k", min=1, help="Beam width, 1: greedy (default: saved with the model).")] = None,
     min_length: Annotated[Optional[int], typer.Option("--min-length", min=0, help="Fewest output tokens (default: saved).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Most output tokens (default: saved).")] = None,
@@ -31,7 +32,7 @@ def summarize_command(
 
         rows = nlp_lstm.summarize(
             model, read_inputs(texts, input_file), attention_plot=attention_plot, device=options.device,
-            batch_size=batch_size, beam_size=beam_size, min_length=min_length, max_length=max_length,
+            batch_size=batch_size, runtime=runtime, beam_size=beam_size, min_length=min_length, max_length=max_length,
             length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size, coverage_penalty=coverage_penalty,
         )
         print_rows(rows, fmt=fmt, columns=["text", "summary"])

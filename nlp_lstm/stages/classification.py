@@ -18,8 +18,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor
-from nlp_lstm.inference.load import load
-from nlp_lstm.inference.quantize import quantize_classifier
+from nlp_lstm.inference.load import load, load_predictor
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.plots import plot_confusion_matrix
@@ -188,13 +187,11 @@ def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str
 
 
 def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", batch_size: int = 64,
-             int8: bool = False) -> list[dict[str, Any]]:
+             int8: bool = False, runtime: str = "torch") -> list[dict[str, Any]]:
     """Predict label and score for each text with a saved classifier.
 
-    `int8` runs the encoder and head with dynamic int8 quantization (CPU only; see BENCHMARKS.md for
-    its speed and accuracy on the sentiment pipeline).
+    `int8` runs the encoder and head with dynamic int8 quantization (CPU only); `runtime="onnx"` runs
+    the graphs `export_onnx` wrote with ONNX Runtime. BENCHMARKS.md has the speed of each.
     """
-    predictor = load(model_dir, device="cpu" if int8 else device, expect="classifier")
-    if int8:
-        predictor = quantize_classifier(predictor)
+    predictor = load_predictor(model_dir, expect="classifier", device=device, runtime=runtime, int8=int8)
     return predictor.predict(texts, batch_size=batch_size)
