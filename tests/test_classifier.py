@@ -50,7 +50,7 @@ def test_train_learns_beats_majority_and_reloads_identically(tmp_path):
     )
     # Held-out accuracy far above the majority class (about 0.5 here).
     assert metrics["test"]["accuracy"] >= 0.9
-    for name in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "metrics.json",
+    for name in ("README.md", "config.json", "model.safetensors", "tokenizer/tokenizer.json", "metrics.json",
                  "train_log.jsonl", "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (output / name).is_file(), name
     config = json.loads((output / "config.json").read_text())

@@ -68,7 +68,7 @@ def test_model_directory_holds_everything_to_rebuild(trained):
     assert config["columns"] == {"text": "document", "summary": "summary"}
     assert config["model"]["max_source_length"] == 40 and config["model"]["max_target_length"] == 6
     assert config["decoding"]["beam_size"] == 2 and config["decoding"]["max_length"] == 6
-    for name in ("model.safetensors", "tokenizer/tokenizer.json", "metrics.json", "train_log.jsonl",
+    for name in ("README.md", "model.safetensors", "tokenizer/tokenizer.json", "metrics.json", "train_log.jsonl",
                  "plots/training_curves.png", "plots/attention_example.png"):
         assert (trained["model"] / name).is_file(), name
 

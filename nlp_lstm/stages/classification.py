@@ -96,6 +96,11 @@ class ClassificationStage:
     tokenizer_dir: str | Path | None = None
     tokenizer_settings: dict[str, Any] | None = None
 
+    def describe_data(self) -> tuple[str, str | None]:
+        if self.source is None:
+            return f"the encoded dataset {self.encoded_dir}", None
+        return self.source.describe(), self.source.dataset
+
     def prepare(self, output: Path, *, reuse_tokenizer: bool) -> ClassifierData:
         if self.encoded_dir is not None:
             encoded, tokenizer, meta = load_encoded(self.encoded_dir)

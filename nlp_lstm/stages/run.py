@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import datasets
 import torch
@@ -22,6 +22,8 @@ from nlp_lstm.data.columns import iter_texts
 from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
 from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.model_card import write_model_card
+from nlp_lstm.model_dir import read_model_config
 from nlp_lstm.plots import plot_training_curves
 from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import Task, TrainResult, fit, seed_everything
@@ -37,6 +39,8 @@ class TrainingStage(Protocol):
     """One model kind's part of the skeleton."""
 
     training: TrainConfig
+
+    def describe_data(self) -> tuple[str, str | None]: ...  # (what the data is, its hub name if any)
 
     def prepare(self, output: Path, *, reuse_tokenizer: bool) -> Prepared: ...
 
@@ -88,6 +92,8 @@ def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool
                            "train_seconds": round(result.seconds, 1)}
                 metrics.update(stage.finish(network, prepared, result, staging, torch_device))
                 atomic_write_json(staging / "metrics.json", metrics)
+                data, hub_dataset = stage.describe_data()
+                write_model_card(staging, read_model_config(staging), metrics, data=data, hub_dataset=hub_dataset)
                 plot_training_curves(result.log, staging / "plots" / "training_curves.png")
                 keep_run_files(output, staging)
         return distributed.broadcast_object(metrics)
@@ -122,7 +128,3 @@ def keep_run_files(output: Path, staging: Path) -> None:
     for name in ("train_log.jsonl", "checkpoints"):
         if (output / name).exists():
             shutil.move(str(output / name), str(staging / name))
-
-
-def column_texts(dataset: datasets.Dataset, column: str) -> Iterator[str]:
-    return iter_texts(dataset, [column])

@@ -91,6 +91,9 @@ class SummarizationStage:
     tokenizer_dir: str | Path | None = None
     tokenizer_settings: dict[str, Any] | None = None
 
+    def describe_data(self) -> tuple[str, str | None]:
+        return self.source.describe(), self.source.dataset
+
     def prepare(self, output: Path, *, reuse_tokenizer: bool) -> SummarizerData:
         source = self.source
         splits = load_splits(source)

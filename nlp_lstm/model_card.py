@@ -1,0 +1,128 @@
+"""Model cards: the `README.md` every saved model directory carries, in the Hugging Face hub format.
+
+YAML front matter (`library_name`, `pipeline_tag`, `license`, `datasets`, `metrics`), then what the
+model is, the data and split it was trained on, its held-out metrics beside the baselines evaluation
+computed (majority class for a classifier, lead-k for a summarizer), the settings, and how to run it.
+The directory can be uploaded to the hub as it is (`huggingface-cli upload USER/NAME DIR`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from nlp_lstm.artifacts import atomic_write_text
+from nlp_lstm.model_dir import ModelFile
+
+PIPELINE_TAGS = {"classifier": "text-classification", "summarizer": "summarization", "language_model": "text-generation"}
+WHAT = {
+    "classifier": "a bidirectional LSTM text classifier (embedding -> BiLSTM -> {pooling} pooling -> linear)",
+    "summarizer": "an LSTM pointer-generator summarizer (BiLSTM encoder, attention decoder with copy{coverage}; See et al. 2017)",
+    "language_model": "a forward + backward LSTM language model (AWD-LSTM regularisation; Merity et al. 2018)",
+}
+
+
+def _yaml_list(values: list[str]) -> str:
+    return "".join(f"\n- {json.dumps(value)}" for value in values) if values else " []"
+
+
+def _held_out(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    split = "test" if "test" in metrics else "validation"
+    return split, metrics.get(split, {})
+
+
+def _metrics_table(kind: str, scores: dict[str, Any]) -> list[str]:
+    if kind == "classifier":
+        support = [values["support"] for values in scores.get("per_class", {}).values()]
+        majority = max(support) / sum(support) if support and sum(support) else None
+        rows = ["| metric | this model | majority-class baseline |", "|---|---|---|",
+                f"| accuracy | {scores.get('accuracy', float('nan')):.4f} | "
+                f"{'' if majority is None else f'{majority:.4f}'} |",
+                f"| macro-F1 | {scores.get('macro_f1', float('nan')):.4f} | |"]
+        for name in ("ece", "brier"):
+            if name in scores:
+                rows.append(f"| {name} | {scores[name]:.4f} | |")
+        return rows
+    if kind == "summarizer":
+        lead = scores.get("lead_baseline", {})
+        rows = [f"| ROUGE (F1 x 100) | this model | lead-{lead.get('k', '?')} baseline |", "|---|---|---|"]
+        for name in ("rouge1", "rouge2", "rougeL"):
+            if name in scores:
+                rows.append(f"| {name} | {scores[name]:.2f} | {lead.get(name, float('nan')):.2f} |")
+        return rows
+    return ["| metric | value |", "|---|---|"] + [
+        f"| {name} | {value:.3f} |" for name, value in scores.items() if isinstance(value, (int, float))]
+
+
+def _usage(kind: str) -> str:
+    if kind == "classifier":
+        return ("```bash\nnlp-lstm classify --model DIR \"some text\"\nnlp-lstm serve --model DIR\n```\n\n"
+                "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.predict([\"some text\"])\n```")
+    if kind == "summarizer":
+        return ("```bash\nnlp-lstm summarize --model DIR \"a long text ...\"\nnlp-lstm serve --model DIR\n```\n\n"
+                "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.summarize([\"a long text ...\"])\n```")
+    return ("```bash\nnlp-lstm train classifier --init-from DIR --train-file labelled.csv --output-dir runs/clf\n```\n\n"
+            "```python\nimport nlp_lstm\nlm = nlp_lstm.load(\"DIR\")\nlm.perplexity([\"some text\"])\n"
+            "lm.sample(\"the film\", max_new_tokens=20)\n```")
+
+
+def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub_dataset: str | None = None,
+               license: str = "other") -> str:
+    """The card's text for a model directory whose config is `model_file` and metrics `metrics`.
+
+    `data` describes the training data; `hub_dataset` (a hub name) also goes into the `datasets` field.
+    """
+    kind, config = model_file.kind, model_file.model
+    split, scores = _held_out(metrics)
+    metric_names = {"classifier": ["accuracy", "f1"], "summarizer": ["rouge"], "language_model": ["perplexity"]}[kind]
+    hub_datasets = [hub_dataset] if hub_dataset else []
+    what = WHAT[kind].format(pooling=getattr(config, "pooling", ""),
+                             coverage=" and coverage" if getattr(config, "coverage", False) else "")
+    lines = [
+        "---",
+        "library_name: nlp-lstm",
+        f"pipeline_tag: {PIPELINE_TAGS[kind]}",
+        f"license: {license}",
+        f"datasets:{_yaml_list(hub_datasets)}",
+        f"metrics:{_yaml_list(metric_names)}",
+        "tags:\n- lstm\n- nlp-lstm",
+        "---",
+        "",
+        f"# {kind.replace('_', ' ')} (nlp-lstm)",
+        "",
+        f"This is {what}, trained with [nlp-lstm](https://pypi.org/project/nlp-lstm/). "
+        "Weights are `model.safetensors`; `config.json` rebuilds the model; `tokenizer/` holds its tokenizer.",
+        "",
+        "## Data",
+        "",
+        f"Trained on {data or 'the data given to `nlp-lstm train`'}"
+        + (f" (columns: {', '.join(f'{k} = `{v}`' for k, v in model_file.columns.items() if v)})" if model_file.columns else "")
+        + ". Held-out splits are fixed and seeded: a missing validation or test file is cut from the training "
+          "data by a hash of (split seed, row number).",
+    ]
+    if model_file.labels:
+        lines += ["", f"Labels: {', '.join(f'`{label}`' for label in model_file.labels)}."]
+    lines += ["", f"## Results ({split} split)", "", *_metrics_table(kind, scores)]
+    if kind == "classifier" and model_file.temperature != 1.0:
+        lines += ["", f"Scores are temperature-scaled probabilities (T = {model_file.temperature:.3f}, fitted on the "
+                      "validation split; Guo et al. 2017)."]
+    lines += [
+        "", "## Settings", "",
+        "```json", json.dumps({"model": dataclasses.asdict(config), "training": dataclasses.asdict(model_file.training),
+                               **({"decoding": dataclasses.asdict(model_file.decoding)} if model_file.decoding else {})},
+                              indent=2), "```",
+        "", "## How to use", "", _usage(kind),
+        "", "## Upload", "",
+        "The directory is already in the hub's layout: `huggingface-cli upload USER/NAME DIR .`",
+        "", "## Limitations", "",
+        "Trained only on the data above; expect lower accuracy on other domains. Set `license` above to the "
+        "licence of the training data before publishing.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(directory: Path, model_file: ModelFile, metrics: dict[str, Any], *, data: str,
+                     hub_dataset: str | None = None) -> None:
+    atomic_write_text(directory / "README.md", model_card(model_file, metrics, data=data, hub_dataset=hub_dataset))
