@@ -187,3 +187,39 @@ def test_thresholds_need_matching_two_dimensional_inputs():
     with pytest.raises(NlpLstmError, match="same shape"):
         pick_thresholds(np.zeros((4, 2)), np.zeros((4, 3)))
     assert pick_thresholds(torch.tensor([[0.2], [0.8]]), torch.tensor([[0], [1]])) == [pytest.approx(0.8)]
+
+
+# -- the reliability diagram (nlp_lstm/plots.py) -------------------------------------------------
+
+
+def test_reliability_diagram_writes_a_png_that_is_not_blank(tmp_path):
+    from matplotlib.image import imread
+
+    from nlp_lstm.plots import plot_reliability_diagram
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2000, 4, generator=generator) * 1.5
+    labels = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+    bins = reliability_bins((logits * 2.5).softmax(-1), labels)
+    path = tmp_path / "plots" / "reliability.png"
+    plot_reliability_diagram(bins, path, title="Overconfident")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = imread(path)[..., :3]  # (H, W, 3) floats in [0, 1]
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 300
+    non_white = (pixels < 0.95).any(axis=-1).mean()
+    assert 0.05 < non_white < 0.9
+    blue = (np.abs(pixels - np.array([31, 119, 180]) / 255).max(axis=-1) < 0.05).mean()  # tab:blue bars
+    assert blue > 0.03
+    plot_reliability_diagram(bins.to_dict(), tmp_path / "from_dict.png")  # metrics.json's form works too
+    assert (tmp_path / "from_dict.png").stat().st_size > 1000
+
+
+def test_reliability_diagram_refuses_empty_or_ragged_bins(tmp_path):
+    from nlp_lstm.plots import plot_reliability_diagram
+
+    empty = {"edges": [0.0, 0.5, 1.0], "confidence": [0.0, 0.0], "accuracy": [0.0, 0.0], "count": [0, 0]}
+    with pytest.raises(ValueError, match="no examples"):
+        plot_reliability_diagram(empty, tmp_path / "never.png")
+    with pytest.raises(ValueError, match="M \\+ 1 edges"):
+        plot_reliability_diagram({**empty, "edges": [0.0, 1.0]}, tmp_path / "never.png")
+    assert not list(tmp_path.iterdir())
