@@ -211,3 +211,15 @@ def test_config_rejects_bad_values():
         LanguageModelConfig(vocab_size=4)
     with pytest.raises(NlpLstmError, match="direction must be"):
         LanguageModel(LanguageModelConfig(vocab_size=8)).run_direction(torch.zeros(1, 2, 128), None, direction="up")
+
+
+def test_trained_model_survives_a_safetensors_round_trip(trained, tmp_path):
+    from nlp_lstm.artifacts import load_tensors, save_tensors
+
+    model, texts = trained
+    save_tensors(model.state_dict(), tmp_path / "model.safetensors")
+    reloaded = LanguageModel(model.config)
+    reloaded.load_state_dict(load_tensors(tmp_path / "model.safetensors"))
+    batch = _batch(texts)
+    assert reloaded.perplexity(*batch) == pytest.approx(model.perplexity(*batch), rel=1e-6)
+    assert reloaded.sample(texts[0][:1], max_new_tokens=30, temperature=0.0) == texts[0][1:]

@@ -172,3 +172,15 @@ def test_frozen_groups_do_not_move_under_adamw():
     for name, parameter in classifier.named_parameters():
         moved = not torch.equal(parameter, before[name])
         assert moved == (name.startswith(("head.", "pooling.")) or "_l1" in name), name
+
+
+def test_transfer_from_weights_read_back_from_disk(tmp_path):
+    from nlp_lstm.artifacts import load_tensors, save_tensors
+
+    lm = _language_model(2)
+    save_tensors(lm.state_dict(), tmp_path / "model.safetensors")
+    classifier = _classifier(2)
+    init_classifier_from_language_model(classifier, load_tensors(tmp_path / "model.safetensors"), lm.config)
+    for layer in range(2):
+        assert torch.equal(getattr(classifier.encoder, f"weight_hh_l{layer}_reverse"), lm.backward_layers[layer].weight_hh_l0)
+        assert torch.equal(getattr(classifier.encoder, f"bias_ih_l{layer}"), lm.forward_layers[layer].bias_ih_l0)
