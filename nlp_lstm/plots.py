@@ -1,4 +1,4 @@
-"""Plots for a run: training curves, a confusion matrix, and attention heatmaps.
+"""Plots for a run: training curves, a confusion matrix, attention heatmaps, and a reliability diagram.
 
 Headless by construction: figures are `matplotlib.figure.Figure` objects drawn on the Agg canvas
 directly, and `pyplot` is never imported. That is what "set the Agg backend before importing
@@ -311,4 +311,77 @@ def plot_attention(
                     fontsize=max(tick_font - 1, 5),
                     color="white" if value > 0.6 else "black",
                 )
+    _save(figure, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------
+
+
+def _bin_field(bins: Any, name: str) -> np.ndarray:
+    value = bins[name] if isinstance(bins, dict) else getattr(bins, name)
+    return _to_numpy(value).reshape(-1)
+
+
+def plot_reliability_diagram(bins: Any, path: str | os.PathLike, *, title: str | None = None) -> None:
+    """Reliability diagram (Guo et al. 2017, fig. 1): accuracy per confidence bin against the diagonal,
+    the gap to each bin's mean confidence, and below it the share of examples per bin.
+
+    Args:
+        bins: `metrics.calibration.ReliabilityBins` (or its `to_dict()`): `edges` (M + 1), and per bin
+            `confidence`, `accuracy`, `count` (M each).
+        path: where to write the image.
+        title: the title's start, "Reliability diagram" when None; the ECE is appended.
+    """
+    edges, confidence = _bin_field(bins, "edges"), _bin_field(bins, "confidence")
+    accuracy, count = _bin_field(bins, "accuracy"), _bin_field(bins, "count")
+    num_bins = len(count)
+    if edges.shape != (num_bins + 1,) or confidence.shape != (num_bins,) or accuracy.shape != (num_bins,):
+        raise ValueError(
+            f"reliability bins need M + 1 edges and M confidences, accuracies and counts; got "
+            f"{edges.size}, {confidence.size}, {accuracy.size}, {count.size}"
+        )
+    total = count.sum()
+    if total <= 0:
+        raise ValueError("reliability bins hold no examples; nothing to plot")
+    ece = float(np.sum(count * np.abs(accuracy - confidence)) / total)
+    mean_accuracy = float(np.sum(count * accuracy) / total)
+    mean_confidence = float(np.sum(count * confidence) / total)
+    left, width = edges[:-1], np.diff(edges)
+    filled = count > 0
+
+    # No equal aspect on the top axes: with sharex it would shrink them and misalign the two x axes.
+    figure = Figure(figsize=(6.0, 6.8), layout="constrained")
+    axes, histogram = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axes.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="tab:blue",
+             edgecolor="navy", linewidth=0.8, label="accuracy")  # fmt: skip
+    # Hatched, not filled: an underconfident bin's gap lies inside its accuracy bar, and a translucent
+    # red over the blue would read as a third colour.
+    axes.bar(left[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width[filled],
+             align="edge", fill=False, edgecolor="tab:red", hatch="///", linewidth=0.8,
+             label="gap to mean confidence")  # fmt: skip
+    axes.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfect calibration")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"{title or 'Reliability diagram'} (ECE {ece:.3f})")
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+
+    shares = count / total
+    histogram.bar(left, shares, width=width, align="edge", color="tab:gray", edgecolor="black", linewidth=0.6)
+    histogram.axvline(mean_accuracy, color="tab:blue", linestyle="-", linewidth=1.2,
+                      label=f"accuracy {mean_accuracy:.3f}")  # fmt: skip
+    histogram.axvline(mean_confidence, color="tab:red", linestyle="--", linewidth=1.2,
+                      label=f"mean confidence {mean_confidence:.3f}")  # fmt: skip
+    if num_bins <= 20:
+        for x, share, n in zip(left + width / 2, shares, count):
+            if n > 0:
+                histogram.text(x, share, f"{int(n):,}", ha="center", va="bottom", fontsize=6)
+    histogram.set_ylim(0, max(shares.max() * 1.25, 0.05))
+    histogram.set_xlabel("confidence (top-class probability)")
+    histogram.set_ylabel("share of examples")
+    histogram.legend(loc="upper left", fontsize=8)
+    histogram.grid(alpha=0.3)
     _save(figure, path)
