@@ -1,7 +1,7 @@
 """nlp-lstm: LSTM text classification and abstractive summarization.
 
 The stage functions mirror the CLI: `vocab`, `encode`, `train`, `train_summarizer`, `evaluate`,
-`classify`, `summarize`, `run_pipeline`; `load(DIR)` returns a model ready to predict. Imports are lazy
+`classify`, `summarize`, `pretrain`, `export_onnx`, `run_pipeline`; `load(DIR)` returns a model ready to predict. Imports are lazy
 so that `nlp-lstm --help` starts fast.
 """
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "evaluate": "nlp_lstm.api",
     "classify": "nlp_lstm.api",
     "train_summarizer": "nlp_lstm.api",
+    "pretrain": "nlp_lstm.api",
     "summarize": "nlp_lstm.api",
     "fit_sequences": "nlp_lstm.api",
     "load": "nlp_lstm.api",

@@ -15,12 +15,13 @@ from nlp_lstm.inference.load import load
 from nlp_lstm.inference.onnx import export_onnx, load_onnx
 from nlp_lstm.model_dir import ModelFile, read_model_config
 from nlp_lstm.stages.classification import classify, encode, evaluate_classifier, train
+from nlp_lstm.stages.language_model import pretrain
 from nlp_lstm.stages.pipeline import run_pipeline
 from nlp_lstm.stages.sequences import fit_sequences
 from nlp_lstm.stages.summarization import evaluate_summarizer, summarize, train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
 
-__all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "run_pipeline", "summarize", "train",
+__all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",
            "train_summarizer", "vocab"]
 
 _DEFAULT_COLUMNS = {"text": DataSource.text_column, "label": DataSource.label_column, "summary": None}

@@ -40,6 +40,9 @@ class TrainConfig:
     schedule: str = "linear"  # linear decay to 0 over all steps | constant
     patience: int = 3  # epochs without improvement of the validation metric before stopping
     seed: int = 13
+    # Discriminative fine-tuning (ULMFiT sec. 3.2): each lower layer group (head, encoder layers top
+    # down, embedding) learns this many times slower than the one above; 1 = one rate for all.
+    layer_lr_decay: float = 1.0
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch end
     keep_checkpoints: int = 2
     # Forward passes and losses in bfloat16 autocast (torch.autocast), weights and optimizer in float32.
@@ -55,6 +58,8 @@ class TrainConfig:
         check_choice("precision", self.precision, ("float32", "bfloat16"))
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
             raise NlpLstmError("patience, warmup_steps and checkpoint_every must be >= 0")
+        if not self.layer_lr_decay >= 1.0:
+            raise NlpLstmError(f"layer_lr_decay must be >= 1 (1: one learning rate), got {self.layer_lr_decay}")
         if self.keep_checkpoints < 1:
             raise NlpLstmError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
 

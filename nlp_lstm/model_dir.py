@@ -24,10 +24,11 @@ from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import ClassifierConfig
+from nlp_lstm.models.language_model import LanguageModelConfig
 from nlp_lstm.models.summarizer import SummarizerConfig
 
 FORMAT_VERSION = 2
-KINDS = ("classifier", "summarizer")
+KINDS = ("classifier", "summarizer", "language_model")
 COMMANDS = {"classifier": "classify", "summarizer": "summarize", "language_model": "train classifier --init-from"}
 
 
@@ -63,7 +64,7 @@ class ModelFile:
 
 
 def _model_config_class(kind: str) -> type:
-    return {"classifier": ClassifierConfig, "summarizer": SummarizerConfig}[kind]
+    return {"classifier": ClassifierConfig, "summarizer": SummarizerConfig, "language_model": LanguageModelConfig}[kind]
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

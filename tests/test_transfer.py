@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlp_lstm.config import ClassifierConfig
+from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig

@@ -2,7 +2,7 @@
 
 import typer
 
-from nlp_lstm.cli import classify, encode, evaluate, export, run, summarize, train, vocab
+from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, summarize, train, vocab
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 app.command("vocab")(vocab.vocab_command)
 app.command("encode")(encode.encode_command)
+app.command("pretrain")(pretrain.pretrain_command)
 app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("classify")(classify.classify_command)

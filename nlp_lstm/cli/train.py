@@ -102,6 +102,8 @@ def classifier_command(
     peephole: Annotated[Optional[str], typer.Option("--peephole", help="none (fused kernel) | diagonal | full.")] = None,
     dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.99, help="Dropout rate.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        "--init-from", help="Start from a language model directory (`nlp-lstm pretrain`): its tokenizer, embedding and encoder.")] = None,
 ) -> None:
     """Train a BiLSTM text classifier from raw data to a saved model directory."""
     maybe_relaunch(context, options.nproc_per_node)
@@ -110,9 +112,14 @@ def classifier_command(
         import nlp_lstm
         from nlp_lstm.models.classifier import ClassifierConfig
 
-        sections = configs(ClassifierConfig, {
-            "embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers, "pooling": pooling,
-            "peephole": peephole, "dropout": dropout, "max_length": max_length}, options)
+        from nlp_lstm.stages.language_model import with_encoder_sizes
+
+        model = {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
+                 "pooling": pooling, "peephole": peephole, "dropout": dropout, "max_length": max_length}
+        model = {key: value for key, value in model.items() if value is not None}
+        if init_from is not None:
+            model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model
+        sections = configs(ClassifierConfig, model, options)
         source = None if encoded is not None else data_source(
             options, text_column=text_column, label_column=label_column, label_separator=label_separator)
         metrics = nlp_lstm.train(

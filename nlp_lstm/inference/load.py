@@ -7,14 +7,15 @@ from pathlib import Path
 from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor, load_classifier
+from nlp_lstm.inference.language_model import LanguageModelPredictor, load_language_model
 from nlp_lstm.inference.summarizer import SummarizerPredictor, load_summarizer
 from nlp_lstm.model_dir import read_model_config
 
-LOADERS = {"classifier": load_classifier, "summarizer": load_summarizer}
+LOADERS = {"classifier": load_classifier, "summarizer": load_summarizer, "language_model": load_language_model}
 
 
 def load(directory: str | Path, *, device: str = "auto", expect: str | None = None
-         ) -> ClassifierPredictor | SummarizerPredictor:
+         ) -> ClassifierPredictor | SummarizerPredictor | LanguageModelPredictor:
     """Rebuild a saved model from its directory (config.json + model.safetensors + tokenizer/).
 
     `expect` ("classifier", "summarizer") turns a directory of another kind into a one-line error

@@ -43,6 +43,9 @@ class ClassifierConfig:
     peephole: str = "none"  # none (fused kernel) | diagonal | full
     pooling: str = "max"  # max | mean | last | attention
     max_length: int = 256  # tokens kept per text; longer texts are truncated (with a warning)
+    # A language model directory (`nlp-lstm pretrain`) whose tokenizer, embedding and encoder weights
+    # the classifier starts from (ULMFiT); its sizes must match this config's.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)

@@ -53,7 +53,7 @@ class LanguageModelConfig:
     `embedding_dim`, `hidden_size` and `num_layers` must match the classifier it will initialise.
     """
 
-    vocab_size: int
+    vocab_size: int | None = None  # from the tokenizer
     embedding_dim: int = 128
     hidden_size: int = 128
     num_layers: int = 1
@@ -65,7 +65,7 @@ class LanguageModelConfig:
     output_dropout: float = 0.1  # locked, on the last layer's outputs
 
     def __post_init__(self) -> None:
-        if self.vocab_size <= len(SPECIALS):
+        if self.vocab_size is not None and self.vocab_size <= len(SPECIALS):
             raise NlpLstmError(f"vocab_size must be larger than the {len(SPECIALS)} special tokens, got {self.vocab_size}")
         for name in ("embedding_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:

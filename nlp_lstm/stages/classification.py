@@ -20,11 +20,14 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor
 from nlp_lstm.inference.load import load, load_predictor
 from nlp_lstm.model_dir import ModelFile, save_model
+from nlp_lstm.metrics.calibration import fit_temperature, pick_thresholds
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
-from nlp_lstm.plots import plot_confusion_matrix
-from nlp_lstm.stages.run import run_tokenizer, train_stage
+from nlp_lstm.models.transfer import init_classifier_from_language_model
+from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
+from nlp_lstm.stages.language_model import language_model_weights, read_language_model, with_encoder_sizes
+from nlp_lstm.stages.run import run_tokenizer, score_dataset, train_stage
 from nlp_lstm.training.loop import TrainResult, iterate_batches
-from nlp_lstm.training.tasks import ClassificationTask
+from nlp_lstm.training.tasks import ClassificationTask, evaluation_mode
 
 ENCODE_META = "encode.json"
 
@@ -102,8 +105,20 @@ class ClassificationStage:
         return self.source.describe(), self.source.dataset
 
     def prepare(self, output: Path, *, reuse_tokenizer: bool) -> ClassifierData:
+        tokenizer_dir = self.tokenizer_dir
+        if self.model.init_from is not None:
+            # The language model's tokenizer: its ids are what the pretrained embedding rows mean.
+            lm_tokenizer = Path(self.model.init_from) / "tokenizer"
+            read_language_model(self.model.init_from)
+            if tokenizer_dir is not None and load_tokenizer(tokenizer_dir).fingerprint != load_tokenizer(lm_tokenizer).fingerprint:
+                raise NlpLstmError(f"--tokenizer {tokenizer_dir} is not the tokenizer of --init-from {self.model.init_from}; "
+                                   "drop --tokenizer (the language model's is used)")
+            tokenizer_dir = lm_tokenizer
         if self.encoded_dir is not None:
             encoded, tokenizer, meta = load_encoded(self.encoded_dir)
+            if self.model.init_from is not None and tokenizer.fingerprint != load_tokenizer(tokenizer_dir).fingerprint:
+                raise NlpLstmError(f"--encoded {self.encoded_dir} was encoded with another tokenizer than --init-from "
+                                   f"{self.model.init_from}'s; encode with --tokenizer {tokenizer_dir}")
             return ClassifierData(encoded, tokenizer, meta["label_names"], meta["multi_label"], meta["max_length"],
                                   {"text": meta["text_column"], "label": meta["label_column"]})
         source = self.source
@@ -117,7 +132,7 @@ class ClassificationStage:
         for split in ("validation", "test"):
             if split in splits and not is_stream(splits[split]):
                 splits[split] = drop_unknown_labels(splits[split], source.label_column, names, f"the {split} split")
-        tokenizer = run_tokenizer(output, splits["train"], [source.text_column], self.tokenizer_dir,
+        tokenizer = run_tokenizer(output, splits["train"], [source.text_column], tokenizer_dir,
                                   self.tokenizer_settings, reuse=reuse_tokenizer)
         encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label,
                                  max_length=self.model.max_length)
@@ -127,25 +142,61 @@ class ClassificationStage:
     def build(self, prepared: ClassifierData) -> TextClassifier:
         names = prepared.labels
         task = "multilabel" if prepared.multi_label else ("binary" if len(names) == 2 else "multiclass")
-        return TextClassifier(replace(self.model, num_labels=len(names), task=task,
-                                      vocab_size=prepared.tokenizer.vocab_size, max_length=prepared.max_length))
+        network = TextClassifier(replace(self.model, num_labels=len(names), task=task,
+                                         vocab_size=prepared.tokenizer.vocab_size, max_length=prepared.max_length))
+        if self.model.init_from is not None:
+            state, lm_config, _ = language_model_weights(self.model.init_from)
+            with torch.no_grad():
+                init_classifier_from_language_model(network, state, lm_config)
+        return network
 
     def task(self, prepared: ClassifierData) -> ClassificationTask:
         return ClassificationTask(prepared.labels)
 
     def finish(self, network: TextClassifier, prepared: ClassifierData, result: TrainResult, staging: Path,
                device: torch.device) -> dict[str, Any]:
-        predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, device=device)
-        task = ClassificationTask(prepared.labels)
-        metrics: dict[str, Any] = {"validation": score_encoded(predictor, task, prepared.encoded["validation"])}
-        if "test" in prepared.encoded:
-            metrics["test"] = score_encoded(predictor, task, prepared.encoded["test"])
+        temperature, thresholds = calibrate(network, prepared.encoded["validation"], labels=prepared.labels,
+                                            device=device)
+        predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, temperature=temperature,
+                                        thresholds=thresholds, device=device)
+        metrics: dict[str, Any] = {"temperature": temperature}
+        for split in ("validation", "test"):
+            if split in prepared.encoded:
+                metrics[split] = score_encoded(predictor, task_for(predictor), prepared.encoded[split])
+                unscaled = ClassificationTask(prepared.labels, threshold=thresholds or 0.5)
+                metrics[split]["ece_before_scaling"] = score_encoded(predictor, unscaled, prepared.encoded[split])["ece"]
         model_file = ModelFile(kind="classifier", model=network.config, training=self.training,
-                               labels=prepared.labels, columns=prepared.columns)
+                               labels=prepared.labels, temperature=temperature, thresholds=thresholds,
+                               columns=prepared.columns)
         save_model(staging, model_file=model_file, state=network.state_dict(), tokenizer=prepared.tokenizer)
         final = metrics.get("test", metrics["validation"])
         plot_confusion_matrix(final["confusion_matrix"], prepared.labels, staging / "plots" / "confusion_matrix.png")
+        plot_reliability_diagram(final["reliability"], staging / "plots" / "reliability_diagram.png")
         return metrics
+
+
+def task_for(predictor: ClassifierPredictor) -> ClassificationTask:
+    """The task adapter that scores `predictor` as it predicts: its thresholds and temperature."""
+    return ClassificationTask(predictor.labels, threshold=predictor.thresholds or predictor.threshold,
+                              temperature=predictor.temperature)
+
+
+@torch.no_grad()
+def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: list[str], device: torch.device
+              ) -> tuple[float, list[float] | None]:
+    """Temperature scaling on the validation split (Guo et al. 2017), and for multi-label models
+    per-label thresholds that maximise each label's validation F1. Returns (temperature, thresholds)."""
+    task = ClassificationTask(labels)
+    sampler = LengthBucketSampler(validation["length"], batch_size=128, shuffle=False)
+    logits, targets = [], []
+    with evaluation_mode(network):
+        for batch in iterate_batches(validation, sampler, task.collate, device):
+            logits.append(task.logits(network, batch).cpu())
+            targets.append(batch["labels"].cpu())
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    if network.config.task == "multilabel":
+        return 1.0, pick_thresholds(torch.sigmoid(logits), targets)
+    return fit_temperature(logits.squeeze(-1) if network.config.task == "binary" else logits, targets), None
 
 
 def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_dir: str | Path | None = None,
@@ -159,7 +210,10 @@ def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_d
     (`validation`, and `test` when there is a test split).
     """
     if not isinstance(model, ClassifierConfig):
-        model = from_dict(ClassifierConfig, model or {}, where="model settings")
+        settings = dict(model or {})
+        if settings.get("init_from"):
+            settings = with_encoder_sizes(settings["init_from"], settings)  # sizes not given come from the LM
+        model = from_dict(ClassifierConfig, settings, where="model settings")
     stage = ClassificationStage(model=model, training=training or TrainConfig(), source=source,
                                 encoded_dir=encoded_dir, tokenizer_dir=tokenizer_dir,
                                 tokenizer_settings=tokenizer_settings)
@@ -168,8 +222,7 @@ def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_d
 
 
 def score_encoded(predictor: ClassifierPredictor, task: ClassificationTask, data: datasets.Dataset) -> dict[str, Any]:
-    sampler = LengthBucketSampler(data["length"], batch_size=128, shuffle=False)
-    return task.evaluate(predictor.model, lambda: iterate_batches(data, sampler, task.collate, predictor.device))
+    return score_dataset(predictor.model, task, data, predictor.device)
 
 
 def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str = "test",
@@ -184,10 +237,11 @@ def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str
         label_names=predictor.labels, multi_label=predictor.model.config.task == "multilabel",
         max_length=predictor.max_length,
     )
-    metrics = score_encoded(predictor, ClassificationTask(predictor.labels, threshold=predictor.threshold), encoded)
+    metrics = score_encoded(predictor, task_for(predictor), encoded)
     metrics["split"] = split
     if plots_dir is not None:
         plot_confusion_matrix(metrics["confusion_matrix"], predictor.labels, Path(plots_dir) / "confusion_matrix.png")
+        plot_reliability_diagram(metrics["reliability"], Path(plots_dir) / "reliability_diagram.png")
     return metrics
 
 

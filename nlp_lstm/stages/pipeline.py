@@ -24,6 +24,7 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.summarizer import SummarizerConfig
 from nlp_lstm.stages.classification import encode, evaluate_classifier, train
+from nlp_lstm.stages.language_model import with_encoder_sizes
 from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
 
@@ -97,6 +98,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if header.task not in MODEL_CONFIGS:
         raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {header.task!r}")
     sections: dict[str, Any] = {"pipeline": header}
+    if header.task == "classifier" and data.get("model", {}).get("init_from"):
+        data["model"] = with_encoder_sizes(data["model"]["init_from"], data["model"])  # sizes not given: the LM's
     for name, cls in SECTIONS.items():
         if name in data and name != "pipeline":
             sections[name] = from_dict(cls or MODEL_CONFIGS[header.task], data[name], where=f"{file} [{name}]")

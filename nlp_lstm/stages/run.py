@@ -19,6 +19,7 @@ import torch
 from nlp_lstm.artifacts import atomic_write_json, check_output_dir, staged_directory
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.columns import iter_texts
+from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
 from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
@@ -26,7 +27,7 @@ from nlp_lstm.model_card import write_model_card
 from nlp_lstm.model_dir import read_model_config
 from nlp_lstm.plots import plot_training_curves
 from nlp_lstm.training import distributed
-from nlp_lstm.training.loop import Task, TrainResult, fit, seed_everything
+from nlp_lstm.training.loop import Task, TrainResult, fit, iterate_batches, seed_everything
 
 
 class Prepared(Protocol):
@@ -128,3 +129,9 @@ def keep_run_files(output: Path, staging: Path) -> None:
     for name in ("train_log.jsonl", "checkpoints"):
         if (output / name).exists():
             shutil.move(str(output / name), str(staging / name))
+
+
+def score_dataset(model: torch.nn.Module, task: Task, data: datasets.Dataset, device: torch.device) -> dict[str, Any]:
+    """`task`'s metrics of `model` over all of an encoded split, in length-sorted batches."""
+    sampler = LengthBucketSampler(data["length"], batch_size=128, shuffle=False)
+    return task.evaluate(model, lambda: iterate_batches(data, sampler, task.collate, device))

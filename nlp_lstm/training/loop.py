@@ -42,7 +42,8 @@ from nlp_lstm.training.listeners import LogListener, ProgressListener
 class Task(Protocol):
     """What the loop needs to know about a model family."""
 
-    metric_name: str  # validation metric to maximise, e.g. "macro_f1" or "rougeL"
+    metric_name: str  # validation metric that picks the best epoch, e.g. "macro_f1", "rougeL", "perplexity"
+    # A task may set `metric_goal = "min"` (perplexity); the default is "max".
 
     def collate(self, examples: Sequence[dict]) -> dict: ...  # a list of rows, or `batching.ArrowRows`
 
@@ -110,11 +111,14 @@ def _examples(dataset: Dataset, indices) -> Sequence[dict]:
     return [dict(zip(rows, values)) for values in zip(*rows.values())]
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, groups: list[dict] | None = None
+                    ) -> torch.optim.Optimizer:
+    """AdamW or Adagrad over `groups` (parameter groups with their own `lr`) or all of `model`."""
+    parameters = groups if groups is not None else model.parameters()
     if config.optimizer == "adagrad":
         # See et al. (2017), sec. 5: Adagrad with initial accumulator 0.1.
-        return torch.optim.Adagrad(model.parameters(), lr=config.learning_rate, initial_accumulator_value=0.1)
-    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        return torch.optim.Adagrad(parameters, lr=config.learning_rate, initial_accumulator_value=0.1)
+    return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -153,7 +157,8 @@ class Trainer:
         # corpus grows (BENCHMARKS.md, section 9). Validation pages go after each validation pass.
         self.train_pages, self.validation_pages = MappedPages(train_data), MappedPages(validation_data)
         self.train_pages.release()
-        self.optimizer = build_optimizer(model, config)
+        groups = task.parameter_groups(model, config) if hasattr(task, "parameter_groups") else None
+        self.optimizer = build_optimizer(model, config, groups)
         self.scheduler = build_scheduler(self.optimizer, config, total_steps=self.steps_per_epoch * config.epochs)
         self.checkpoints = run_dir / "checkpoints"
         self.state = TrainerState()
@@ -237,10 +242,11 @@ class Trainer:
         validation = _evaluate(task, self.model, lambda: iterate_batches(
             self.validation_data, self.eval_sampler, task.collate, self.device))
         self.validation_pages.release()
-        metric = validation[task.metric_name]
-        improved = metric > state.best_metric
+        # `best_metric` holds the metric signed so that higher is better (-perplexity for a language model).
+        score = validation[task.metric_name] * (-1 if getattr(task, "metric_goal", "max") == "min" else 1)
+        improved = score > state.best_metric
         if improved:
-            state.best_metric, state.best_epoch, state.bad_epochs = metric, state.epoch + 1, 0
+            state.best_metric, state.best_epoch, state.bad_epochs = score, state.epoch + 1, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             state.bad_epochs += 1

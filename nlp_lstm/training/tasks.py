@@ -8,17 +8,21 @@ of the split, and counts are summed over ranks before ratios are computed.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import torch
 
+from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization
 from nlp_lstm.data.encode import ids_to_text
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.greedy import greedy_decode
+from nlp_lstm.metrics.calibration import CalibrationCounts
 from nlp_lstm.metrics.classification import ClassificationCounts
 from nlp_lstm.metrics.rouge import RougeCounts
+from nlp_lstm.models.transfer import discriminative_parameter_groups
 from nlp_lstm.training import distributed
 
 VALIDATION_DECODE_LIMIT = 500  # summarizer examples greedily decoded per validation pass (keeps epochs fast)
@@ -42,9 +46,11 @@ class ClassificationTask:
 
     metric_name = "macro_f1"
 
-    def __init__(self, label_names: list[str], *, features: bool = False, threshold: float = 0.5) -> None:
+    def __init__(self, label_names: list[str], *, features: bool = False, threshold: float | list[float] = 0.5,
+                 temperature: float = 1.0) -> None:
         self.label_names = label_names
-        self.threshold = threshold
+        self.threshold = torch.tensor(threshold) if isinstance(threshold, list) else threshold  # (L,) per label
+        self.temperature = temperature
         self.collate = collate_features if features else collate_classification
         self.input_key = "features" if features else "input_ids"
 
@@ -59,21 +65,38 @@ class ClassificationTask:
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
         pass
 
+    def parameter_groups(self, model: torch.nn.Module, config: TrainConfig) -> list[dict] | None:
+        """ULMFiT's discriminative learning rates when `config.layer_lr_decay` > 1 (else one group)."""
+        if config.layer_lr_decay == 1.0 or getattr(model, "embedding", None) is None:
+            return None
+        return discriminative_parameter_groups(model, learning_rate=config.learning_rate, decay=config.layer_lr_decay)
+
     def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False) -> dict[str, Any]:
-        """Accuracy, macro-F1, per-class scores and the mean loss over `batches()`."""
+        """Accuracy, macro-F1, per-class scores, the mean loss, and the calibration of the
+        temperature-scaled probabilities (`ece` over 15 bins, `brier`, `reliability` bins) over `batches()`."""
         counts = ClassificationCounts(len(self.label_names))
+        calibration = CalibrationCounts()
         loss_sum, total = 0.0, 0
         with evaluation_mode(model):
             for batch in batches():
                 logits = self.logits(model, batch)
-                loss_sum += model.loss(logits, batch["labels"]).item() * logits.size(0)
+                labels = batch["labels"]
+                loss_sum += model.loss(logits, labels).item() * logits.size(0)
                 total += logits.size(0)
-                counts.update(model.predict_labels(logits, self.threshold).cpu(), batch["labels"].cpu())
+                threshold = self.threshold.to(logits.device) if torch.is_tensor(self.threshold) else self.threshold
+                counts.update(model.predict_labels(logits, threshold).cpu(), labels.cpu())
+                scores = model.scores(logits / self.temperature).cpu()
+                binary = getattr(model, "config", None) is not None and model.config.task == "binary"
+                calibration.update(scores[:, 1] if binary else scores, labels.cpu())
         if all_reduce:
             counts = distributed.all_reduce_counts(counts)
+            calibration = distributed.all_reduce_counts(calibration)
             loss_sum, total = distributed.all_reduce_sum(torch.tensor([loss_sum, total], dtype=torch.float64)).tolist()
         metrics = counts.compute(self.label_names)
         metrics["loss"] = loss_sum / max(1, total)
+        metrics["ece"] = calibration.expected_calibration_error()
+        metrics["brier"] = calibration.brier_score()
+        metrics["reliability"] = calibration.reliability().to_dict()
         return metrics
 
 
@@ -133,3 +156,34 @@ class SummarizationTask:
         metrics = counts.compute()
         metrics["loss"] = loss_sum / max(1, tokens)
         return metrics
+
+
+class LanguageModelTask:
+    """Forward + backward next-token NLL; validated by perplexity (lower is better)."""
+
+    metric_name = "perplexity"
+    metric_goal = "min"
+
+    def __init__(self) -> None:
+        self.collate = collate_classification  # ids without specials; the model frames them
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        return model(batch["input_ids"], batch["lengths"], batch["pad_mask"])["loss"]
+
+    def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
+        pass
+
+    def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False) -> dict[str, Any]:
+        """Perplexity of both directions (and each) over `batches()`, summed over ranks under DDP."""
+        sums = torch.zeros(4, dtype=torch.float64)  # nll, tokens, forward nll, backward nll
+        with evaluation_mode(model):
+            for batch in batches():
+                out = distributed.unwrap(model)(batch["input_ids"], batch["lengths"], batch["pad_mask"])
+                sums += torch.tensor([float(out["nll_sum"]), float(out["num_tokens"]), float(out["forward_nll_sum"]),
+                                      float(out["backward_nll_sum"])], dtype=torch.float64)
+        if all_reduce:
+            sums = distributed.all_reduce_sum(sums)
+        nll, tokens, forward, backward = sums.tolist()
+        tokens = max(tokens, 1.0)
+        return {"perplexity": math.exp(nll / tokens), "forward_perplexity": math.exp(2 * forward / tokens),
+                "backward_perplexity": math.exp(2 * backward / tokens), "loss": nll / tokens}

@@ -190,7 +190,8 @@ def test_graph_runs_from_onnxruntime_alone_as_the_docs_say(trained):
         input_ids[i, : len(r)] = r
     session = onnxruntime.InferenceSession(str(trained / "onnx" / "classifier.onnx"), providers=["CPUExecutionProvider"])
     [logits] = session.run(["logits"], {"input_ids": input_ids, "lengths": lengths})
-    positive = 1 / (1 + np.exp(-logits[:, 0]))  # binary: P(labels[1])
+    temperature = json.loads((trained / "config.json").read_text())["temperature"]
+    positive = 1 / (1 + np.exp(-logits[:, 0] / temperature))  # binary: P(labels[1])
     expected = nlp_lstm.load(trained, device="cpu").predict(texts)
     assert [["neg", "pos"][int(p >= 0.5)] for p in positive] == [row["label"] for row in expected]
     assert np.allclose(np.maximum(positive, 1 - positive), [row["score"] for row in expected], atol=1e-4)
