@@ -202,3 +202,24 @@ def test_summarize_uses_the_decoding_settings_saved_with_the_model(tmp_path):
     [summary] = predictor.summarize(["a b c d"])
     assert len(summary.split()) == 3  # min = max = 3 tokens, as saved
     assert predictor.decode_config(max_length=5, beam_size=None).max_length == 5
+
+
+def test_the_committed_tokenizer_markers_match_the_shipped_pipelines():
+    """A fresh clone's `make demo` skips the vocab stages (and leaves `git status` clean): the
+    committed markers hash content and settings only, never a file's path on disk or its time."""
+    from pathlib import Path
+
+    from nlp_lstm.stages.pipeline import MARKER, load_pipeline, stage_hashes
+
+    root = Path(__file__).resolve().parents[1]
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for name in ("sentiment", "descriptions", "descriptions_demo"):
+            pipe = load_pipeline(f"pipelines/{name}.toml")
+            marker = json.loads((Path("vocab") / pipe.tokenizer.name / MARKER).read_text())
+            assert marker["inputs"] == stage_hashes(pipe)["vocab"], name
+    finally:
+        os.chdir(cwd)

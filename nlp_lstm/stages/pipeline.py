@@ -139,23 +139,30 @@ def _up_to_date(output: Path, inputs_hash: str) -> bool:
         return False
 
 
+def stage_hashes(pipe: Pipeline) -> dict[str, str]:
+    """Each stage's inputs hashed: its settings and the content of its data files (never their
+    location or time), chained, so a stage reruns when anything upstream of it changed."""
+    source = pipe.data
+    files = {f"{split}_file": _file_digest(getattr(source, f"{split}_file")) for split in ("train", "validation", "test")}
+    data_hash = _hash({**asdict(source), **files})
+    decoding = asdict(pipe.decoding) if pipe.decoding else None
+    hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
+    hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None))
+    hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding)
+    hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
+    return hashes
+
+
 def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto", progress: bool = True,
                  echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage whose inputs changed; return the evaluation metrics."""
     pipe = load_pipeline(path)
     source = pipe.data
-    files = {f"{split}_file": _file_digest(getattr(source, f"{split}_file")) for split in ("train", "validation", "test")}
-    data_hash = _hash({**asdict(source), **files})
     run_dir = pipe.run_dir
     vocab_dir = Path("vocab") / pipe.tokenizer.name
     encoded_dir, model_dir, eval_dir = run_dir / "encoded", run_dir / "model", run_dir / "evaluation"
     summarizer = pipe.pipeline.task == "summarizer"
-    decoding = asdict(pipe.decoding) if pipe.decoding else None
-
-    hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
-    hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None))
-    hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding)
-    hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
+    hashes = stage_hashes(pipe)
     settings = {k: v for k, v in asdict(pipe.tokenizer).items() if k != "name"}
 
     def stage_vocab():
