@@ -14,11 +14,12 @@ from nlp_lstm.data.sources import DataSource
 from nlp_lstm.inference.load import load
 from nlp_lstm.inference.onnx import export_onnx, load_onnx
 from nlp_lstm.model_dir import ModelFile, read_model_config
-from nlp_lstm.stages.classification import classify, encode, evaluate_classifier, train
+from nlp_lstm.inference.predict import classify, summarize
+from nlp_lstm.stages.classification import encode, evaluate_classifier, train
 from nlp_lstm.stages.language_model import pretrain
 from nlp_lstm.stages.pipeline import run_pipeline
 from nlp_lstm.stages.sequences import fit_sequences
-from nlp_lstm.stages.summarization import evaluate_summarizer, summarize, train_summarizer
+from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
 
 __all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",

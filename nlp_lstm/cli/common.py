@@ -36,11 +36,11 @@ def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = Fal
 
     torch.set_num_threads(threads or default_threads())
     warnings.showwarning = _one_line_warning
+    # datasets reads these when (and if) a command imports it; prediction never does.
     logging.getLogger("datasets").setLevel(logging.ERROR)
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()  # our own rich bars report the long work
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own rich bars report the long work
+    if "datasets" in sys.modules:  # imported already (a test, or a program calling the CLI in-process)
+        sys.modules["datasets"].disable_progress_bars()
     from nlp_lstm.errors import TrainingInterrupted
 
     try:

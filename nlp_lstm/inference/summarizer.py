@@ -19,7 +19,6 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.summarizer import Summarizer
-from nlp_lstm.plots import plot_attention
 
 
 class SummarizerPredictor:
@@ -126,6 +125,8 @@ class SummarizerPredictor:
 
     def plot_attention(self, text: str, path: str | Path, **decoding: Any) -> None:
         """Write a PNG heatmap of `text`'s attention, with the p_gen strip when the model copies."""
+        from nlp_lstm.plots import plot_attention  # matplotlib costs ~0.7 s of start-up: only when a plot is asked for
+
         found = self.attention(text, **decoding)
         if not found["output_tokens"]:
             raise NlpLstmError("the summary of the first text is empty: there is no attention to plot")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import datasets
 import torch
@@ -18,7 +18,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor
-from nlp_lstm.inference.load import load, load_predictor
+from nlp_lstm.inference.load import load
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.metrics.calibration import fit_temperature, pick_thresholds
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
@@ -243,14 +243,3 @@ def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str
         plot_confusion_matrix(metrics["confusion_matrix"], predictor.labels, Path(plots_dir) / "confusion_matrix.png")
         plot_reliability_diagram(metrics["reliability"], Path(plots_dir) / "reliability_diagram.png")
     return metrics
-
-
-def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", batch_size: int = 64,
-             int8: bool = False, runtime: str = "torch") -> list[dict[str, Any]]:
-    """Predict label and score for each text with a saved classifier.
-
-    `int8` runs the encoder and head with dynamic int8 quantization (CPU only); `runtime="onnx"` runs
-    the graphs `export_onnx` wrote with ONNX Runtime. BENCHMARKS.md has the speed of each.
-    """
-    predictor = load_predictor(model_dir, expect="classifier", device=device, runtime=runtime, int8=int8)
-    return predictor.predict(texts, batch_size=batch_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import datasets
 import torch
@@ -22,8 +22,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.classifier import as_texts
-from nlp_lstm.inference.load import load, load_predictor
+from nlp_lstm.inference.load import load
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
@@ -185,24 +184,3 @@ def evaluate_summarizer(model_dir: str | Path, source: DataSource, *, split: str
     if plots_dir is not None:
         _plot_first(summarizer, sources, Path(plots_dir) / "attention_example.png", config)
     return metrics
-
-
-def summarize(model_dir: str | Path, texts: Iterable[str], *, attention_plot: str | Path | None = None,
-              device: str = "auto", batch_size: int = 32, runtime: str = "torch", **decoding: Any) -> list[dict[str, str]]:
-    """Summarize each text with a saved summarizer: `[{"text", "summary"}, ...]` in input order.
-
-    `decoding` overrides fields of the model's saved `DecodeConfig` (None values keep the saved
-    ones). `attention_plot` writes a PNG heatmap of the first non-empty text's attention (and p_gen).
-    `runtime="onnx"` decodes with the graphs `export_onnx` wrote, run by ONNX Runtime.
-    """
-    summarizer = load_predictor(model_dir, expect="summarizer", device=device, runtime=runtime)
-    texts = as_texts(texts)
-    summaries = summarizer.summarize(texts, batch_size=batch_size, **decoding)
-    if attention_plot is not None:
-        first = next((t for t in texts if t.strip()), None)
-        if first is None:
-            raise NlpLstmError("--attention-plot needs a non-empty text")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # already warned above
-            summarizer.plot_attention(first, attention_plot, **decoding)
-    return [{"text": text, "summary": summary} for text, summary in zip(texts, summaries)]

@@ -1,0 +1,47 @@
+"""`classify` and `summarize`: predict with a saved model, importing only what prediction needs.
+
+No `datasets`, matplotlib or training code is loaded on this path, so `nlp-lstm classify` of one text
+starts about as fast as torch itself (BENCHMARKS.md, cold start).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.inference.classifier import as_texts
+from nlp_lstm.inference.load import load_predictor
+
+
+def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", batch_size: int = 64,
+             int8: bool = False, runtime: str = "torch") -> list[dict[str, Any]]:
+    """Predict label and score for each text with a saved classifier.
+
+    `int8` runs the encoder and head with dynamic int8 quantization (CPU only); `runtime="onnx"` runs
+    the graphs `export_onnx` wrote with ONNX Runtime. BENCHMARKS.md has the speed of each.
+    """
+    predictor = load_predictor(model_dir, expect="classifier", device=device, runtime=runtime, int8=int8)
+    return predictor.predict(texts, batch_size=batch_size)
+
+
+def summarize(model_dir: str | Path, texts: Iterable[str], *, attention_plot: str | Path | None = None,
+              device: str = "auto", batch_size: int = 32, runtime: str = "torch", **decoding: Any) -> list[dict[str, str]]:
+    """Summarize each text with a saved summarizer: `[{"text", "summary"}, ...]` in input order.
+
+    `decoding` overrides fields of the model's saved `DecodeConfig` (None values keep the saved
+    ones). `attention_plot` writes a PNG heatmap of the first non-empty text's attention (and p_gen).
+    `runtime="onnx"` decodes with the graphs `export_onnx` wrote, run by ONNX Runtime.
+    """
+    summarizer = load_predictor(model_dir, expect="summarizer", device=device, runtime=runtime)
+    texts = as_texts(texts)
+    summaries = summarizer.summarize(texts, batch_size=batch_size, **decoding)
+    if attention_plot is not None:
+        first = next((t for t in texts if t.strip()), None)
+        if first is None:
+            raise NlpLstmError("--attention-plot needs a non-empty text")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already warned above
+            summarizer.plot_attention(first, attention_plot, **decoding)
+    return [{"text": text, "summary": summary} for text, summary in zip(texts, summaries)]
