@@ -128,21 +128,28 @@ def test_collate_summarization():
     vocab = 50
     examples = [
         {"src_ids": [5, UNK_ID, 6], "src_ext_ids": [5, vocab, 6], "oovs": ["Kim"], "length": 3,
-         "tgt_ids": [UNK_ID, 7], "tgt_ext_ids": [vocab, 7], "tgt_length": 2},
-        {"src_ids": [8], "src_ext_ids": [8], "oovs": [], "length": 1, "tgt_ids": [], "tgt_ext_ids": [], "tgt_length": 0},
+         "tgt_ids": [UNK_ID, 7, EOS_ID], "tgt_ext_ids": [vocab, 7, EOS_ID], "tgt_length": 3},
+        {"src_ids": [8], "src_ext_ids": [8], "oovs": [], "length": 1, "tgt_ids": [EOS_ID], "tgt_ext_ids": [EOS_ID],
+         "tgt_length": 1},
+        # A reference cut at the length limit: no EOS, so the model is not taught to stop there.
+        {"src_ids": [9], "src_ext_ids": [9], "oovs": [], "length": 1, "tgt_ids": [9, 10], "tgt_ext_ids": [9, 10],
+         "tgt_length": 2},
     ]
     batch = collate_summarization(examples)
-    assert batch["src_ids"].tolist() == [[5, UNK_ID, 6], [8, PAD_ID, PAD_ID]]
-    assert batch["src_ext_ids"].tolist() == [[5, vocab, 6], [8, PAD_ID, PAD_ID]]
-    assert batch["src_lengths"].tolist() == [3, 1]
-    assert batch["src_pad_mask"].tolist() == [[False, False, False], [False, True, True]]
-    assert batch["max_oovs"] == 1 and batch["oovs"] == [["Kim"], []]
-    assert batch["dec_input_ids"].tolist() == [[BOS_ID, UNK_ID, 7], [BOS_ID, PAD_ID, PAD_ID]]
-    assert batch["target_ids"].tolist() == [[vocab, 7, EOS_ID], [EOS_ID, PAD_ID, PAD_ID]]
-    assert batch["tgt_lengths"].tolist() == [3, 1]
-    assert batch["tgt_pad_mask"].tolist() == [[False, False, False], [False, True, True]]
+    assert batch["src_ids"].tolist() == [[5, UNK_ID, 6], [8, PAD_ID, PAD_ID], [9, PAD_ID, PAD_ID]]
+    assert batch["src_ext_ids"].tolist() == [[5, vocab, 6], [8, PAD_ID, PAD_ID], [9, PAD_ID, PAD_ID]]
+    assert batch["src_lengths"].tolist() == [3, 1, 1]
+    assert batch["src_pad_mask"].tolist() == [[False, False, False], [False, True, True], [False, True, True]]
+    assert batch["max_oovs"] == 1 and batch["oovs"] == [["Kim"], [], []]
+    assert batch["dec_input_ids"].tolist() == [[BOS_ID, UNK_ID, 7], [BOS_ID, PAD_ID, PAD_ID], [BOS_ID, 9, PAD_ID]]
+    assert batch["target_ids"].tolist() == [[vocab, 7, EOS_ID], [EOS_ID, PAD_ID, PAD_ID], [9, 10, PAD_ID]]
+    assert batch["tgt_lengths"].tolist() == [3, 1, 2]
+    assert batch["tgt_pad_mask"].tolist() == [[False, False, False], [False, True, True], [False, False, True]]
+    arrow = collate_summarization(take_rows(datasets.Dataset.from_list(examples), [0, 1, 2]))
+    for key in ("dec_input_ids", "target_ids", "tgt_lengths", "tgt_pad_mask"):
+        assert torch.equal(arrow[key], batch[key]), key
     sources_only = collate_summarization([{k: v for k, v in e.items() if not k.startswith("tgt")} for e in examples])
-    assert "dec_input_ids" not in sources_only and sources_only["src_ids"].shape == (2, 3)
+    assert "dec_input_ids" not in sources_only and sources_only["src_ids"].shape == (3, 3)
 
 
 def test_collate_features():

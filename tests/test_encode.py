@@ -2,7 +2,7 @@ import datasets
 import pytest
 
 from nlp_lstm.data.encode import encode_classification, encode_summarization, extend_with_oovs
-from nlp_lstm.data.specials import UNK_ID
+from nlp_lstm.data.specials import EOS_ID, UNK_ID
 from nlp_lstm.data.tokenize import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 
@@ -75,14 +75,15 @@ def test_summarization_copy_ids(words):
     assert first["src_ids"] == words.encode("kubrick made the film odyssey with")
     assert first["src_ext_ids"] == [vocab_size, vocab_size + 1, words.token_to_id("the"), vocab_size + 2, vocab_size + 3, vocab_size + 4]
     assert first["length"] == 6
-    # Target truncated to 4; "film"/"kubrick" are copyable source OOVs, "by" is an OOV absent from the source.
+    # Target truncated to 4 (so no EOS: See et al. do not teach a model to stop where a reference was cut);
+    # "film"/"kubrick" are copyable source OOVs, "by" is an OOV absent from the source.
     assert first["tgt_ids"] == [UNK_ID] * 4
     assert first["tgt_ext_ids"] == [vocab_size + 2, UNK_ID, vocab_size, UNK_ID]
     assert first["tgt_length"] == 4
     empty = encoded[1]
     assert empty["src_ids"] == [UNK_ID] and empty["src_ext_ids"] == [UNK_ID] and empty["oovs"] == []
-    assert empty["tgt_ids"] == words.encode("the dog")
-    assert encoded[2]["tgt_ids"] == [] and encoded[2]["tgt_length"] == 0
+    assert empty["tgt_ids"] == words.encode("the dog") + [EOS_ID]  # complete references end with EOS
+    assert encoded[2]["tgt_ids"] == [EOS_ID] and encoded[2]["tgt_length"] == 1
     sources_only = encode_summarization(ds, words, text_column="text", summary_column=None)
     assert sources_only.column_names == ["src_ids", "src_ext_ids", "oovs", "length"]
 
@@ -93,6 +94,7 @@ def test_summarization_with_sentencepiece_pieces():
     row = encode_summarization(ds, spm, text_column="text", summary_column="summary")[0]
     assert row["oovs"] and all(spm.token_to_id(piece) == UNK_ID for piece in row["oovs"])
     target_pieces = spm.tokenize("Zulu")
+    assert row["tgt_ids"][-1] == EOS_ID and len(row["tgt_ids"]) == len(target_pieces) + 1
     for piece, tgt_id, ext_id in zip(target_pieces, row["tgt_ids"], row["tgt_ext_ids"]):
         assert ext_id == (spm.vocab_size + row["oovs"].index(piece) if tgt_id == UNK_ID else tgt_id)
     assert UNK_ID in row["tgt_ids"] and UNK_ID not in row["tgt_ext_ids"]  # every target OOV is copyable

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID
+from nlp_lstm.data.specials import BOS_ID, PAD_ID
 
 
 class ArrowRows(Sequence[dict]):
@@ -106,23 +106,21 @@ def _plain_ids(column: pa.Array) -> bool:
             and not column.flatten().null_count)  # fmt: skip
 
 
-def _pad_column(column: pa.Array, *, prefix: int | None = None, suffix: int | None = None):
+def _pad_column(column: pa.Array, *, prefix: int | None = None):
     """A list<int> column of B rows -> (padded (B, T) long, lengths (B,) long, pad_mask (B, T) bool).
 
     One scatter: the concatenated values fill the (row, step) cells where a step is inside its row,
-    in row-major order, which is their order in the column. `prefix`/`suffix` add one id before or
-    after every row (counted in its length), as `_pad([[prefix, *row, suffix], ...])` would.
+    in row-major order, which is their order in the column. `prefix` adds one id before every row
+    (counted in its length), as `_pad([[prefix, *row], ...])` would.
     """
     lengths = _list_lengths(column)  # (B,)
     first = int(prefix is not None)
-    total = lengths + first + int(suffix is not None)  # (B,)
+    total = lengths + first  # (B,)
     steps = np.arange(int(total.max()) if len(total) else 0)  # (T,)
     padded = np.full((len(total), len(steps)), PAD_ID, dtype=np.int64)  # (B, T)
     padded[(steps >= first) & (steps < (first + lengths)[:, None])] = column.flatten().to_numpy()
     if prefix is not None:
         padded[:, 0] = prefix
-    if suffix is not None:
-        padded[np.arange(len(total)), first + lengths] = suffix
     pad_mask = steps >= total[:, None]  # (B, T) True at padding
     return torch.from_numpy(padded), torch.from_numpy(total), torch.from_numpy(pad_mask)
 
@@ -228,10 +226,10 @@ def collate_summarization(examples: Sequence[dict]) -> dict:
         src_lengths: (B,) long; src_pad_mask: (B, S) bool, True at padding.
         max_oovs: int, the largest number of source OOVs in the batch (extra logits to allocate).
         oovs: list of B lists of strings, to turn extended ids back into words.
-        When the examples have targets:
-        dec_input_ids: (B, T) long, [BOS] + tgt_ids (in-vocabulary: the decoder embeds them).
-        target_ids: (B, T) long, tgt_ext_ids + [EOS] (extended: copied words are learnable), PAD_ID padded.
-        tgt_lengths: (B,) long, len(tgt_ids) + 1; tgt_pad_mask: (B, T) bool, True at padding.
+        When the examples have targets (`tgt_ids` end with EOS unless the reference was cut):
+        dec_input_ids: (B, T) long, [BOS] + tgt_ids[:-1] (in-vocabulary: the decoder embeds them).
+        target_ids: (B, T) long, tgt_ext_ids (extended: copied words are learnable), PAD_ID padded.
+        tgt_lengths: (B,) long, len(tgt_ids); tgt_pad_mask: (B, T) bool, True at padding.
     """
     if isinstance(examples, ArrowRows) and (batch := _summarization_columns(examples)) is not None:
         return batch
@@ -247,8 +245,8 @@ def collate_summarization(examples: Sequence[dict]) -> dict:
         "oovs": oovs,
     }
     if examples and "tgt_ids" in examples[0]:
-        dec_input_ids, tgt_lengths = _pad([[BOS_ID, *example["tgt_ids"]] for example in examples])
-        target_ids, _ = _pad([[*example["tgt_ext_ids"], EOS_ID] for example in examples])
+        dec_input_ids, tgt_lengths = _pad([[BOS_ID, *example["tgt_ids"][:-1]] for example in examples])
+        target_ids, _ = _pad([list(example["tgt_ext_ids"]) for example in examples])
         batch.update(
             dec_input_ids=dec_input_ids,
             target_ids=target_ids,
@@ -276,10 +274,12 @@ def _summarization_columns(rows: ArrowRows) -> dict | None:
         "oovs": oovs.to_pylist(),  # strings: one Python list per row is what callers read
     }
     if targets:
-        dec_input_ids, tgt_lengths, tgt_pad_mask = _pad_column(ids["tgt_ids"], prefix=BOS_ID)
+        target_ids, tgt_lengths, tgt_pad_mask = _pad_column(ids["tgt_ext_ids"])
+        # [BOS] + tgt_ids[:-1]: shift right by one; the last id of each row falls on its padding.
+        dec_input_ids = _pad_column(ids["tgt_ids"], prefix=BOS_ID)[0][:, :-1].masked_fill(tgt_pad_mask, PAD_ID)
         batch.update(
             dec_input_ids=dec_input_ids,
-            target_ids=_pad_column(ids["tgt_ext_ids"], suffix=EOS_ID)[0],
+            target_ids=target_ids,
             tgt_lengths=tgt_lengths,
             tgt_pad_mask=tgt_pad_mask,
         )

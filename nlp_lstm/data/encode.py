@@ -7,7 +7,8 @@ functions on the texts they are given, so training and serving can never tokeniz
 
 Each function names its result with a fingerprint of (input dataset, tokenizer files, arguments), so
 `datasets` reuses its on-disk cache when nothing changed, and the tokenizer itself is never hashed.
-No bos/eos are added here: the models (and `batching.collate_*`) add them where they are needed.
+No bos is added here (the collate functions and the models put it where it is needed); a summary's
+target ends with eos unless it was cut at the length limit.
 
 A streamed split (`IterableDataset`, `DataSource(streaming=True)`) is encoded in one pass and
 written to an Arrow file (`Dataset.from_generator`), so training still gets memory-mapped, randomly
@@ -21,9 +22,10 @@ import json
 
 from nlp_lstm.data.columns import is_stream, label_key
 from nlp_lstm.data.mapped_pages import MappedPages, releasing
+from nlp_lstm.data.specials import EOS_ID
 from nlp_lstm.errors import NlpLstmError
 
-_ENCODE_VERSION = 1  # bump when the encoded layout changes, so stale caches are not reused
+_ENCODE_VERSION = 2  # bump when the encoded layout changes, so stale caches are not reused
 _BATCH_SIZE = 1000
 
 
@@ -223,16 +225,21 @@ def summarization_sources(tokenizer, texts: list[str], *, max_source_length: int
 def summarization_targets(tokenizer, texts: list[str], oovs: list[list[str]], *, max_target_length: int) -> list[dict]:
     """Reference summaries -> decoder targets, given each example's source `oovs`.
 
-    Per text: `tgt_ids` (in-vocabulary ids, unk_id for OOV, cut to `max_target_length`; no bos/eos),
-    `tgt_ext_ids` (target tokens that are source OOVs get their extended id, so the copy distribution
-    can produce them; other OOVs stay unk_id) and `tgt_length`.
+    Per text: `tgt_ids` (in-vocabulary ids, unk_id for OOV, cut to `max_target_length`, then `<eos>`
+    unless the reference was cut: See et al. 2017 stop the target at the limit without a stop token,
+    so a model never learns to end mid-phrase), `tgt_ext_ids` (target tokens that are source OOVs get
+    their extended id, so the copy distribution can produce them; other OOVs stay unk_id) and
+    `tgt_length` (eos included). No `<bos>`: the collate function puts it in front of the decoder input.
     """
     unk_id, vocab_size = tokenizer.unk_id, tokenizer.vocab_size
     targets = []
     for (tokens, ids), source_oovs in zip(tokenizer.tokenize_and_encode_batch(_texts(texts)), oovs):
+        complete = len(ids) <= max_target_length
         tokens, ids = tokens[:max_target_length], ids[:max_target_length]
         oov_ids = {token: vocab_size + position for position, token in enumerate(source_oovs)}
         extended = [oov_ids.get(token, unk_id) if i == unk_id else i for token, i in zip(tokens, ids)]
+        if complete:
+            ids, extended = [*ids, EOS_ID], [*extended, EOS_ID]
         targets.append({"tgt_ids": ids, "tgt_ext_ids": extended, "tgt_length": len(ids)})
     return targets
 

@@ -17,6 +17,7 @@ import torch
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization
 from nlp_lstm.data.encode import ids_to_text
+from nlp_lstm.data.specials import EOS_ID
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.greedy import greedy_decode
 from nlp_lstm.metrics.calibration import CalibrationCounts
@@ -141,7 +142,7 @@ class SummarizationTask:
                 if decoded < self.decode_limit:
                     outputs = greedy_decode(model, batch, max_length=self.max_length)
                     references = [
-                        ids_to_text(row[: length - 1], oovs, self.tokenizer)  # drop the EOS
+                        ids_to_text(row[: length - (row[length - 1] == EOS_ID)], oovs, self.tokenizer)  # no EOS
                         for row, length, oovs in zip(
                             batch["target_ids"].tolist(), batch["tgt_lengths"].tolist(), batch["oovs"]
                         )
