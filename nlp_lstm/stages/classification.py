@@ -27,7 +27,8 @@ from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.language_model import language_model_weights, read_language_model, with_encoder_sizes
 from nlp_lstm.stages.run import run_tokenizer, score_dataset, train_stage
 from nlp_lstm.training.loop import TrainResult, iterate_batches
-from nlp_lstm.training.tasks import ClassificationTask, evaluation_mode
+from nlp_lstm.nn.modes import evaluation_mode
+from nlp_lstm.training.tasks import ClassificationTask
 
 ENCODE_META = "encode.json"
 

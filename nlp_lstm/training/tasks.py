@@ -9,8 +9,7 @@ of the split, and counts are summed over ranks before ratios are computed.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -24,22 +23,10 @@ from nlp_lstm.metrics.calibration import CalibrationCounts
 from nlp_lstm.metrics.classification import ClassificationCounts
 from nlp_lstm.metrics.rouge import RougeCounts
 from nlp_lstm.models.transfer import discriminative_parameter_groups
+from nlp_lstm.nn.modes import evaluation_mode
 from nlp_lstm.training import distributed
 
 VALIDATION_DECODE_LIMIT = 500  # summarizer examples greedily decoded per validation pass (keeps epochs fast)
-
-
-@contextmanager
-def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd inside; afterwards the mode the model had (a library user who
-    evaluates and then predicts must not get dropout noise, nor a training loop a frozen model)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 class ClassificationTask:
