@@ -28,15 +28,13 @@ def main(names: list[str]) -> None:
     pipe = load_pipeline("pipelines/descriptions.toml")
     for name in names or list(VARIANTS):
         overrides, coverage_from = VARIANTS[name]
-        training = pipe.train if coverage_from is None else replace(pipe.train, coverage_from_epoch=coverage_from)
+        model = replace(pipe.model, **overrides)
+        if coverage_from is not None:
+            model = replace(model, coverage_from_epoch=coverage_from)
         started = time.perf_counter()
         metrics = nlp_lstm.train_summarizer(
             output_dir=f"runs/ablation/{name}", source=pipe.data, tokenizer_dir=f"vocab/{pipe.tokenizer.name}",
-            model={**pipe.model, **overrides}, training=training,
-            max_source_length=pipe.summarizer["max_source_length"],
-            max_target_length=pipe.summarizer["max_target_length"],
-            decoding={"beam_size": pipe.summarizer["beam_size"], "max_length": pipe.summarizer["max_length"]},
-            overwrite=True, progress=False,
+            model=model, training=pipe.train, decoding=pipe.decoding, overwrite=True, progress=False,
         )
         test = metrics["test"]
         print(json.dumps({

@@ -4,7 +4,7 @@ On the sentiment pipeline's test split, for each variant:
 - end to end: texts/s through `nlp_lstm.inference.classifier.ClassifierPredictor.predict` (tokenize, sort by length,
   batch 64, model, labels);
 - model only: texts/s of the model's forward over the same batches, tokenized and collated
-  beforehand (`Classifier.batches`), so tokenization's fixed share does not dilute the ratio;
+  beforehand (`ClassifierPredictor.batches`), so tokenization's fixed share does not dilute the ratio;
 - accuracy on the split, and how often int8 agrees with float.
 Variants:
 - float: the saved model as `nlp_lstm.load` gives it (our fused LSTM, run through the padding);

@@ -62,8 +62,8 @@ def train_briefly(directory: Path, rows: list[dict]) -> Path:
         output_dir=directory / "model", source=DataSource(train_file=str(train_file), validation_fraction=0.1,
                                                           test_fraction=0.0),
         tokenizer_dir=common.ROOT / "vocab" / "sentiment",
-        model={"embedding_dim": 256, "hidden_size": 256, "pooling": "mean", "dropout": 0.5},
-        training=TrainConfig(epochs=1, batch_size=64, learning_rate=3e-3, max_length=128, seed=13),
+        model={"embedding_dim": 256, "hidden_size": 256, "pooling": "mean", "dropout": 0.5, "max_length": 128},
+        training=TrainConfig(epochs=1, batch_size=64, learning_rate=3e-3, seed=13),
         device="cpu", progress=False,
     )  # fmt: skip
     return directory / "model"
