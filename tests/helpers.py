@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
 POSITIVE = ["good", "great", "lovely", "excellent", "superb", "fine", "happy", "wonderful"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "sad", "horrible", "boring"]
 FILLER = ["the", "film", "was", "really", "a", "plot", "and", "story", "it", "very", "this", "product", "quite"]

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import ROOT
+
 from nlp_lstm.data.columns import Binarize, check_labels, label_names
 from nlp_lstm.data.files import read_texts
 from nlp_lstm.data.sources import DataSource, load_split, load_splits
@@ -15,7 +17,7 @@ from nlp_lstm.data.splits import split_indices
 from nlp_lstm.errors import NlpLstmError
 
 datasets.disable_progress_bars()
-VADER = Path(__file__).resolve().parents[1] / "data" / "vader_sentiment.jsonl.gz"
+VADER = ROOT / "data" / "vader_sentiment.jsonl.gz"
 
 
 def rows(n=50):

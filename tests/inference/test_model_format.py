@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
+
 import nlp_lstm
 from nlp_lstm.model_dir import read_model_config
 
-FIXTURES = Path(__file__).parent / "fixtures" / "format1"
+FIXTURES = ROOT / "tests" / "fixtures" / "format1"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 

@@ -12,7 +12,7 @@ import nlp_lstm
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.sources import DataSource, load_splits
 from nlp_lstm.errors import NlpLstmError
-from tests.helpers import invoke, sentiment_rows, write_csv, write_jsonl
+from tests.helpers import ROOT, invoke, sentiment_rows, write_csv, write_jsonl
 
 TINY = {"embedding_dim": 8, "hidden_size": 8}
 FAST = TrainConfig(epochs=2, batch_size=16, learning_rate=0.02, seed=3)
@@ -211,7 +211,7 @@ def test_the_committed_tokenizer_markers_match_the_shipped_pipelines():
 
     from nlp_lstm.stages.pipeline import MARKER, load_pipeline, stage_hashes
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     import os
 
     cwd = os.getcwd()

@@ -6,13 +6,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+
+from tests.helpers import ROOT
 import torch
 
 from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization, take_rows
 from nlp_lstm.data.sampler import column_to_numpy, LengthBucketSampler
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
-VADER = Path(__file__).resolve().parents[1] / "data" / "vader_sentiment.jsonl.gz"
+VADER = ROOT / "data" / "vader_sentiment.jsonl.gz"
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.training.checkpoint import list_checkpoints
 from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
-from tests.helpers import sentiment_rows, write_csv
+from tests.helpers import ROOT, sentiment_rows, write_csv
 
 datasets.disable_progress_bars()
-ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 30
 
 
