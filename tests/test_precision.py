@@ -14,7 +14,8 @@ def test_bfloat16_classifier_learns_and_keeps_float32_weights(tmp_path):
         output = tmp_path / peephole
         result = invoke("train", "classifier", "--train-file", data, "--output-dir", output, "--precision", "bfloat16",
                         "--peephole", peephole, "--embedding-dim", "16", "--hidden-size", "16", "--epochs", "6",
-                        "--batch-size", "16", "--learning-rate", "0.01", "--quiet")
+                        "--batch-size", "16", "--learning-rate", "0.01", "--quiet", "--tokenizer-kind", "spacy",
+                        "--pooling", "max", "--dropout", "0.3", "--set", "train.weight_decay=0.01")
         assert result.exit_code == 0, result.output
         metrics = json.loads((output / "metrics.json").read_text())
         assert metrics["test"]["accuracy"] >= 0.85, metrics["test"]  # one sentiment word decides: learnable

@@ -65,13 +65,16 @@ def is_main_process() -> bool:
     return launch_rank() == 0
 
 
-def configs(model_class: type, model: dict, options: Options, *, decoding: dict | None = None) -> dict:
-    """The typed `model`, `train` (and `decoding`) sections from the options given, then `--set` overrides."""
-    from nlp_lstm.config import apply_overrides, from_dict, TrainConfig
+def configs(model_class: type, model: dict, options: Options, *, decoding: dict | None = None,
+            training_defaults: dict | None = None) -> dict:
+    """The typed `model`, `train` (and `decoding`) sections from the options given over the task's
+    defaults, then `--set` overrides."""
+    from nlp_lstm.config import TrainConfig, apply_overrides, from_dict
 
     sections = {
         "model": from_dict(model_class, {k: v for k, v in model.items() if v is not None}, where="model options"),
-        "train": from_dict(TrainConfig, options.training_settings(), where="training options"),
+        "train": from_dict(TrainConfig, {**(training_defaults or {}), **options.training_settings()},
+                           where="training options"),
     }
     if decoding is not None:
         from nlp_lstm.decoding.beam_search import DecodeConfig
@@ -119,12 +122,14 @@ def classifier_command(
         model = {key: value for key, value in model.items() if value is not None}
         if init_from is not None:
             model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model
-        sections = configs(ClassifierConfig, model, options)
+        from nlp_lstm.stages.classification import DEFAULT_TOKENIZER, DEFAULT_TRAINING
+
+        sections = configs(ClassifierConfig, model, options, training_defaults=DEFAULT_TRAINING)
         source = None if encoded is not None else data_source(
             options, text_column=text_column, label_column=label_column, label_separator=label_separator)
         metrics = nlp_lstm.train(
             output_dir=options.output_dir, source=source, encoded_dir=encoded, tokenizer_dir=options.tokenizer,
-            tokenizer_settings=tokenizer_settings(options, kind="spacy", vocab_size=20000),
+            tokenizer_settings=tokenizer_settings(options, **DEFAULT_TOKENIZER),
             model=sections["model"], training=sections["train"], overwrite=options.overwrite, resume=options.resume,
             device=options.device, progress=not options.quiet,
         )

@@ -31,6 +31,15 @@ from nlp_lstm.nn.modes import evaluation_mode
 from nlp_lstm.training.tasks import ClassificationTask
 
 ENCODE_META = "encode.json"
+# A classifier's defaults, measured on three corpora (BENCHMARKS.md, "Classifier defaults"): subword
+# pieces so no word is unknown, and a shorter, more regularised schedule than the shared TrainConfig's.
+DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
+DEFAULT_TRAINING = {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.1, "patience": 2}
+
+
+def default_training(**settings) -> TrainConfig:
+    """The classifier's training defaults with `settings` (given options) on top."""
+    return from_dict(TrainConfig, {**DEFAULT_TRAINING, **settings}, where="training settings")
 
 
 def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path, *, max_length: int = 256,
@@ -206,7 +215,8 @@ def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_d
           overwrite: bool = False, resume: bool = False, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Train a text classifier from raw data (`source`) or an `encode` output, into `output_dir`.
 
-    Fits a tokenizer when none is given. `model` is a `ClassifierConfig` (or a dict of its fields);
+    Fits a tokenizer when none is given (sentencepiece, 8,000 pieces, unless `tokenizer_settings` say
+    otherwise); `training` defaults to `default_training()`. `model` is a `ClassifierConfig` (or a dict of its fields);
     the label count, task and vocabulary size come from the data. Returns the metrics
     (`validation`, and `test` when there is a test split).
     """
@@ -215,9 +225,9 @@ def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_d
         if settings.get("init_from"):
             settings = with_encoder_sizes(settings["init_from"], settings)  # sizes not given come from the LM
         model = from_dict(ClassifierConfig, settings, where="model settings")
-    stage = ClassificationStage(model=model, training=training or TrainConfig(), source=source,
+    stage = ClassificationStage(model=model, training=training or default_training(), source=source,
                                 encoded_dir=encoded_dir, tokenizer_dir=tokenizer_dir,
-                                tokenizer_settings=tokenizer_settings)
+                                tokenizer_settings={**DEFAULT_TOKENIZER, **(tokenizer_settings or {})})
     return train_stage(stage, output_dir=output_dir, overwrite=overwrite, resume=resume, device=device,
                        progress=progress)
 
