@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from rouge_score import rouge_scorer
 
 import nlp_lstm
 from nlp_lstm.config import TrainConfig
@@ -164,16 +165,24 @@ def test_descriptions_pipeline_is_valid():
     assert pipeline.summarizer["max_length"] <= pipeline.summarizer["max_target_length"]
 
 
-def test_task_evaluate_accepts_all_reduce_outside_distributed(trained):
-    from nlp_lstm.data.batching import collate_summarization
-    from nlp_lstm.data.encode import encode_summarization
-    from nlp_lstm.data.datasets import load_split
+def test_evaluate_scores_the_summaries_the_model_gives(trained, tmp_path):
+    # ROUGE and the lead-k baseline recomputed from the outside: the loaded model's own summaries
+    # (with the decoding settings evaluate reports) scored by rouge-score directly.
+    rows = credit_rows(10, seed=11)
+    test_file = write_jsonl(tmp_path / "test.jsonl", rows)
+    source = DataSource(test_file=str(test_file), text_column="document", summary_column="summary")
+    metrics = nlp_lstm.evaluate(trained["model"], source, split="test", device="cpu", beam_size=3)
+    documents, references = [row["document"] for row in rows], [row["summary"] for row in rows]
+    summaries = nlp_lstm.load(trained["model"], device="cpu").summarize(documents, **metrics["decoding"])
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 
-    loaded = nlp_lstm.load(trained["model"], device="cpu")
-    data = encode_summarization(load_split(trained["source"], "validation"), loaded.tokenizer, text_column="document",
-                                summary_column="summary", max_source_length=40, max_target_length=6)
-    task = SummarizationTask(loaded.tokenizer, training=TrainConfig(), max_length=6)
-    batch = collate_summarization([data[i] for i in range(len(data))])
-    plain = task.evaluate(loaded.model, lambda: iter([batch]))
-    assert plain == task.evaluate(loaded.model, lambda: iter([batch]), all_reduce=True)
-    assert plain["rougeL"] > 50 and plain["loss"] < 1.0
+    def mean_f1(predictions):
+        scores = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
+        return {name: round(100 * sum(s[name].fmeasure for s in scores) / len(scores), 2) for name in scorer.rouge_types}
+
+    assert metrics["decoding"]["beam_size"] == 3 and metrics["count"] == 10
+    assert {name: metrics[name] for name in scorer.rouge_types} == mean_f1(summaries)
+    k = round(sum(len(reference.split()) for reference in references) / len(references))  # 3 words each
+    lead = [" ".join(document.split()[:k]) for document in documents]
+    assert metrics["lead_baseline"] == {"k": k, **mean_f1(lead)}
+    assert metrics["rougeL"] > metrics["lead_baseline"]["rougeL"]
