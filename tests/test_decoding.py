@@ -1,13 +1,13 @@
 """Greedy and beam search: agreement, batch and padding invariance, length and n-gram rules, and the
 scores of Wu et al. (2016) recomputed by hand."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-import math
-
 from nlp_lstm.decoding.beam_search import (
     DecodeConfig,
     beam_search,

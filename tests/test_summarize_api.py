@@ -13,7 +13,7 @@ from nlp_lstm.data.datasets import DataSource
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.summarizer import SummarizerConfig
 from nlp_lstm.pipeline import load_pipeline
-from nlp_lstm.summarization import SummarizationTask, evaluate_summarizer, load_summarizer, train_summarizer
+from nlp_lstm.summarization import SummarizationTask, evaluate_summarizer, train_summarizer
 from tests.helpers import write_jsonl
 
 FILLER = "the a movie was made in year and it is very long old new story".split()
