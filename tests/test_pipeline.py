@@ -1,7 +1,10 @@
 import json
+from pathlib import Path
 
 from nlp_lstm.pipeline import load_pipeline, run_pipeline
 from tests.helpers import invoke, sentiment_rows, write_csv
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 PIPELINE = """
 [pipeline]
@@ -84,6 +87,6 @@ def test_cli_run_prints_the_metrics(tmp_path, monkeypatch):
 
 
 def test_summarizer_pipeline_reads_no_label_column():
-    pipe = load_pipeline("pipelines/descriptions.toml")
+    pipe = load_pipeline(PIPELINES / "descriptions.toml")
     assert pipe.pipeline.task == "summarizer" and pipe.data.label_column is None
-    assert load_pipeline("pipelines/sentiment.toml").data.binarize.margin == 0.5
+    assert load_pipeline(PIPELINES / "sentiment.toml").data.binarize.margin == 0.5

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from nlp_lstm.models.summarizer import SummarizerConfig
 from nlp_lstm.pipeline import load_pipeline
 from nlp_lstm.summarization import SummarizationTask, evaluate_summarizer, train_summarizer
 from tests.helpers import write_jsonl
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 FILLER = "the a movie was made in year and it is very long old new story".split()
 NAMES = "anna bob carl dora emil fay gus hana ivan jon kim lou".split()
@@ -157,7 +160,7 @@ def test_coverage_epochs_need_a_coverage_model(trained, tmp_path):
 
 
 def test_descriptions_pipeline_is_valid():
-    pipeline = load_pipeline("pipelines/descriptions.toml")
+    pipeline = load_pipeline(PIPELINES / "descriptions.toml")
     assert pipeline.pipeline.task == "summarizer"
     assert not pipeline.data.label_column and pipeline.data.summary_column == "description"
     SummarizerConfig(vocab_size=pipeline.tokenizer.vocab_size, **pipeline.model)
