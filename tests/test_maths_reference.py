@@ -4,10 +4,12 @@ sec. 3.1), the pointer-generator mixture (See et al. eqs. 8-9), pooling (Yang et
 and the LSTM's initialisation. Loops over Python floats, so no shared tensor code can hide a bug."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
+from nlp_lstm.nn import attention as attention_module
 from nlp_lstm.nn.attention import ATTENTION, masked_softmax
 from nlp_lstm.nn.copy import EPSILON, PointerGenerator, extended_log_probs
 from nlp_lstm.nn.lstm import LSTM
@@ -53,7 +55,11 @@ def reference_attention(kind, module, query, values, pad_mask, coverage):
 
 @pytest.mark.parametrize("kind", sorted(ATTENTION))
 @pytest.mark.parametrize("grad", [True, False])
-def test_attention_by_hand(kind, grad):
+@pytest.mark.parametrize("chunk_positions", [3200, 7])
+def test_attention_by_hand(kind, grad, chunk_positions, monkeypatch):
+    # 7 positions per chunk: without autograd the additive scores are built a few examples at a
+    # time (here one per chunk), which must neither change a value nor warn.
+    monkeypatch.setattr(attention_module, "SCORE_CHUNK_POSITIONS", chunk_positions)
     torch.manual_seed(0)
     module = ATTENTION[kind](4, 6, coverage=True)
     if kind == "general":
@@ -62,7 +68,8 @@ def test_attention_by_hand(kind, grad):
     beams, values = 2, torch.randn(2, 5, 6)
     pad_mask = torch.tensor([[False] * 5, [False, False, True, True, True]])
     query, coverage = torch.randn(2 * beams, 4), torch.rand(2 * beams, 5) * 2
-    with torch.set_grad_enabled(grad):
+    with torch.set_grad_enabled(grad), warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "An output with one or more elements was resized"
         keys = module.project_keys(values)
         context, weights = module(query, keys, values, pad_mask, coverage=coverage, beam_size=beams)
     for row in range(2 * beams):
@@ -72,8 +79,9 @@ def test_attention_by_hand(kind, grad):
         )
         assert weights[row].tolist() == pytest.approx(expected_weights, abs=1e-6)
         assert context[row].tolist() == pytest.approx(expected_context, abs=1e-5)
-    # Without coverage the score ignores the coverage vector.
-    plain = ATTENTION[kind](4, 6, coverage=False)
+    # Without coverage (the default) the score ignores the coverage vector.
+    plain = ATTENTION[kind](4, 6)
+    assert not plain.coverage
     keys = plain.project_keys(values)
     assert torch.equal(plain(query, keys, values, pad_mask, coverage=coverage, beam_size=beams)[1],
                        plain(query, keys, values, pad_mask, coverage=None, beam_size=beams)[1])

@@ -153,6 +153,13 @@ def test_classification_input_errors():
         ClassificationCounts(3, multi_label=False).update([[0, 1, 0]], [[0, 1, 0]])
     with pytest.raises(ValueError, match=r"multi-label counts take \(N, 3\)"):
         ClassificationCounts(3).update([[0, 1]], [[0, 1]])
+    for bad in ([[0, 2, 1]], [[0, -1, 1]]):  # neither above 1 nor below 0
+        with pytest.raises(ValueError, match="0/1 indicators"):
+            ClassificationCounts(3).update(bad, [[0, 1, 1]])
+        with pytest.raises(ValueError, match="0/1 indicators"):
+            ClassificationCounts(3).update([[0, 1, 1]], bad)
+    with pytest.raises(ValueError, match="outside"):
+        ClassificationCounts(3).update([0, -1], [0, 1])
     counts.update([0], [0])  # now single-label
     with pytest.raises(ValueError, match="2 label names for 3 classes"):
         counts.compute(["a", "b"])
