@@ -173,3 +173,24 @@ def test_lstm_starts_with_forget_bias_one_and_zero_peepholes(peephole):
         centred = parameter - shifted
         assert centred.abs().max() <= bound, name
         assert centred.abs().max() > 0.5 * bound, name  # really uniform noise, not zeros
+
+
+@pytest.mark.parametrize("peephole", ["none", "diagonal"])
+def test_initial_state_with_ragged_lengths_is_used_like_torch_lstm(peephole):
+    # Ragged rows (or peepholes) take the per-direction path; the state of layer l, direction d is
+    # row l * 2 + d of h0 / c0, as in torch.nn.LSTM. Zero peepholes: the plain cell's numbers.
+    torch.manual_seed(3)
+    model = LSTM(3, 4, num_layers=2, bidirectional=True, peephole=peephole).eval()
+    reference = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("peephole_")})
+    lengths = torch.tensor([5, 2, 4])
+    inputs = torch.randn(3, 5, 3)
+    state = (torch.randn(4, 3, 4), torch.randn(4, 3, 4))
+    with torch.no_grad():
+        outputs, (h_n, c_n) = model(inputs, lengths, state=state)
+        for row, length in enumerate(lengths.tolist()):
+            alone = (state[0][:, row : row + 1].contiguous(), state[1][:, row : row + 1].contiguous())
+            expected, (expected_h, expected_c) = reference(inputs[row : row + 1, :length], alone)
+            torch.testing.assert_close(outputs[row, :length], expected[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(h_n[:, row], expected_h[:, 0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(c_n[:, row], expected_c[:, 0], atol=1e-5, rtol=0)
