@@ -1,4 +1,7 @@
-"""Greedy and beam search: agreement, batch and padding invariance, length and n-gram rules."""
+"""Greedy and beam search: agreement, batch and padding invariance, length and n-gram rules, and the
+scores of Wu et al. (2016) recomputed by hand."""
+
+import math
 
 import pytest
 import torch
@@ -213,21 +216,38 @@ def test_padding_in_the_source_never_changes_the_output(name, decode, request):
     assert padded == alone
 
 
+def wu_length_penalty(length, alpha):
+    """Wu et al. 2016 eq. 14, as printed: lp(Y) = (5 + |Y|)^alpha / (5 + 1)^alpha."""
+    return (5 + length) ** alpha / (5 + 1) ** alpha
+
+
+def wu_coverage_penalty(attention_rows, beta):
+    """Wu et al. 2016 eq. 14: cp(X; Y) = beta * sum_i log(min(sum_j p_ij, 1.0)), where p_ij is the
+    attention of output step j on source word i (a list of per-step lists over the real words)."""
+    sources = len(attention_rows[0])
+    return beta * sum(math.log(min(sum(row[i] for row in attention_rows), 1.0)) for i in range(sources))
+
+
 def rescore(model, batch, tokens, *, max_length, alpha, beta):
-    """Score one example's output by teacher forcing, independently of the search's bookkeeping."""
+    """Score one example's output by teacher forcing, independently of the search's bookkeeping:
+    |Y| counts the output tokens, not the EOS (the `Hypothesis` docstring); the coverage sums the
+    attention of every step that produced a token, the EOS step included."""
     ended_with_eos = len(tokens) < max_length
     inputs = [BOS_ID, *tokens]
     targets = [*tokens, EOS_ID] if ended_with_eos else tokens
     encoder_output = model.encode(batch["src_ids"], batch["src_lengths"], batch["src_pad_mask"])
     state = model.init_state(encoder_output)
-    total = 0.0
+    total, attention_rows = 0.0, []
+    real = int(batch["src_lengths"][0])
     for prev, target in zip(inputs, targets):
-        log_probs, state, _, _ = model.step(
+        log_probs, state, attention, _ = model.step(
             torch.tensor([prev]), state, encoder_output, batch["src_ext_ids"], batch["max_oovs"]
         )
         total += float(log_probs[0, target])
-    penalty = coverage_penalty(state.coverage, encoder_output.pad_mask, beta)
-    return total / length_penalty(len(tokens), alpha) + float(penalty[0])
+        attention_rows.append(attention[0, :real].tolist())
+    # Wu et al. leave log(0) implicit; the search floors the coverage at 1e-10 (never hit here).
+    assert min(sum(row[i] for row in attention_rows) for i in range(real)) > 1e-10
+    return total / wu_length_penalty(len(tokens), alpha) + wu_coverage_penalty(attention_rows, beta)
 
 
 @pytest.mark.parametrize("name", ["trained", "random-general-nocopy"])
@@ -326,6 +346,73 @@ def test_finished_examples_leave_the_active_rows():
     assert model.rows_per_step[:2] == [6, 6] and set(model.rows_per_step[2:]) == {3}
     # Beams read their example's one row of encoder output: it is never copied per beam.
     assert model.encoder_rows_per_step[:2] == [2, 2] and set(model.encoder_rows_per_step[2:]) == {1}
+
+
+@pytest.mark.parametrize("length, alpha", [(0, 1.0), (1, 1.0), (4, 1.0), (3, 0.6), (10, 0.2), (7, 0.0)])
+def test_length_penalty_is_wu_et_al_eq_14(length, alpha):
+    assert length_penalty(length, alpha) == pytest.approx(wu_length_penalty(length, alpha), rel=1e-12)
+    assert length_penalty(4, 1.0) == 1.5 and length_penalty(1, 2.0) == 1.0  # (9/6), (6/6)^2 by hand
+
+
+def test_coverage_penalty_is_wu_et_al_eq_14():
+    # Two real source words then padding; attention of 3 output steps: sums 0.9 and 2.1 (capped at 1).
+    steps = [[0.5, 0.5, 0.0], [0.3, 0.7, 0.0], [0.1, 0.9, 0.0]]
+    coverage = torch.tensor(steps).sum(0, keepdim=True)
+    pad_mask = torch.tensor([[False, False, True]])
+    expected = wu_coverage_penalty([row[:2] for row in steps], beta=0.4)
+    assert expected == pytest.approx(0.4 * math.log(0.9))  # by hand: log(min(0.9, 1)) + log(min(2.1, 1))
+    assert float(coverage_penalty(coverage, pad_mask, beta=0.4)) == pytest.approx(expected, rel=1e-6)
+
+
+class CoveringMarkovModel(MarkovModel):
+    """`MarkovModel` whose every step attends uniformly to the real source words, so the coverage
+    after n steps is n / S at each of the S real positions: cp is computable by hand."""
+
+    def step(self, prev_ids, state, encoder_output, src_ext_ids, max_oovs, *, beam_size=1):
+        log_probs, _, _, p_gen = super().step(prev_ids, state, encoder_output, src_ext_ids, max_oovs,
+                                              beam_size=beam_size)
+        real = (~encoder_output.pad_mask).float().repeat_interleave(beam_size, dim=0)  # (rows, S)
+        attention = real / real.sum(dim=1, keepdim=True)
+        new_state = DecoderState(h=state.h, c=state.c, input_feed=state.input_feed,
+                                 coverage=state.coverage + attention)
+        return log_probs, new_state, attention, p_gen
+
+
+def test_final_beam_scores_by_hand():
+    # From BOS: A or C. "A EOS" is likelier than "C D E F EOS"; the table's rows are renormalised
+    # over the 10 ids (8 of them at 1e-5), so each probability is p / (1 + 8e-5).
+    probs = markov_probs()
+    probs[0, BOS_ID, A], probs[0, BOS_ID, C] = 0.55, 0.45
+    probs[0, A, EOS_ID] = 1.0 - 9e-5
+    for prev, nxt in ((C, D), (D, E), (E, F), (F, EOS_ID)):
+        probs[0, prev, nxt] = 1.0 - 9e-5
+    row_sum = 1.0 + 8e-5
+    log_short = math.log(0.55 / row_sum) + math.log((1.0 - 9e-5) / 1.0)  # "A EOS"
+    log_long = math.log(0.45 / row_sum) + 4 * math.log((1.0 - 9e-5) / 1.0)  # "C D E F EOS"
+    source = [0, 5, 6, 7]  # kind 0; S = 4 real words; a second example pads this one's row
+    batch = make_batch([source, [0, 5, 6, 7, 8, 9]], vocab_size=10)
+
+    def best(model, **settings):
+        config = DecodeConfig(beam_size=2, max_length=8, no_repeat_ngram_size=0, **settings)
+        return beam_search_hypotheses(model, batch, config)[0]
+
+    # alpha = 1: |Y| = 1 vs 4 (EOS not counted): lp = 6/6 and 9/6, so the long one wins. Counting
+    # the EOS (lp 7/6 and 10/6) would give other scores.
+    found = best(MarkovModel(probs), length_penalty=1.0)
+    assert found.tokens == [C, D, E, F]
+    assert found.score == pytest.approx(log_long / 1.5, abs=1e-5)
+    assert best(MarkovModel(probs), length_penalty=0.0).score == pytest.approx(log_short, abs=1e-5)
+    assert best(MarkovModel(probs), length_penalty=2.0).score == pytest.approx(log_long / 1.5**2, abs=1e-5)
+
+    # Coverage (alpha = 0): "A EOS" attends for 2 steps, coverage 2/4 at each real word:
+    # cp = 0.3 * 4 * log(0.5). "C D E F EOS" attends for 5 steps: 5/4, capped at 1: cp = 0.
+    # Padding of the first example (2 positions, coverage 0) must not count.
+    short = log_short + 0.3 * 4 * math.log(0.5)
+    assert short < log_long < log_short
+    found = best(CoveringMarkovModel(probs), length_penalty=0.0, coverage_penalty=0.3)
+    assert found.tokens == [C, D, E, F] and found.score == pytest.approx(log_long, abs=1e-5)
+    found = best(CoveringMarkovModel(probs), length_penalty=0.0, coverage_penalty=0.05)
+    assert found.tokens == [A] and found.score == pytest.approx(log_short + 0.05 * 4 * math.log(0.5), abs=1e-5)
 
 
 def test_coverage_penalty_ignores_padding_and_rewards_full_coverage():

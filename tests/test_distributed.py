@@ -1,5 +1,6 @@
 """DDP on CPU (gloo): 2 processes with batch b train the same weights as 1 process with batch 2b, and
-`train classifier --nproc-per-node 2` writes a model that loads and predicts in one process."""
+`train classifier --nproc-per-node 2` writes a model that loads in one process and predicts like the
+model one process trains with the doubled batch."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
-from tests.helpers import sentiment_rows, write_csv
+from tests.helpers import invoke, sentiment_rows, write_csv
 
 datasets.disable_progress_bars()
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,22 +115,32 @@ def test_two_ranks_with_batch_b_match_one_process_with_batch_2b(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_nproc_per_node_trains_a_model_that_loads_in_one_process(tmp_path):
+def test_cli_nproc_per_node_trains_what_one_process_trains_with_twice_the_batch(tmp_path):
     import nlp_lstm
 
     train_file = write_csv(tmp_path / "train.csv", sentiment_rows(200, seed=3))
     output = tmp_path / "model"
-    args = [sys.executable, "-m", "nlp_lstm.cli.main", "train", "classifier", "--train-file", str(train_file),
-            "--output-dir", str(output), "--embedding-dim", "8", "--hidden-size", "8", "--epochs", "2",
-            "--batch-size", "8", "--quiet", "--threads", "1", "--device", "cpu", "--nproc-per-node", "2"]
+    # Dropout 0: no per-rank random stream, so 2 ranks x batch 8 train the weights of 1 x batch 16.
+    common = ["--train-file", str(train_file), "--embedding-dim", "8", "--hidden-size", "8", "--epochs", "2",
+              "--dropout", "0.0", "--quiet", "--threads", "1", "--device", "cpu"]
+    args = [sys.executable, "-m", "nlp_lstm.cli.main", "train", "classifier", *common, "--output-dir", str(output),
+            "--batch-size", "8", "--nproc-per-node", "2"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("saved model to") == 1, done.stdout  # rank 0 reports, once
     assert len((output / "train_log.jsonl").read_text().splitlines()) == 2
+    single = invoke("train", "classifier", *common, "--output-dir", tmp_path / "single", "--batch-size", "16")
+    assert single.exit_code == 0, single.output
+
+    texts = ["what a great film", "a dull and awful plot", "the story was really quite lovely"]
     classifier = nlp_lstm.load(output, device="cpu")
-    predictions = classifier.predict(["what a great film", "a dull and awful plot"])
-    assert [p["label"] for p in predictions] == [p["label"] for p in classifier.predict(["what a great film", "a dull and awful plot"])]
+    reference = nlp_lstm.load(tmp_path / "single", device="cpu")
+    difference = max_difference(classifier.model.state_dict(), reference.model.state_dict())
+    assert difference < TOLERANCE, difference
+    predictions, expected = classifier.predict(texts), reference.predict(texts)
+    assert [p["label"] for p in predictions] == [p["label"] for p in expected]
+    assert [p["score"] for p in predictions] == pytest.approx([p["score"] for p in expected], abs=1e-5)
     assert all(p["label"] in classifier.labels for p in predictions)
 
 

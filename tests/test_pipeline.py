@@ -1,7 +1,10 @@
 import json
+from pathlib import Path
 
 from nlp_lstm.stages.pipeline import load_pipeline, run_pipeline
 from tests.helpers import invoke, sentiment_rows, write_csv
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 PIPELINE = """
 [pipeline]
@@ -52,11 +55,26 @@ def test_stages_rerun_only_when_their_inputs_change(tmp_path, monkeypatch):
     assert all("skipped" in line for line in lines) and len(lines) == 4
     assert again == metrics
 
+    assert epochs_logged(tmp_path) == [1, 2, 3, 4, 5, 6]
+
     write_pipeline(tmp_path, epochs=5)  # a [train] change: tokenizer and encoding stay
     lines.clear()
-    run_pipeline(path, progress=False, echo=lines.append)
+    third = run_pipeline(path, progress=False, echo=lines.append)
     assert ["skipped" in line for line in lines] == [True, True, False, False]
-    assert len(json.loads((tmp_path / "runs/model/metrics.json").read_text())) > 0
+    # The model really was retrained with the new setting (not the old one kept), and the fresh
+    # evaluation is what the run returns and records.
+    config = json.loads((tmp_path / "runs/model/config.json").read_text())
+    assert config["training"]["epochs"] == 5
+    assert epochs_logged(tmp_path) == [1, 2, 3, 4, 5]
+    model_metrics = json.loads((tmp_path / "runs/model/metrics.json").read_text())
+    assert 1 <= model_metrics["best_epoch"] <= 5 and model_metrics["validation"]["count"] > 0
+    assert third == json.loads((tmp_path / "runs/evaluation/metrics.json").read_text())
+    assert third["split"] == "test" and third["count"] == model_metrics["test"]["count"]
+
+
+def epochs_logged(tmp_path) -> list[int]:
+    rows = [json.loads(line) for line in (tmp_path / "runs/model/train_log.jsonl").read_text().splitlines()]
+    return [row["epoch"] for row in rows if "epoch" in row]
 
 
 def test_cli_run_prints_the_metrics(tmp_path, monkeypatch):
@@ -69,6 +87,6 @@ def test_cli_run_prints_the_metrics(tmp_path, monkeypatch):
 
 
 def test_summarizer_pipeline_reads_no_label_column():
-    pipe = load_pipeline("pipelines/descriptions.toml")
+    pipe = load_pipeline(PIPELINES / "descriptions.toml")
     assert pipe.pipeline.task == "summarizer" and pipe.data.label_column is None
-    assert load_pipeline("pipelines/sentiment.toml").data.binarize.margin == 0.5
+    assert load_pipeline(PIPELINES / "sentiment.toml").data.binarize.margin == 0.5

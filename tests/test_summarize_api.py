@@ -2,9 +2,11 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
+from rouge_score import rouge_scorer
 
 import nlp_lstm
 from nlp_lstm.config import TrainConfig
@@ -15,6 +17,8 @@ from nlp_lstm.stages.pipeline import load_pipeline
 from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.training.tasks import SummarizationTask
 from tests.helpers import write_jsonl
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 FILLER = "the a movie was made in year and it is very long old new story".split()
 NAMES = "anna bob carl dora emil fay gus hana ivan jon kim lou".split()
@@ -119,7 +123,7 @@ def test_evaluate_reports_rouge_beside_the_lead_baseline(trained, tmp_path):
     metrics = nlp_lstm.evaluate(trained["model"], source, split="test", device="cpu", plots_dir=tmp_path / "plots",
                                 beam_size=2)
     assert metrics["split"] == "test" and metrics["count"] == 12
-    assert set(metrics["lead_baseline"]) == {"k", "rouge1", "rouge2", "rougeL"}
+    assert set(metrics["lead_baseline"]) == {"k", "rouge1", "rouge2", "rougeL", "rougeLsum"}
     assert metrics["rougeL"] > metrics["lead_baseline"]["rougeL"]
     assert (tmp_path / "plots" / "attention_example.png").is_file()
     with pytest.raises(NlpLstmError, match="summary-column"):
@@ -158,7 +162,7 @@ def test_coverage_epochs_need_a_coverage_model(trained, tmp_path):
 
 
 def test_descriptions_pipeline_is_valid():
-    pipeline = load_pipeline("pipelines/descriptions.toml")
+    pipeline = load_pipeline(PIPELINES / "descriptions.toml")
     assert pipeline.pipeline.task == "summarizer"
     assert not pipeline.data.label_column and pipeline.data.summary_column == "description"
     assert isinstance(pipeline.model, SummarizerConfig)
@@ -166,16 +170,24 @@ def test_descriptions_pipeline_is_valid():
     assert pipeline.decoding.max_length <= pipeline.model.max_target_length
 
 
-def test_task_evaluate_accepts_all_reduce_outside_distributed(trained):
-    from nlp_lstm.data.collate import collate_summarization
-    from nlp_lstm.data.encode import encode_summarization
-    from nlp_lstm.data.sources import load_split
+def test_evaluate_scores_the_summaries_the_model_gives(trained, tmp_path):
+    # ROUGE and the lead-k baseline recomputed from the outside: the loaded model's own summaries
+    # (with the decoding settings evaluate reports) scored by rouge-score directly.
+    rows = credit_rows(10, seed=11)
+    test_file = write_jsonl(tmp_path / "test.jsonl", rows)
+    source = DataSource(test_file=str(test_file), text_column="document", summary_column="summary")
+    metrics = nlp_lstm.evaluate(trained["model"], source, split="test", device="cpu", beam_size=3)
+    documents, references = [row["document"] for row in rows], [row["summary"] for row in rows]
+    summaries = nlp_lstm.load(trained["model"], device="cpu").summarize(documents, **metrics["decoding"])
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 
-    loaded = nlp_lstm.load(trained["model"], device="cpu")
-    data = encode_summarization(load_split(trained["source"], "validation"), loaded.tokenizer, text_column="document",
-                                summary_column="summary", max_source_length=40, max_target_length=6)
-    task = SummarizationTask(loaded.tokenizer, max_length=6)
-    batch = collate_summarization([data[i] for i in range(len(data))])
-    plain = task.evaluate(loaded.model, lambda: iter([batch]))
-    assert plain == task.evaluate(loaded.model, lambda: iter([batch]), all_reduce=True)
-    assert plain["rougeL"] > 50 and plain["loss"] < 1.0
+    def mean_f1(predictions):
+        scores = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
+        return {name: round(100 * sum(s[name].fmeasure for s in scores) / len(scores), 2) for name in scorer.rouge_types}
+
+    assert metrics["decoding"]["beam_size"] == 3 and metrics["count"] == 10
+    assert {name: metrics[name] for name in scorer.rouge_types} == mean_f1(summaries)
+    k = round(sum(len(reference.split()) for reference in references) / len(references))  # 3 words each
+    lead = [" ".join(document.split()[:k]) for document in documents]
+    assert {key: metrics["lead_baseline"][key] for key in ("k", *scorer.rouge_types)} == {"k": k, **mean_f1(lead)}
+    assert metrics["rougeL"] > metrics["lead_baseline"]["rougeL"]

@@ -263,6 +263,66 @@ def test_forward_loss_is_nll_plus_weighted_coverage_loss():
     assert model.attention.coverage_proj.weight.grad.abs().sum() > 0
 
 
+def coverage_reference(model, batch):
+    """NLL and coverage loss recomputed step by step from `model.step` (See et al. 2017 eqs. 10-13):
+    c^t = sum_{t' < t} a^{t'} (built here from the attention, not read from the model's state),
+    covloss_t = sum_i min(a_i^t, c_i^t); both averaged over the real target tokens of the batch."""
+    encoder_output = model.encode(batch["src_ids"], batch["src_lengths"], batch["src_pad_mask"])
+    state = model.init_state(encoder_output)
+    rows, steps = batch["dec_input_ids"].shape
+    coverage = [[0.0] * batch["src_ids"].shape[1] for _ in range(rows)]
+    nll_sum = coverage_sum = 0.0
+    tokens = 0
+    for t in range(steps):
+        log_probs, state, attention, _ = model.step(
+            batch["dec_input_ids"][:, t], state, encoder_output, batch["src_ext_ids"], batch["max_oovs"]
+        )
+        for row in range(rows):
+            weights = attention[row].tolist()
+            if not batch["tgt_pad_mask"][row, t]:
+                nll_sum -= float(log_probs[row, batch["target_ids"][row, t]])
+                coverage_sum += sum(min(a, c) for a, c in zip(weights, coverage[row]))
+                tokens += 1
+            coverage[row] = [c + a for c, a in zip(coverage[row], weights)]
+    return nll_sum / tokens, coverage_sum / tokens, tokens
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTION))
+def test_coverage_loss_matches_a_step_by_step_recomputation(attention):
+    model = Summarizer(tiny_config(coverage=True, attention=attention)).eval()
+    if attention == "general":
+        with torch.no_grad():
+            model.attention.coverage_weight.fill_(-1.5)  # starts at 0: make coverage steer attention
+    generator = torch.Generator().manual_seed(5)
+    sources = random_sources(3, generator=generator, min_len=3, max_len=6)
+    # Targets of 2, 5 and 3 tokens (+ EOS): padded steps must count in neither sum nor mean.
+    batch = make_batch(sources, [sources[0][:2], [*sources[1], 7][:5], sources[2][:3]])
+    model.coverage_weight = 0.7
+    with torch.no_grad():
+        out = model(batch)
+        nll, coverage_loss, tokens = coverage_reference(model, batch)
+    assert out["num_tokens"] == tokens == 3 + 6 + 4
+    assert float(out["coverage_loss"]) == pytest.approx(coverage_loss, rel=1e-5)
+    assert float(out["nll"]) == pytest.approx(nll, rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(nll + 0.7 * coverage_loss, rel=1e-5)
+    assert 0.1 < coverage_loss < 1.0  # not degenerate: the attention of later steps overlaps c^t
+
+
+def test_coverage_loss_of_uniform_attention_by_hand():
+    # With v = 0 every additive score is 0, so each step attends uniformly over the S real source
+    # words: a_i^t = 1/S and c_i^t = t/S, so covloss_t = S * min(1/S, t/S) = 0 at t = 0, else 1.
+    # Targets of 2 and 4 tokens decode 3 and 5 steps (EOS included): (0+1+1 + 0+1+1+1+1) / 8.
+    model = Summarizer(tiny_config(coverage=True)).eval()
+    with torch.no_grad():
+        model.attention.v.weight.zero_()
+    batch = make_batch([[5, 6, 7], [8, 9, 10, 11, 12]], [[5, 6], [8, 9, 10, 11]])
+    model.coverage_weight = 0.5
+    with torch.no_grad():
+        out = model(batch)
+    assert float(out["coverage_loss"]) == pytest.approx(6 / 8, rel=1e-6)
+    assert float(out["loss"]) == pytest.approx(float(out["nll"]) + 0.5 * 6 / 8, rel=1e-6)
+
+
 def test_forward_ignores_padded_target_steps():
     model = Summarizer(tiny_config()).eval()
     short = make_batch([[5, 6, 7]], [[5, 6]])

@@ -4,13 +4,16 @@ Counts (a confusion matrix, or per-label tp/fp/fn/tn for multi-label) accumulate
 add with `+=`, so distributed ranks can all-reduce one integer tensor and the ratios are computed
 once at the end (`as_tensor` -> `torch.distributed.all_reduce` -> `from_tensor` -> `compute`).
 
-Conventions (the same as scikit-learn's `zero_division=0`, averaged over present classes):
+Conventions: those of scikit-learn's `f1_score(average="macro", zero_division=0)` with its default
+`labels=None` (tests/test_metrics.py compares against it):
 - A ratio whose denominator is zero is 0.0.
-- macro-F1 is the unweighted mean of per-class F1 over the classes that occur in the targets or in
-  the predictions; a class absent from both has no F1 to average (it is still listed in
-  `per_class`, with zeros). A class that is never predicted but occurs counts with F1 = 0.
+- Single-label macro-F1 is the unweighted mean of per-class F1 over the classes that occur in the
+  targets or in the predictions (sklearn's `unique_labels(y_true, y_pred)`); a class absent from both
+  has no F1 to average (it is still listed in `per_class`, with zeros). A class that is never
+  predicted but occurs counts with F1 = 0.
 - Multi-label: accuracy is the exact-match ratio (a document counts only if every label is right);
-  macro-F1 is over labels. The mode is inferred from the first `update` ((N,) ids vs (N, L)
+  macro-F1 is the mean over all L labels, as sklearn does for indicator matrices: a label that never
+  occurs in targets nor predictions counts with F1 = 0 (zero_division=0). The mode is inferred from the first `update` ((N,) ids vs (N, L)
   indicators) unless given. `confusion_matrix` stays (L, L) so the same plot works: cell [i, j]
   counts documents with true label i that were predicted label j (the diagonal is each label's
   true positives); the per-label 2x2 tables are under `label_confusion`.
@@ -239,7 +242,7 @@ class ClassificationCounts:
         if len(set(label_names)) != len(label_names):
             raise ValueError(f"label names must be distinct, got {label_names}")
         per_class: dict[str, dict[str, float | int]] = {}
-        f1_of_present: list[float] = []
+        f1_averaged: list[float] = []
         for index, name in enumerate(label_names):
             tp = int(self.true_positives[index])
             fp = int(self.false_positives[index])
@@ -253,12 +256,14 @@ class ClassificationCounts:
                 "f1": f1,
                 "support": tp + fn,
             }
-            if tp + fp + fn > 0:  # the class occurs in targets or predictions
-                f1_of_present.append(f1)
+            # sklearn: indicator matrices average over every label (an absent one scores
+            # zero_division = 0); class ids only over the classes seen in targets or predictions.
+            if self.multi_label or tp + fp + fn > 0:
+                f1_averaged.append(f1)
 
         result = {
             "accuracy": _ratio(self.exact_matches, self.count),
-            "macro_f1": _ratio(sum(f1_of_present), len(f1_of_present)),
+            "macro_f1": _ratio(sum(f1_averaged), len(f1_averaged)),
             "per_class": per_class,
             "confusion_matrix": self.confusion.tolist(),
             "labels": label_names,

@@ -1,14 +1,18 @@
-"""ROUGE-1/2/L for summaries, scored by Google's `rouge-score` package (never re-implemented).
+"""ROUGE-1/2/L/Lsum for summaries, scored by Google's `rouge-score` package (never re-implemented).
 
-Settings: `RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)` (Porter stemmer, as in
-See et al. 2017 and most summarization papers). Each example's F1 is summed; `compute` reports the
-mean F1 x 100, rounded to 2 decimals.
+Settings: `RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)` (Porter
+stemmer, as in See et al. 2017 and most summarization papers). Each example's F1 is summed;
+`compute` reports the mean F1 x 100, rounded to 2 decimals.
+
+rougeL vs rougeLsum (Lin 2004, sec. 3.2): rougeL is the longest common subsequence of the whole
+texts; rougeLsum is summary-level: for each reference sentence, the union of its LCS hits with every
+predicted sentence, summed. rouge-score splits sentences on newlines ("\n"), nothing else, so put one
+sentence per line in both texts for it to differ from rougeL (single-line texts score the same).
 
 Known limits of rouge-score's default tokenizer, accepted here:
 - It lower-cases and keeps only ASCII letters and digits: every other character becomes a space,
   so "café" scores as the tokens "caf", and text in a non-Latin script scores 0. The shipped
   corpora are English.
-- rougeL is sentence-level LCS over the whole text (not rougeLsum's per-sentence union).
 - An empty prediction (or reference) scores 0.
 
 Counts add with `+=`; distributed ranks all-reduce `as_tensor()` (float64 sums and the count).
@@ -20,7 +24,7 @@ import functools
 
 import torch
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,7 +35,7 @@ def _scorer():
 
 
 class RougeCounts:
-    """Running sums of per-example ROUGE F1 (rouge1, rouge2, rougeL) and the example count."""
+    """Running sums of per-example ROUGE F1 (one per `ROUGE_TYPES`) and the example count."""
 
     def __init__(self) -> None:
         self.f1_sums = {rouge_type: 0.0 for rouge_type in ROUGE_TYPES}
@@ -69,7 +73,8 @@ class RougeCounts:
         return total
 
     def as_tensor(self) -> torch.Tensor:
-        """(4,) float64: F1 sums for rouge1, rouge2, rougeL, then the count; for all_reduce(SUM)."""
+        """(len(ROUGE_TYPES) + 1,) float64: the F1 sums in `ROUGE_TYPES` order, then the count; for
+        all_reduce(SUM)."""
         return torch.tensor(
             [self.f1_sums[rouge_type] for rouge_type in ROUGE_TYPES] + [float(self.count)],
             dtype=torch.float64,
@@ -88,7 +93,8 @@ class RougeCounts:
         return counts
 
     def compute(self) -> dict:
-        """{"rouge1", "rouge2", "rougeL"}: mean F1 x 100 rounded to 2 decimals; and "count"."""
+        """{"rouge1", "rouge2", "rougeL", "rougeLsum"}: mean F1 x 100 rounded to 2 decimals; and
+        "count"."""
         result: dict = {
             rouge_type: round(100.0 * self.f1_sums[rouge_type] / self.count, 2)
             if self.count

@@ -1,6 +1,6 @@
 """The summarizer's stages: `train_summarizer` (through the shared skeleton), `evaluate_summarizer`, `summarize`.
 
-Scores are ROUGE-1/2/L F1 x 100 (`rouge-score`, stemmed), always reported beside the lead-k baseline
+Scores are ROUGE-1/2/L and summary-level ROUGE-Lsum F1 x 100 (`rouge-score`, stemmed), always reported beside the lead-k baseline
 (the first k source words, k = the mean reference length in words). Decoding uses the model's saved
 `DecodeConfig` unless a call overrides a field of it.
 """
@@ -53,7 +53,7 @@ def score_texts(summarizer: SummarizerPredictor, sources: list[str], references:
     metrics = rouge_scores(predictions, references)
     k = max(1, round(sum(len(r.split()) for r in references) / max(1, len(references))))
     lead = rouge_scores(lead_baseline(sources, k), references)
-    metrics["lead_baseline"] = {"k": k, **{name: lead[name] for name in ("rouge1", "rouge2", "rougeL")}}
+    metrics["lead_baseline"] = {"k": k, **{name: lead[name] for name in ("rouge1", "rouge2", "rougeL", "rougeLsum")}}
     return metrics
 
 
