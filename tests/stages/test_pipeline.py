@@ -4,7 +4,7 @@ from pathlib import Path
 from nlp_lstm.stages.pipeline import load_pipeline, run_pipeline
 from tests.helpers import invoke, sentiment_rows, write_csv
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 PIPELINE = """
 [pipeline]

@@ -18,7 +18,7 @@ from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.training.tasks import SummarizationTask
 from tests.helpers import write_jsonl
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 FILLER = "the a movie was made in year and it is very long old new story".split()
 NAMES = "anna bob carl dora emil fay gus hana ivan jon kim lou".split()

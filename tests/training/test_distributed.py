@@ -28,7 +28,7 @@ from nlp_lstm.training.tasks import ClassificationTask
 from tests.helpers import invoke, sentiment_rows, write_csv
 
 datasets.disable_progress_bars()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VOCAB = 30
 TOLERANCE = 1e-5
 # name: (training examples, per-rank batch size). 57 = 7 x 8 + 1: the last global batch of 8 has one

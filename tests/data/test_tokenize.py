@@ -133,7 +133,7 @@ def test_spacy_vocab_by_frequency_and_min_freq():
     assert tokenizer.decode(tokenizer.encode("a  b\n\na")) == "a b a"  # whitespace tokens dropped
 
 
-WIKI = Path(__file__).resolve().parents[1] / "data" / "wiki_descriptions_en.jsonl.gz"
+WIKI = Path(__file__).resolve().parents[2] / "data" / "wiki_descriptions_en.jsonl.gz"
 
 
 @pytest.fixture(scope="module")
