@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nlp_lstm.artifacts import atomic_write_bytes
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
+from nlp_lstm.data.spacy_rules import spacy_tokenizer, word_joins
 from nlp_lstm.errors import NlpLstmError
 
 TOKENIZER_KINDS = ("spacy", "sentencepiece")
@@ -148,81 +149,6 @@ class Tokenizer:
 
 
 # --- spaCy: words ------------------------------------------------------------------------------
-_SPACY_PIPELINES: dict[str, object] = {}
-
-
-def _spacy_tokenizer(lang: str):
-    """spaCy's rule-based tokenizer for `lang` (a blank pipeline: no model download)."""
-    if lang not in _SPACY_PIPELINES:
-        import spacy
-
-        try:
-            _SPACY_PIPELINES[lang] = spacy.blank(lang)
-        except Exception as error:  # spaCy raises ImportError/ValueError/KeyError for unknown codes
-            raise NlpLstmError(
-                f"unknown spaCy language {lang!r} ({type(error).__name__}); "
-                "give an ISO code spaCy supports, e.g. 'en', 'de', 'xx' (multi-language)"
-            ) from None
-    return _SPACY_PIPELINES[lang].tokenizer
-
-
-# Detokenization: which neighbouring words spaCy's rule-based tokenizer split from one another.
-# spaCy splits suffixes (closing punctuation, clitics) off the word before, prefixes (opening
-# brackets, currency) off the word after, and infixes (a hyphen or slash between letters:
-# "well-known") out of the middle; joining those back restores the text for common English.
-_ATTACH_TO_PREVIOUS = frozenset(
-    [",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "...", "…", "”", "’", "»",
-     "n't", "n’t", "'s", "'re", "'ve", "'ll", "'d", "'m", "’s", "’re", "’ve", "’ll", "’d", "’m"]
-)
-_ATTACH_TO_NEXT = frozenset(["(", "[", "{", "$", "£", "€", "¥", "#", "“", "‘", "«", "¿", "¡"])
-_INFIXES = frozenset(["-", "–", "—", "/", "~"])  # in the corpus mostly unspaced between words
-# Words spaCy's English exceptions split without an apostrophe ("cannot" -> "can", "not").
-_SPLIT_WORDS = frozenset([("can", "not"), ("gon", "na"), ("got", "ta"), ("wan", "na")])
-
-
-def _word_joins(tokens: list[str], splits_into) -> list[bool]:
-    """`joins[i]`: whether `tokens[i]` follows `tokens[i - 1]` with no space (`joins[0]` is False).
-
-    A join needs a rule (the module constants above) and `splits_into(*words)`: spaCy must split
-    the joined text back into exactly those words, so that `tokenize(detokenize(words)) == words`.
-    Straight quotes alternate: `"` opens (joins the next word) and then closes (joins the previous);
-    `'` closes an open one, marks a plural possessive after a word ending in "s" ("players'"), or
-    opens.
-    """
-    joins = [False] * len(tokens)
-    quote_open = {'"': False, "'": False}
-    attach_next = False
-    index = 1 if tokens else 0
-    if tokens and tokens[0] in quote_open:
-        quote_open[tokens[0]] = attach_next = True
-    while index < len(tokens):
-        previous, token = tokens[index - 1], tokens[index]
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        rule, opens = attach_next, False
-        if token in quote_open:
-            if quote_open[token]:
-                rule, quote_open[token] = True, False
-            elif token == "'" and previous[-1:] in ("s", "S"):
-                rule = True
-            else:
-                opens = quote_open[token] = True
-        elif previous in _ATTACH_TO_NEXT or token.lower() in _ATTACH_TO_PREVIOUS:
-            rule = True
-        elif (previous.lower(), token.lower()) in _SPLIT_WORDS:
-            rule = True
-        elif token in _INFIXES and previous[-1:].isalnum() and following[:1].isalnum():
-            # spaCy splits an infix only between letters/digits: both sides join, or neither.
-            if splits_into(previous, token, following):
-                joins[index] = joins[index + 1] = True
-            index += 2
-            attach_next = False
-            continue
-        joins[index] = rule and splits_into(previous, token)
-        attach_next = opens
-        index += 1
-    return joins
-
-
 class SpacyTokenizer(Tokenizer):
     """Words from spaCy's rule-based tokenizer; vocabulary = specials + frequent words.
 
@@ -241,7 +167,7 @@ class SpacyTokenizer(Tokenizer):
         # Text never maps to PAD/BOS/EOS: a literal "<pad>" in the input is an unknown word.
         self._text_stoi = {t: i for t, i in self._stoi.items() if i not in (PAD_ID, BOS_ID, EOS_ID)}
         self._lowercase = bool(settings.get("lowercase", True))
-        self._tokenizer = _spacy_tokenizer(settings.get("lang", "en"))
+        self._tokenizer = spacy_tokenizer(settings.get("lang", "en"))
         self._split_cache: dict[tuple[str, ...], bool] = {}  # words -> spaCy splits their join back
 
     @property
@@ -282,10 +208,10 @@ class SpacyTokenizer(Tokenizer):
 
     def detokenize(self, tokens: list[str]) -> str:
         """Words -> text, with the spaces spaCy's rules imply: "do", "n't" -> "don't" (see
-        `_word_joins`). The ids keep no `whitespace_`, so a join happens only where spaCy would
+        `spacy_rules.word_joins`). The ids keep no `whitespace_`, so a join happens only where spaCy would
         split the joined text back into exactly these words: `tokenize` of the result gives them back."""
         tokens = list(tokens)
-        joins = _word_joins(tokens, self._splits_into)
+        joins = word_joins(tokens, self._splits_into)
         return "".join(
             token if join or index == 0 else " " + token
             for index, (token, join) in enumerate(zip(tokens, joins))

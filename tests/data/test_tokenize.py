@@ -257,3 +257,17 @@ def test_load_errors_name_the_file(tmp_path, kind):
     config.unlink()
     with pytest.raises(NlpLstmError, match="tokenizer.json is missing"):
         load_tokenizer(directory)
+
+
+def test_a_language_whose_segmenter_is_missing_names_the_package_and_sentencepiece(monkeypatch):
+    import spacy
+
+    from nlp_lstm.data import spacy_rules
+
+    def blank(lang):
+        raise ImportError("The Thai tokenizer requires the PyThaiNLP library")
+
+    monkeypatch.setattr(spacy, "blank", blank)
+    monkeypatch.setattr(spacy_rules, "_SPACY_PIPELINES", {})
+    with pytest.raises(NlpLstmError, match="needs a package that is not installed.*PyThaiNLP.*sentencepiece"):
+        spacy_rules.spacy_tokenizer("th")
