@@ -2,7 +2,7 @@
 
 import typer
 
-from nlp_lstm.cli import classify, encode, evaluate, run, summarize, train, vocab
+from nlp_lstm.cli import classify, encode, evaluate, run, serve, summarize, train, vocab
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -18,6 +18,7 @@ app.command("evaluate")(evaluate.evaluate_command)
 app.command("classify")(classify.classify_command)
 app.command("summarize")(summarize.summarize_command)
 app.command("run")(run.run_command)
+app.command("serve")(serve.serve_command)
 
 if __name__ == "__main__":
     app()
