@@ -5,7 +5,8 @@ A `ServedModel` holds a loaded model (`nlp_lstm.load`, or the ONNX runtime's `lo
 
 - `classify_batch(classifier, texts)`: one row per text with the top label and every label's
   probability (`Classifier.predict` returns only the top one), computed over `classifier.batches`
-  exactly as `predict` does, so the server and `nlp-lstm classify` agree.
+  as `predict` does, in length buckets planned for the batch (`buckets`), so the server and
+  `nlp-lstm classify` agree.
 - `summarize_batch(summarizer, items)`: items are `(text, Decoding)`; texts sharing decoding
   settings are decoded together.
 
@@ -24,9 +25,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from torch.nn import functional as F
 
+from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.serve.batching import MicroBatcher
+from nlp_lstm.serve.buckets import fixed_buckets, padded_length, plan_buckets, step_rows
 
 logger = logging.getLogger("nlp_lstm.serve")
 
@@ -89,43 +93,45 @@ def clip_texts(texts: Sequence[str], tokenizer, limit: int) -> tuple[list[str], 
 
 
 @torch.no_grad()
-def classify_batch(classifier, texts: list[str]) -> list[dict[str, Any]]:
+def classify_batch(classifier, texts: list[str], *, bucket_rows: int | None = None) -> list[dict[str, Any]]:
     """Per text: `{"label", "score", "scores": {label: probability}, "truncated"}` (+ `"labels"` multi-label).
 
-    `classifier.batches` sorts the texts by token count, so one micro-batch runs as a few
-    length-bucketed forward passes (see `bucket_size`) instead of padding every text to the longest.
+    The texts are tokenized once to learn their lengths, grouped into length buckets
+    (`buckets.plan_buckets`; `bucket_rows` N: sorted chunks of N instead, as `predict` does), and each
+    bucket runs as one forward pass through `classifier.batches`, the path `predict` takes.
     """
     if not (hasattr(classifier, "batches") and hasattr(getattr(classifier, "model", None), "scores")):
         return _classify_by_predict(classifier, texts)
-    limit = classifier.max_length
-    clipped, truncated = clip_texts(texts, classifier.tokenizer, limit)
+    limit, tokenizer = classifier.max_length, classifier.tokenizer
+    clipped, truncated = clip_texts(texts, tokenizer, limit)
+    counts = [len(ids) for ids in tokenizer.encode_batch(clipped)]
+    truncated = [cut if cut is not None else count > limit for cut, count in zip(truncated, counts)]
+    lengths = [min(max(count, 1), limit) for count in counts]  # as batches() runs them: empty -> [unk]
+    if bucket_rows is None:
+        plan = plan_buckets(lengths, step_rows=step_rows(classifier.model.config))
+    else:
+        plan = fixed_buckets(lengths, size=bucket_rows)
     multilabel = classifier.model.config.task == "multilabel"
     labels, device = classifier.labels, classifier.device
     rows: list[dict[str, Any]] = [{}] * len(texts)
-    for indices, batch in classifier.batches(clipped, batch_size=bucket_size(len(clipped))):
-        logits = classifier.model(batch["input_ids"].to(device), batch["lengths"].to(device),
-                                  batch["pad_mask"].to(device))
-        probabilities = classifier.model.scores(logits).cpu().tolist()  # (B, num_labels)
-        for index, row, length in zip(indices, probabilities, batch["lengths"].tolist()):
-            if truncated[index] is None:
-                # Fewer tokens than the limit: certainly whole. At the limit: count the text's tokens.
-                truncated[index] = length >= limit and len(classifier.tokenizer.encode_batch([clipped[index]])[0]) > limit
-            best = max(range(len(row)), key=row.__getitem__)
-            result = {"label": labels[best], "score": round(row[best], 4),
-                      "scores": {label: round(p, 4) for label, p in zip(labels, row)}, "truncated": truncated[index]}
-            if multilabel:
-                result["labels"] = [label for label, p in zip(labels, row) if p >= classifier.threshold]
-            rows[index] = result
+    for bucket in plan:
+        for indices, batch in classifier.batches([clipped[i] for i in bucket], batch_size=len(bucket)):
+            inputs, pad_mask = batch["input_ids"], batch["pad_mask"]  # (B, T)
+            if bucket_rows is None:  # pad to the shape ladder (buckets.padded_length); padding is masked
+                extra = padded_length(inputs.shape[1]) - inputs.shape[1]
+                inputs = F.pad(inputs, (0, extra), value=PAD_ID)  # (B, T')
+                pad_mask = F.pad(pad_mask, (0, extra), value=True)  # (B, T')
+            logits = classifier.model(inputs.to(device), batch["lengths"].to(device), pad_mask.to(device))
+            probabilities = classifier.model.scores(logits).cpu().tolist()  # (B, num_labels)
+            for position, row in zip(indices, probabilities):
+                index = bucket[position]
+                best = max(range(len(row)), key=row.__getitem__)
+                result = {"label": labels[best], "score": round(row[best], 4), "truncated": truncated[index],
+                          "scores": {label: round(p, 4) for label, p in zip(labels, row)}}
+                if multilabel:
+                    result["labels"] = [label for label, p in zip(labels, row) if p >= classifier.threshold]
+                rows[index] = result
     return rows
-
-
-def bucket_size(count: int) -> int:
-    """Texts per forward pass within a micro-batch of `count` texts: sorted buckets of at least 16.
-
-    An LSTM runs every row to the batch's longest; sorted buckets pad little, while buckets under 16
-    rows would pay the per-time-step overhead for too little work (measured: benchmarks/bench_serve.py).
-    """
-    return max(16, math.ceil(count / 4))
 
 
 def _classify_by_predict(classifier, texts: list[str]) -> list[dict[str, Any]]:
