@@ -17,10 +17,10 @@ overhead. `STEP_OVERHEAD_MACS` was fitted on this project's CPU from predict wit
 measures the plan against fixed bucket sizes.
 
 Shapes come from a small ladder: bucket sizes are powers of two and each bucket is padded up to a
-`padded_length`. oneDNN (torch's CPU LSTM) builds and caches a primitive per input shape; free
-shapes (any size 1..64 times any length 1..128) made a server's memory grow by about 0.2 MB per new
-shape for as long as it ran (450 MB -> 550 MB in 20 s of load), and a cache miss costs a primitive
-build. The ladder holds the shapes to a few hundred, met within the first seconds of traffic.
+`padded_length`. oneDNN (torch's CPU LSTM) builds a primitive per input shape (a cache miss costs
+a build) and caches up to `server.PRIMITIVE_CACHE_CAPACITY` of them; the ladder keeps the shapes
+that traffic meets to a few dozen common ones (at most 7 sizes x 30 lengths up to 128 tokens), so
+they stay cached. Free shapes (any of 64 sizes x 128 lengths) missed the cache far more often.
 """
 
 from __future__ import annotations

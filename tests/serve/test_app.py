@@ -1,11 +1,14 @@
 """The app in-process (`create_app` on loaded models, through Starlette's TestClient) and its helpers:
-internal errors, multi-label results, the long-text clip, model naming, the missing ONNX runtime."""
+internal errors, multi-label results, the long-text clip, model naming, the missing ONNX runtime,
+the listening socket."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
+import socket
 import sys
 
 import pytest
@@ -17,6 +20,7 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.serve import ServeSettings, create_app, parse_model_specs
 from nlp_lstm.serve.runners import clip_text, load_models
+from nlp_lstm.serve.server import bind
 from tests.helpers import sentiment_rows
 
 
@@ -113,3 +117,21 @@ def test_the_onnx_runtime_when_absent_names_nlp_lstm_export(trained, monkeypatch
 def test_bad_settings_name_their_option(settings, fragment):
     with pytest.raises(NlpLstmError, match=fragment):
         ServeSettings(**settings)
+
+
+def test_the_listening_socket_lets_asyncio_turn_nagle_off():
+    # With proto 0, asyncio left Nagle on for accepted connections: every response then waited ~40 ms
+    # for the client's delayed ACK.
+    listener = bind("127.0.0.1", 0)
+
+    async def accepted_nodelay() -> int:
+        accepted = asyncio.get_running_loop().create_future()
+        server = await asyncio.start_server(lambda reader, writer: accepted.set_result(writer.get_extra_info("socket")),
+                                            sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        option = (await asyncio.wait_for(accepted, 10)).getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        writer.close()
+        server.close()
+        return option
+
+    assert asyncio.run(accepted_nodelay()) != 0
