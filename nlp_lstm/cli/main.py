@@ -2,7 +2,7 @@
 
 import typer
 
-from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, summarize, train, vocab
+from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, serve, summarize, train, vocab
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -20,6 +20,7 @@ app.command("classify")(classify.classify_command)
 app.command("summarize")(summarize.summarize_command)
 app.command("run")(run.run_command)
 app.command("export")(export.export_command)
+app.command("serve")(serve.serve_command)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,294 @@
+"""The HTTP API over served models (FastAPI): classify, summarize, models, health, ready.
+
+    POST /v1/classify   {"texts": [...], "model"?}                              -> {"model", "results"}
+    POST /v1/summarize  {"texts": [...], "model"?, "beam_size"?, "max_length"?} -> {"model", "results"}
+    GET  /v1/models     every model's name, kind, labels, metrics.json, config.json, queue counters
+    GET  /health        the process answers (liveness);  GET /ready: models loaded, batchers running
+    GET  /docs          OpenAPI documentation
+
+Every error is `{"error": "..."}` naming the problem: 400 malformed JSON or the wrong kind of model,
+404 an unknown model or path, 413 a body or a text list over its limit, 422 a body of the wrong
+shape, 503 a full queue (with `Retry-After`) or a server shutting down, 500 an internal error (its
+traceback goes to the server log only). Texts are run by one `MicroBatcher` per model, started and
+stopped (drained) with the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.serve import schemas
+from nlp_lstm.serve.batching import BatcherClosed, QueueFull
+from nlp_lstm.serve.runners import Decoding, ServedModel, load_models
+
+logger = logging.getLogger("nlp_lstm.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Batching and limits; the `nlp-lstm serve` options of the same names."""
+
+    max_batch_size: int = 64  # texts per model call
+    max_wait_ms: float = 5.0  # how long a batch waits for more texts after its first
+    max_queue: int = 1024  # texts waiting per model before requests get 503
+    max_texts_per_request: int = 64
+    max_body_bytes: int = 2 * 1024 * 1024  # a 1 MB text fits; the model reads only its first tokens
+    retry_after_s: int = 1  # the Retry-After of a 503
+
+    def __post_init__(self) -> None:
+        for option, value, least in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
+                                     ("--max-texts-per-request", self.max_texts_per_request, 1),
+                                     ("--max-body-bytes", self.max_body_bytes, 64), ("--max-wait-ms", self.max_wait_ms, 0)):
+            if value < least:
+                raise NlpLstmError(f"{option} {value} is too small; use {least} or more")
+        if self.max_queue < self.max_texts_per_request:
+            raise NlpLstmError(f"--max-queue {self.max_queue} is below --max-texts-per-request "
+                               f"{self.max_texts_per_request}, so a full request could never be queued; raise --max-queue")
+
+
+class Registry:
+    """The served models by name, and which one answers a request that names none."""
+
+    def __init__(self, models: dict[str, ServedModel], settings: ServeSettings) -> None:
+        self.models = models
+        self.settings = settings
+        self.ready = False
+        self.defaults = {}
+        for model in models.values():  # the first model of each kind, in the order given
+            self.defaults.setdefault(model.kind, model.name)
+
+    def pick(self, name: str | None, *, kind: str) -> ServedModel:
+        endpoint = "/v1/classify" if kind == "classifier" else "/v1/summarize"
+        if name is None:
+            if kind not in self.defaults:
+                other = "/v1/summarize" if kind == "classifier" else "/v1/classify"
+                raise HTTPException(400, f"no {kind} is served (models: {', '.join(self.models)}); use {other}")
+            return self.models[self.defaults[kind]]
+        if name not in self.models:
+            raise HTTPException(404, f"unknown model {name!r}; served: {', '.join(self.models)} (GET /v1/models)")
+        model = self.models[name]
+        if model.kind != kind:
+            right = "/v1/summarize" if model.kind == "summarizer" else "/v1/classify"
+            raise HTTPException(400, f"model {name!r} is a {model.kind}, not a {kind}: {endpoint} cannot run it; use {right}")
+        return model
+
+    def check_count(self, texts: list[str]) -> None:
+        limit = self.settings.max_texts_per_request
+        if len(texts) > limit:
+            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {limit}: split them into several requests")
+
+    async def run(self, model: ServedModel, items: list) -> list[dict[str, Any]]:
+        """The items' results from the model's batcher, awaited without blocking the event loop."""
+        try:
+            future = model.batcher.submit(items)
+        except QueueFull:
+            raise HTTPException(503, f"model {model.name!r} is busy ({model.batcher.queued} texts queued); retry shortly",
+                                headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        except BatcherClosed:
+            raise HTTPException(503, "the server is shutting down; retry on another instance",
+                                headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        try:
+            return await asyncio.wrap_future(future)
+        except Exception as error:  # the batcher logged the traceback once for the whole batch
+            raise HTTPException(500, f"internal error in model {model.name!r} ({type(error).__name__}); "
+                                     "the traceback is in the server log") from None
+
+    def start(self) -> None:
+        settings = self.settings
+        for model in self.models.values():
+            model.start(max_batch_size=settings.max_batch_size, max_wait=settings.max_wait_ms / 1000,
+                        max_queue=settings.max_queue)
+        self.ready = True
+
+    def close(self) -> None:
+        self.ready = False
+        for model in self.models.values():
+            model.close()
+
+    def describe(self, model: ServedModel) -> schemas.ModelInfo:
+        batcher, settings = model.batcher, self.settings
+        queue = None if batcher is None else schemas.QueueInfo(
+            queued=batcher.queued, max_queue=batcher.max_queue, max_batch_size=batcher.max_batch_size,
+            max_wait_ms=settings.max_wait_ms, requests=batcher.stats.requests, rejected=batcher.stats.rejected,
+            batches=batcher.stats.batches, texts=batcher.stats.items, largest_batch=batcher.stats.largest_batch,
+        )
+        return schemas.ModelInfo(
+            name=model.name, kind=model.kind, runtime=model.runtime, default=self.defaults.get(model.kind) == model.name,
+            labels=list(model.model.labels) if model.kind == "classifier" else None,
+            max_input_tokens=model.max_input_tokens, metrics=model.metrics(), config=model.config(), queue=queue,
+        )
+
+
+def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = None, runtime: str = "torch",
+               device: str = "auto") -> FastAPI:
+    """The ASGI app serving `models`: {name: a loaded model (`nlp_lstm.load`) or its directory}.
+
+    Directories are loaded now (a bad one raises `NlpLstmError`); batcher threads start with the
+    app's lifespan (uvicorn, or `fastapi.testclient.TestClient` as a context manager) and are
+    drained and stopped when it ends.
+    """
+    registry = Registry(load_models(models, runtime=runtime, device=device), settings or ServeSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        registry.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(registry.close)  # runs what is still queued, then joins the threads
+
+    app = FastAPI(title="nlp-lstm", summary="LSTM text classification and summarization, micro-batched.",
+                  version=_version(), lifespan=lifespan)
+    app.state.registry = registry
+    app.add_middleware(BodyLimit, max_bytes=registry.settings.max_body_bytes)
+    _add_error_handlers(app)
+    errors = {code: {"model": schemas.ErrorResponse} for code in (400, 404, 413, 422, 500, 503)}
+
+    @app.post("/v1/classify", response_model=schemas.ClassifyResponse, response_model_exclude_none=True,
+              responses=errors)
+    async def classify(body: schemas.ClassifyRequest) -> Any:
+        """The top label, its probability, and every label's probability, per text."""
+        model = registry.pick(body.model, kind="classifier")
+        registry.check_count(body.texts)
+        return {"model": model.name, "results": await registry.run(model, body.texts)}
+
+    @app.post("/v1/summarize", response_model=schemas.SummarizeResponse, responses=errors)
+    async def summarize(body: schemas.SummarizeRequest) -> Any:
+        """A summary per text (beam search; `beam_size` 1 is greedy)."""
+        model = registry.pick(body.model, kind="summarizer")
+        registry.check_count(body.texts)
+        default = model.default_decoding()
+        decoding = Decoding(beam_size=body.beam_size or default.beam_size, max_length=body.max_length or default.max_length)
+        return {"model": model.name, "results": await registry.run(model, [(text, decoding) for text in body.texts])}
+
+    @app.get("/v1/models", response_model=schemas.ModelsResponse)
+    async def list_models() -> Any:
+        """Every served model: name, kind, labels, metrics, config and queue counters."""
+        return {"models": [registry.describe(model) for model in registry.models.values()]}
+
+    @app.get("/health", response_model=schemas.StatusResponse, response_model_exclude_none=True)
+    async def health() -> Any:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=schemas.StatusResponse, responses={503: {"model": schemas.ErrorResponse}})
+    async def ready() -> Any:
+        """Readiness: every model is loaded and its batcher runs (503 while starting or draining)."""
+        if not registry.ready or not all(m.batcher is not None and m.batcher.running for m in registry.models.values()):
+            return JSONResponse({"error": "not ready: the models are starting or the server is shutting down"}, 503)
+        return {"status": "ready", "models": list(registry.models)}
+
+    return app
+
+
+def _version() -> str:
+    import nlp_lstm
+
+    return nlp_lstm.__version__
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: every one is {"error": "..."}
+# --------------------------------------------------------------------------------------------
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        detail = error.detail
+        if error.status_code == 404 and detail == "Not Found":
+            detail = f"no such path {request.url.path}; see /docs for the API"
+        elif error.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+        return JSONResponse({"error": str(detail)}, error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        # An unknown field first: {"txts": [...]} is a typo of "texts" more than a missing "texts".
+        problems = sorted(error.errors(), key=lambda problem: problem.get("type") != "extra_forbidden")
+        status = 400 if problems and problems[0].get("type") == "json_invalid" else 422
+        message = describe_problem(problems[0]) if problems else "invalid request"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+        return JSONResponse({"error": message}, status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        logger.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"error": f"internal error ({type(error).__name__}); the traceback is in the server log"}, 500)
+
+
+def describe_problem(problem: dict) -> str:
+    """One pydantic validation problem -> one line naming the field and the fix."""
+    kind, location = problem.get("type", ""), [part for part in problem.get("loc", ()) if part != "body"]
+    path = "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
+                   for i, part in enumerate(location))
+    example = 'send a JSON object like {"texts": ["some text"]} with Content-Type: application/json'
+    if kind == "json_invalid":
+        return f"malformed JSON in the request body ({problem.get('ctx', {}).get('error', 'decode error')}); {example}"
+    if not location:
+        if kind == "missing":
+            return f"the request body is empty; {example}"
+        return f"the request body is not a JSON object; {example}"
+    if kind == "missing":
+        return f"missing field {path!r}; {example}"
+    if kind == "extra_forbidden":
+        return f"unknown field {path!r}; {example} (see /docs for the optional fields)"
+    if kind == "string_type":
+        return f"{path} must be a string, not {_json_type(problem.get('input'))}"
+    if kind == "list_type":
+        return f"{path} must be a list of strings, not {_json_type(problem.get('input'))}"
+    return f"{path}: {problem.get('msg', 'invalid value')}"
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length or as it streams in.
+
+    A streamed (chunked) body is counted as it arrives; the handler reading it gets an
+    `HTTPException(413)`, which FastAPI passes through to the error handlers, so a client cannot
+    make the server buffer more than `max_bytes`.
+    """
+
+    def __init__(self, app, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> str:
+        return f"the request body is over the {self.max_bytes}-byte limit; send fewer or shorter texts per request"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"error": self._error()}, 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._error())
+            return message
+
+        await self.app(scope, limited_receive, send)

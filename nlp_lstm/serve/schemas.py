@@ -1,0 +1,87 @@
+"""Request and response bodies of the HTTP API (pydantic models; FastAPI documents them at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BEAM_SIZE = 16
+MAX_SUMMARY_TOKENS = 512
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["What a lovely film."]}]})
+
+    texts: list[str] = Field(description="Texts to classify.")
+    model: Optional[str] = Field(None, description="A served model's name (GET /v1/models); default: the first classifier.")
+
+
+class SummarizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"texts": ["The Danube is the second-longest river in Europe."], "beam_size": 4}]})
+
+    texts: list[str] = Field(description="Texts to summarize.")
+    model: Optional[str] = Field(None, description="A served model's name (GET /v1/models); default: the first summarizer.")
+    beam_size: Optional[int] = Field(None, ge=1, le=MAX_BEAM_SIZE, description="Beam width (1: greedy); default: the model's.")
+    max_length: Optional[int] = Field(None, ge=1, le=MAX_SUMMARY_TOKENS, description="Most output tokens; default: the model's.")
+
+
+class ClassifyResult(BaseModel):
+    label: Optional[str] = Field(description="The most probable label.")
+    score: float = Field(description="Its probability.")
+    scores: dict[str, float] = Field(description="Every label's probability.")
+    labels: Optional[list[str]] = Field(None, description="Multi-label models: every label at or above the threshold.")
+    truncated: bool = Field(False, description="The text was longer than the model reads; its first tokens were used.")
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    results: list[ClassifyResult]
+
+
+class SummarizeResult(BaseModel):
+    summary: str
+    truncated: bool = Field(False, description="The text was longer than the model reads; its first tokens were used.")
+
+
+class SummarizeResponse(BaseModel):
+    model: str
+    results: list[SummarizeResult]
+
+
+class QueueInfo(BaseModel):
+    queued: int = Field(description="Texts waiting for the model now.")
+    max_queue: int
+    max_batch_size: int
+    max_wait_ms: float
+    requests: int = Field(description="Requests accepted since start.")
+    rejected: int = Field(description="Requests refused with 503 (queue full) since start.")
+    batches: int = Field(description="Model calls since start.")
+    texts: int = Field(description="Texts run since start.")
+    largest_batch: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    runtime: str
+    default: bool = Field(description="Used when a request names no model.")
+    labels: Optional[list[str]] = None
+    max_input_tokens: Optional[int] = Field(None, description="Tokens of a text the model reads; the rest is truncated.")
+    metrics: Optional[dict[str, Any]] = Field(None, description="metrics.json of the model directory.")
+    config: Optional[dict[str, Any]] = Field(None, description="config.json of the model directory.")
+    queue: Optional[QueueInfo] = None
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What was wrong, and how to fix it.")
+
+
+class StatusResponse(BaseModel):
+    status: str
+    models: Optional[list[str]] = None
