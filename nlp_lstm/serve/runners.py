@@ -17,6 +17,7 @@ as it would have truncated the whole text, and the result says `truncated`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import re
@@ -171,9 +172,11 @@ def summarize_batch(summarizer, items: list[tuple[str, Decoding]]) -> list[dict[
     for index, (_, decoding) in enumerate(items):
         groups.setdefault(decoding, []).append(index)
     rows: list[dict[str, Any]] = [{}] * len(items)
+    # All of a group in one decode batch, where the runtime's summarize takes a batch size.
+    sized = "batch_size" in inspect.signature(summarizer.summarize).parameters
     for decoding, indices in groups.items():
         summaries = summarizer.summarize([clipped[i] for i in indices], beam_size=decoding.beam_size,
-                                         max_length=decoding.max_length, batch_size=len(indices))
+                                         max_length=decoding.max_length, **({"batch_size": len(indices)} if sized else {}))
         for index, summary in zip(indices, summaries):
             rows[index] = {"summary": summary, "truncated": truncated[index]}
     return rows

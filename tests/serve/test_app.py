@@ -136,3 +136,26 @@ def test_the_listening_socket_lets_asyncio_turn_nagle_off():
         return option
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+class PredictOnly:
+    """A runtime with only the shared interface (`kind`, `labels`, `predict`), as the ONNX one has."""
+
+    kind = "classifier"
+
+    def __init__(self, classifier):
+        self._classifier = classifier
+        self.labels, self.tokenizer, self.max_length = classifier.labels, classifier.tokenizer, classifier.max_length
+
+    def predict(self, texts, *, batch_size=64):
+        return self._classifier.predict(texts, batch_size=batch_size)
+
+
+def test_a_runtime_without_torch_internals_is_served_through_its_predict(trained):
+    texts = ["a great film", "the plot was awful " * 200]  # the second over the model's 256 tokens
+    with TestClient(create_app({"p": PredictOnly(trained["classifier"])})) as client:
+        results = client.post("/v1/classify", json={"texts": texts}).json()["results"]
+    expected = trained["classifier"].predict(texts)
+    assert [(r["label"], r["score"]) for r in results] == [(e["label"], e["score"]) for e in expected]
+    assert [r["scores"] for r in results] == [{e["label"]: e["score"]} for e in expected]  # all it knows
+    assert [r["truncated"] for r in results] == [False, True]
