@@ -9,6 +9,15 @@ from safetensors.torch import load_file, save_file
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn import lstm as lstm_module
 from nlp_lstm.nn.lstm import LSTM, PEEPHOLES, peephole_lstm_scan, reverse_within_lengths
+from nlp_lstm.nn.parking import (
+    CALL_COST_STEPS,
+    PARK,
+    parked_backward,
+    parked_forward,
+    parking_column,
+    parking_plan,
+    with_parking_feature,
+)
 
 INPUT_SIZE, HIDDEN_SIZE = 3, 4
 LENGTHS = torch.tensor([6, 2, 4, 1, 4])  # ragged, with a repeated length and a length-1 row
@@ -117,9 +126,14 @@ def test_fused_path_calls_the_fused_kernel_and_never_packs(monkeypatch):
 
     monkeypatch.setattr(torch.nn.utils.rnn, "pack_padded_sequence", refuse)
     model = LSTM(INPUT_SIZE, HIDDEN_SIZE, bidirectional=True)
-    model(_ragged_batch(), LENGTHS)[0].sum().backward()
-    # One call per distinct length (segments) and direction: {1, 2, 4, 6} x 2.
+    with torch.no_grad():
+        model(_ragged_batch(), LENGTHS)
+    # Without autograd: one call per distinct length (segments) and direction: {1, 2, 4, 6} x 2.
     assert len(calls) == 2 * len(set(LENGTHS.tolist()))
+    calls.clear()
+    model(_ragged_batch(), LENGTHS)[0].sum().backward()
+    # Training: rows parked past their ends share calls, one per cut of the plan and direction.
+    assert len(calls) == 2 * len(parking_plan(tuple(LENGTHS.tolist()))) < 2 * len(set(LENGTHS.tolist()))
     calls.clear()
     model(_ragged_batch())  # full lengths: one kernel call for both directions
     assert len(calls) == 1
@@ -140,6 +154,79 @@ def test_fused_path_gradients_match_torch_lstm_on_full_lengths():
     (expected.sum() + expected_c.sum()).backward()
     for name, parameter in model.named_parameters():
         torch.testing.assert_close(parameter.grad, getattr(reference, name).grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_parked_training_gradients_equal_each_sequence_run_alone(bidirectional, num_layers):
+    # Ragged training runs rows parked past their ends (nlp_lstm.nn.parking): the loss's gradients,
+    # for the weights and for the inputs, must be those of every sequence run alone by nn.LSTM.
+    torch.manual_seed(1)
+    lengths = torch.tensor([9, 3, 6, 1, 6, 8])
+    model = LSTM(INPUT_SIZE, HIDDEN_SIZE, num_layers=num_layers, bidirectional=bidirectional)
+    reference = torch.nn.LSTM(INPUT_SIZE, HIDDEN_SIZE, num_layers=num_layers, bidirectional=bidirectional,
+                              batch_first=True)  # fmt: skip
+    reference.load_state_dict(model.state_dict())
+    inputs = _ragged_batch(lengths, time=11).requires_grad_()  # garbage at padding
+    weight_out = torch.randn(len(lengths), 11, model.output_size)
+    weight_h, weight_c = torch.randn(2, num_layers * model.num_directions, len(lengths), HIDDEN_SIZE)
+    outputs, (h_n, c_n) = model(inputs, lengths)
+    ((outputs * weight_out).sum() + (h_n * weight_h).sum() + (c_n * weight_c).sum()).backward()
+    assert inputs.grad[torch.arange(11) >= lengths.unsqueeze(1)].abs().max() == 0  # padding: no say
+    for row, length in enumerate(lengths.tolist()):
+        alone = inputs.detach()[row : row + 1, :length].requires_grad_()
+        expected, (expected_h, expected_c) = reference(alone)
+        loss = (expected[0] * weight_out[row, :length]).sum()
+        loss = loss + (expected_h[:, 0] * weight_h[:, row]).sum() + (expected_c[:, 0] * weight_c[:, row]).sum()
+        loss.backward()
+        torch.testing.assert_close(inputs.grad[row, :length], alone.grad[0], atol=1e-5, rtol=0)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, getattr(reference, name).grad, atol=1e-4, rtol=0)
+
+
+def test_parked_steps_keep_the_cell_state_bit_for_bit():
+    # The last row ends after 2 steps. Run in one call it is parked for 58 steps of large garbage;
+    # run with a cut at 2, its state is taken right at its end. Parking is exact only if the two
+    # agree to the last bit (the first 2 steps are the same computation in both).
+    torch.manual_seed(2)
+    model = LSTM(INPUT_SIZE, HIDDEN_SIZE)
+    lengths = [60] * 40 + [2]
+    inputs = torch.randn(60, len(lengths), INPUT_SIZE) * 50  # (T, B, D)
+    pad_mask = torch.arange(60).unsqueeze(1) >= torch.tensor(lengths)
+    parked_inputs = with_parking_feature(inputs, pad_mask)
+    weights = [torch.cat([model.weight_ih_l0, parking_column(HIDDEN_SIZE, like=inputs)], dim=1),
+               model.weight_hh_l0, model.bias_ih_l0, model.bias_hh_l0]  # fmt: skip
+    zeros = torch.zeros(len(lengths), HIDDEN_SIZE)
+    with torch.no_grad():
+        _, one_call = parked_forward(parked_inputs, lengths, (60,), zeros, zeros, weights, False)
+        _, cut = parked_forward(parked_inputs, lengths, (2, 60), zeros, zeros, weights, False)
+        backward_outputs, _, _ = parked_backward(parked_inputs, lengths, (60,), weights, False)
+    assert torch.equal(one_call[-1], cut[-1])
+    assert parking_plan(tuple(lengths)) == (60,)  # what training runs for this batch
+    assert backward_outputs[2:, -1].abs().max() == 0  # waiting at zero: exactly zero outputs
+
+
+def test_parking_plan_trades_calls_against_parked_steps():
+    assert parking_plan((5, 5, 5)) == (5,)
+    assert parking_plan((7, 1, 4)) == (7,)  # short rows: one call, parked steps are cheap
+    # 2 rows of 100 and 30 of 10: one call parks 30 rows for 90 steps; a cut at 10 costs one more
+    # call (CALL_COST_STEPS * 32 row-steps) and saves 2700.
+    assert parking_plan((100,) * 2 + (10,) * 30) == (10, 100)
+    assert CALL_COST_STEPS * 32 < 2700 and PARK * 1e-30 > 0
+
+
+def test_inference_keeps_the_exact_segments_and_training_agrees_with_it():
+    # Without autograd the path is unchanged (decoding's results depend on it); with autograd the
+    # parked path gives the same values up to rounding.
+    torch.manual_seed(4)
+    model = LSTM(INPUT_SIZE, HIDDEN_SIZE, num_layers=2, bidirectional=True).eval()
+    inputs, lengths = _ragged_batch(time=9), LENGTHS
+    with torch.no_grad():
+        exact, (exact_h, exact_c) = model(inputs, lengths)
+    parked, (parked_h, parked_c) = model(inputs, lengths)
+    torch.testing.assert_close(parked, exact, atol=1e-6, rtol=0)
+    torch.testing.assert_close(parked_h, exact_h, atol=1e-6, rtol=0)
+    torch.testing.assert_close(parked_c, exact_c, atol=1e-6, rtol=0)
 
 
 # -- own cell == fused kernel when peepholes are zero -----------------------------------------

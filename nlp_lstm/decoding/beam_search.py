@@ -17,7 +17,9 @@ Layout: rows are `example x beam`, example-major: row `a * K + k` is beam k of a
                                 hypothesis so far (score -inf while there is none)
 An example leaves the active rows (tensors shrunk with `index_select`) as soon as its best finished
 hypothesis cannot be beaten by any live one, so finished examples cost nothing more. The per-step
-bookkeeping is tensor operations over all active rows; nothing loops over rows in Python.
+bookkeeping is tensor operations over all active rows; nothing loops over rows in Python. The 2K
+best of an example's K x (vocab + OOVs) candidates come from `nlp_lstm.decoding.topk.top_k`, which
+returns what `torch.topk` returns, tie order included, reading only a few blocks of each row.
 """
 
 import contextlib
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID
+from nlp_lstm.decoding.topk import top_k
 from nlp_lstm.errors import NlpLstmError
 
 
@@ -94,7 +97,8 @@ def block_tokens(
     Returns:
         `log_probs`.
     """
-    log_probs[:, [PAD_ID, BOS_ID]] = float("-inf")
+    log_probs[:, PAD_ID] = float("-inf")  # two column writes; a list index costs an index_put
+    log_probs[:, BOS_ID] = float("-inf")
     length = tokens.shape[1]
     if length < min_length:
         log_probs[:, EOS_ID] = float("-inf")
@@ -215,7 +219,7 @@ def beam_search_hypotheses(model, batch: dict, config: DecodeConfig) -> list[Hyp
             num_active, width = active.numel(), log_probs.shape[1]
             candidates = log_probs.add_(scores.view(-1, 1)).view(num_active, beam_size * width)
             # 2K candidates: at most K end in EOS (one per beam), so K live ones always remain.
-            top_scores, top_indices = candidates.topk(2 * beam_size, dim=1)  # (A, 2K)
+            top_scores, top_indices = top_k(candidates, 2 * beam_size)  # (A, 2K), as torch.topk
             top_beams, top_tokens = top_indices // width, top_indices % width
             is_eos = top_tokens == EOS_ID
             first_rows = torch.arange(num_active, device=device).unsqueeze(1) * beam_size  # (A, 1)

@@ -54,7 +54,8 @@ def extended_log_probs(
     row (one beam per example outside beam search).
 
     Args:
-        vocab_logits: `(rows, vocab_size)` generator scores.
+        vocab_logits: `(rows, vocab_size)` generator scores; without autograd they are overwritten
+            (decoding reuses their memory).
         attention: `(rows, src_len)` weights, zero at padding.
         src_ext_ids: `(examples, src_len)` source ids in the extended vocabulary; `rows` is a multiple
             of `examples`.
@@ -71,10 +72,19 @@ def extended_log_probs(
 
     examples, src_len = src_ext_ids.shape
     beams = rows // examples
-    # Out of place: softmax's backward reads its output. Everything after may work in place.
-    probs = torch.softmax(vocab_logits, dim=-1) * p_gen.unsqueeze(-1)  # (R, V)
-    if max_oovs:
-        probs = F.pad(probs, (0, max_oovs))  # (R, V + max_oovs), zeros in the extended slots
+    if torch.is_grad_enabled():
+        vocab_probs = torch.softmax(vocab_logits, dim=-1)  # (R, V)
+        # Out of place: softmax's backward reads its output. Everything after may work in place.
+        probs = vocab_probs * p_gen.unsqueeze(-1)  # (R, V)
+        if max_oovs:
+            probs = F.pad(probs, (0, max_oovs))  # (R, V + max_oovs), zeros in the extended slots
+    else:
+        # Decoding: softmax in place, and the product straight into the wider output, which saves
+        # two (R, V) allocations and a copy per step (the same operations, so the same bits).
+        vocab_probs = torch.softmax(vocab_logits, dim=-1, out=vocab_logits)
+        probs = vocab_probs.new_empty(rows, vocab_size + max_oovs)
+        torch.mul(vocab_probs, p_gen.unsqueeze(-1), out=probs[:, :vocab_size])
+        probs[:, vocab_size:].zero_()
     copy_probs = attention * (1.0 - p_gen).unsqueeze(-1)  # (R, S)
     index = src_ext_ids.unsqueeze(1).expand(examples, beams, src_len)  # the beams share it, no copy
     copy_probs = copy_probs.view(examples, beams, src_len)

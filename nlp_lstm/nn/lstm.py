@@ -5,7 +5,8 @@ Two execution paths share one set of parameters, named and shaped like `torch.nn
 state dict loads into either:
 
 - `peephole="none"`: the fused `torch.nn.LSTM` kernel (oneDNN on CPU, cuDNN on GPU), called one
-  layer and one direction at a time through `torch._VF.lstm` (see `_fused_direction`).
+  layer and one direction at a time through `torch._VF.lstm` (see `_fused_direction`); in training
+  on ragged rows, with rows parked past their ends so that they share calls (`nlp_lstm.nn.parking`).
 - `peephole="diagonal" | "full"`: our own cell, a Python loop over time inside a
   `torch.autograd.Function` with a hand-derived backward through time (`_PeepholeScan`).
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.nn.parking import parked_backward, parked_forward, parking_column, parking_plan, with_parking_feature
 
 PEEPHOLES = ("none", "diagonal", "full")
 
@@ -415,10 +417,11 @@ class LSTM(nn.Module):
             inputs: `(batch, time, input_size)` if `batch_first` else `(time, batch, input_size)`.
             lengths: optional `(batch,)` int64 real lengths (1..time); None means all `time`.
             state: optional `(h0, c0)`, each `(num_layers * num_directions, batch, hidden_size)`.
-            need_cell_state: False when the caller only reads outputs and h_n (a classifier): the
-                fused path then runs each layer once over the padded batch, since outputs at real
-                positions and h at each row's last token never depend on the padding, and only the
-                final cell state needs the exact per-length segments. c_n is then None.
+            need_cell_state: False when the caller only reads outputs and h_n (a classifier):
+                without autograd the fused path then runs each layer once over the padded batch,
+                since outputs at real positions and h at each row's last token never depend on the
+                padding, and only the final cell state needs the exact per-length segments. c_n is
+                then None. (In training, ragged rows take the parked path either way.)
         Returns:
             outputs: `(batch, time, num_directions * hidden_size)` (time-major if not
                 `batch_first`), exactly zero at padded positions (t >= length).
@@ -436,15 +439,24 @@ class LSTM(nn.Module):
             if int(lengths.min()) == sequence.shape[0]:  # a bucket of equal lengths: no ragged work
                 lengths = None
         order = None
-        segments = lengths is not None and self.peephole == "none" and need_cell_state
-        if segments:
-            # The fused path's time segments need rows sorted longest first; undone below.
+        ragged_fused = lengths is not None and self.peephole == "none"
+        # Training (autograd recording) pays each kernel call's fixed cost twice, forward and
+        # backward: ragged rows then share calls, parked past their ends (`nlp_lstm.nn.parking`;
+        # the backward direction's start needs the zero initial state). Without autograd the
+        # exact per-length segments and the padded runs stay, and with them decoding's results.
+        parked = ragged_fused and state is None and torch.is_grad_enabled()
+        segments = ragged_fused and need_cell_state and not parked
+        if segments or parked:
+            # Time segments and parked calls need rows sorted longest first; undone below.
             order = torch.argsort(lengths, descending=True, stable=True)
             sequence, lengths = sequence[:, order], lengths[order]
             h0, c0 = h0[:, order], c0[:, order]
 
-        outputs, h_n, c_n = self._run_layers(sequence, lengths, h0, c0, segments=segments)
-        if lengths is not None and not segments:  # these paths ran through the padding
+        if parked:
+            outputs, h_n, c_n = self._run_parked_layers(sequence, lengths)
+        else:
+            outputs, h_n, c_n = self._run_layers(sequence, lengths, h0, c0, segments=segments)
+        if lengths is not None and not (segments or parked):  # these paths ran through the padding
             steps = torch.arange(outputs.shape[0], device=outputs.device).unsqueeze(1)
             outputs = outputs.masked_fill((steps >= lengths).unsqueeze(-1), 0.0)
         if outputs.shape[0] < time:  # F.pad copies even when there is nothing to add
@@ -487,6 +499,36 @@ class LSTM(nn.Module):
             layer_input = self._between_layers(layer_output, layer)
         cell = None if any(c is None for c in c_n) else torch.stack(c_n)
         return layer_input, torch.stack(h_n), cell
+
+    def _run_parked_layers(self, sequence, lengths):
+        """All layers on ragged rows sorted longest first, from a zero state, parked past their
+        ends (`nlp_lstm.nn.parking`). `sequence` `(T, B, D)`, T the longest length."""
+        time, batch = sequence.shape[:2]
+        sorted_lengths = lengths.tolist()
+        cuts = parking_plan(tuple(sorted_lengths))
+        pad_mask = torch.arange(time, device=sequence.device).unsqueeze(1) >= lengths  # (T, B)
+        column = parking_column(self.hidden_size, like=sequence)
+        zeros = sequence.new_zeros(batch, self.hidden_size)
+        layer_input, h_n, c_n = sequence, [], []
+        for layer in range(self.num_layers):
+            inputs = with_parking_feature(layer_input, pad_mask)  # (T, B, D + 1)
+            directions = []
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                weight_ih, weight_hh, bias_ih, bias_hh = self._fused_weights(suffix)
+                weights = [torch.cat([weight_ih, column], dim=1), weight_hh, bias_ih, bias_hh]
+                if direction == 0:
+                    outputs, c_last = parked_forward(inputs, sorted_lengths, cuts, zeros, zeros, weights,
+                                                     self.training)  # fmt: skip
+                    outputs = outputs.masked_fill(pad_mask.unsqueeze(-1), 0.0)  # parked steps' h is junk
+                    h_last = _at_lengths(outputs, lengths)
+                else:  # exactly zero at padding already
+                    outputs, h_last, c_last = parked_backward(inputs, sorted_lengths, cuts, weights, self.training)
+                directions.append(outputs)
+                h_n.append(h_last)
+                c_n.append(c_last)
+            layer_output = torch.cat(directions, dim=-1) if self.bidirectional else directions[0]
+            layer_input = self._between_layers(layer_output, layer)
+        return layer_input, torch.stack(h_n), torch.stack(c_n)
 
     def _between_layers(self, layer_output, layer: int):
         if layer < self.num_layers - 1 and self.dropout > 0:  # between layers, not after the last
