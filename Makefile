@@ -12,20 +12,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Torch threads for the demo: every core (up to 4). Pass THREADS=1 on a machine that is busy.
-THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
-
 demo: $(STAMP)
 	@echo "== 1/2 sentiment classification: pipelines/sentiment.toml =="
-	$(CLI) run pipelines/sentiment.toml --threads $(THREADS)
-	$(CLI) classify --model runs/sentiment/model --threads $(THREADS) \
+	$(CLI) run pipelines/sentiment.toml
+	$(CLI) classify --model runs/sentiment/model \
 		"What a wonderful, heartfelt film." \
 		"The battery died after two days and support never answered." \
 		"Not bad at all, I would buy it again." \
 		"The plot was dull and the acting even worse."
 	@echo "== 2/2 summarization, short demo run: pipelines/descriptions_demo.toml =="
-	$(CLI) run pipelines/descriptions_demo.toml --threads $(THREADS)
-	$(CLI) summarize --model runs/descriptions-demo/model --threads $(THREADS) \
+	$(CLI) run pipelines/descriptions_demo.toml
+	$(CLI) summarize --model runs/descriptions-demo/model \
 		"2001: A Space Odyssey is a 1968 epic science fiction film produced and directed by Stanley Kubrick." \
 		"The Danube is the second-longest river in Europe, after the Volga in Russia."
 

@@ -16,16 +16,6 @@ from nlp_lstm.errors import NlpLstmError
 
 T = TypeVar("T")
 
-def default_threads() -> int:
-    # Measured here: 2 torch threads are 1.5x faster than 1 on an idle machine but 5-10x slower when
-    # another process holds a core (OpenMP contention). Use every core only when the machine is idle.
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # set by the user or by torchrun (1 per rank)
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = os.cpu_count() or 1
-    busy = os.getloadavg()[0] > 0.5 if hasattr(os, "getloadavg") else True
-    return 1 if busy else min(cores, 4)
-
-
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -33,6 +23,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def run_stage(action: Callable[[], T], *, debug: bool = False, quiet: bool = False, threads: int | None = None) -> T:
     """Run a command's library call; user errors -> one line + exit 2, bugs -> one line + exit 1."""
     import torch
+
+    from nlp_lstm.threads import default_threads
 
     torch.set_num_threads(threads or default_threads())
     warnings.showwarning = _one_line_warning

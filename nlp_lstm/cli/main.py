@@ -1,8 +1,12 @@
 """`nlp-lstm`: one subcommand per stage; each file in this package parses options and calls the library."""
 
-import typer
+from nlp_lstm import threads
 
-from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, serve, summarize, train, vocab
+threads.configure_before_torch()  # OpenMP must sleep, not spin, at barriers: set before torch loads libgomp
+
+import typer  # noqa: E402
+
+from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, serve, summarize, train, vocab  # noqa: E402
 
 app = typer.Typer(
     name="nlp-lstm",

@@ -22,7 +22,6 @@ best of an example's K x (vocab + OOVs) candidates come from `nlp_lstm.decoding.
 returns what `torch.topk` returns, tie order included, reading only a few blocks of each row.
 """
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +29,7 @@ import torch
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID
 from nlp_lstm.decoding.topk import top_k
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.nn.modes import evaluation_mode
 
 
 @dataclass
@@ -71,16 +71,7 @@ def check_lengths(*, min_length: int, max_length: int, no_repeat_ngram_size: int
         )
 
 
-@contextlib.contextmanager
-def decoding_mode(model):
-    """Eval mode and no autograd for the duration; the model's training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
+decoding_mode = evaluation_mode  # eval mode and no autograd; the model's training flag is restored after
 
 
 def block_tokens(

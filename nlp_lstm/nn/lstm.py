@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.nn.fused import fused_lstm
 from nlp_lstm.nn.parking import parked_backward, parked_forward, parking_column, parking_plan, with_parking_feature
 
 PEEPHOLES = ("none", "diagonal", "full")
+
 
 __all__ = ["LSTM", "PEEPHOLES", "peephole_lstm_scan", "reverse_within_lengths"]
 
@@ -101,9 +103,7 @@ def _fused_direction(
     """
     time, batch = inputs.shape[:2]
     if sorted_lengths is None:
-        outputs, h_n, c_n = torch._VF.lstm(
-            inputs, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, True, 1, 0.0, training, False, False
-        )
+        outputs, h_n, c_n = fused_lstm(inputs, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, training=training)
         return outputs, h_n[0], c_n[0]
 
     hidden, cell = h0, c0
@@ -111,10 +111,10 @@ def _fused_direction(
     start = 0
     for end in sorted(set(sorted_lengths)):
         active = hidden.shape[0]  # rows with length >= end: a prefix, as rows are sorted
-        outputs, h_seg, c_seg = torch._VF.lstm(
+        outputs, h_seg, c_seg = fused_lstm(
             inputs[start:end, :active],
             (hidden.unsqueeze(0).contiguous(), cell.unsqueeze(0).contiguous()),
-            weights, True, 1, 0.0, training, False, False,
+            weights, training=training,
         )  # fmt: skip
         segment_outputs.append(F.pad(outputs, (0, 0, 0, batch - active)))  # (end-start, B, H)
         continuing = sum(1 for length in sorted_lengths if length > end)
@@ -539,8 +539,8 @@ class LSTM(nn.Module):
         """One layer, both directions, rows all full length: `(T, B, D)` -> `(T, B, 2H)`, h, c `(2, B, H)`."""
         weights = [weight for suffix in self._suffixes(layer) for weight in self._fused_weights(suffix)]
         index = slice(2 * layer, 2 * layer + 2)
-        return torch._VF.lstm(sequence, (h0[index].contiguous(), c0[index].contiguous()), weights, True, 1, 0.0,
-                              self.training, True, False)  # fmt: skip
+        return fused_lstm(sequence, (h0[index].contiguous(), c0[index].contiguous()), weights, training=self.training,
+                          bidirectional=True)
 
     def _fused_weights(self, suffix: str) -> list[torch.Tensor]:
         """`[weight_ih, weight_hh, bias_ih, bias_hh]` of one layer and direction, as the fused kernel takes them."""

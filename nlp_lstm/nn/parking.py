@@ -33,6 +33,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from nlp_lstm.nn.fused import fused_lstm
+
 # |pre-activation| at parked steps; learned pre-activations are many orders of magnitude smaller,
 # and PARK * 0 = 0 at real steps.
 PARK = 1e6
@@ -102,11 +104,11 @@ def parked_forward(inputs, sorted_lengths, cuts, h0, c0, weights, training):
     start = 0
     for end in cuts:
         running = hidden.shape[0]  # rows longer than `start`: a prefix
-        outputs, h_seg, c_seg = torch._VF.lstm(
+        outputs, h_seg, c_seg = fused_lstm(
             inputs[start:end, :running],
             (hidden.unsqueeze(0).contiguous(), cell.unsqueeze(0).contiguous()),
-            weights, True, 1, 0.0, training, False, False,
-        )  # fmt: skip
+            weights, training=training,
+        )
         pieces.append(F.pad(outputs, (0, 0, 0, batch - running)))
         continuing = sum(1 for length in sorted_lengths if length > end)
         ended.append(c_seg[0, continuing:])  # parked since their end: c at their last token
@@ -140,11 +142,9 @@ def parked_backward(inputs, sorted_lengths, cuts, weights, training):
         joining = running - hidden.shape[0]
         hidden = torch.cat([hidden, hidden.new_zeros(joining, hidden_size)])
         cell = torch.cat([cell, cell.new_zeros(joining, hidden_size)])
-        outputs, h_seg, c_seg = torch._VF.lstm(
-            reversed_inputs[start:end, :running],
-            (hidden.unsqueeze(0), cell.unsqueeze(0)),
-            weights, True, 1, 0.0, training, False, False,
-        )  # fmt: skip
+        outputs, h_seg, c_seg = fused_lstm(
+            reversed_inputs[start:end, :running], (hidden.unsqueeze(0), cell.unsqueeze(0)), weights, training=training
+        )
         pieces.append(F.pad(outputs, (0, 0, 0, batch - running)))
         hidden, cell = h_seg[0], c_seg[0]
     outputs = torch.cat(pieces, dim=0).flip(0)

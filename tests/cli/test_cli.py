@@ -166,3 +166,17 @@ def test_evaluate_on_the_held_out_split_of_the_training_file(data, tmp_path):
     evaluated = json.loads(result.stdout)
     assert evaluated["count"] == trained["count"] == 40  # 10% of 400 rows, the rows training set aside
     assert evaluated["accuracy"] == trained["accuracy"]
+
+
+def test_the_command_line_makes_openmp_sleep_before_torch_loads():
+    """OMP_WAIT_POLICY is read once, when torch loads libgomp: the entry point sets it first."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import nlp_lstm.cli.main, os, sys; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "False"]  # set, and torch not yet imported when it was
