@@ -8,7 +8,8 @@ from safetensors.torch import load_file, save_file
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn import lstm as lstm_module
-from nlp_lstm.nn.lstm import LSTM, PEEPHOLES, peephole_lstm_scan, reverse_within_lengths
+from nlp_lstm.nn.lstm import LSTM, PEEPHOLES, reverse_within_lengths
+from nlp_lstm.nn.peephole import peephole_lstm_scan
 from nlp_lstm.nn.parking import (
     CALL_COST_STEPS,
     PARK,
