@@ -26,6 +26,25 @@ def sentiment_rows(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+CREDIT_FILLER = "the a movie was made in year and it is very long old new story".split()
+CREDIT_NAMES = "anna bob carl dora emil fay gus hana ivan jon kim lou".split()
+
+
+def credit_rows(count: int, seed: int = 0) -> list[dict]:
+    """Documents that credit someone somewhere ("... by NAME ..."); the summary is "film by NAME".
+
+    Lead-1 scores low (the name is rarely first); a model must find the cue and copy the name.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        name = rng.choice(CREDIT_NAMES)
+        words = rng.choices(CREDIT_FILLER, k=rng.randint(2, 6))
+        words.insert(rng.randint(0, len(words)), f"by {name}")
+        rows.append({"document": " ".join(words), "summary": f"film by {name}"})
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.helpers import assert_usage_error, invoke, write_jsonl
-from tests.test_summarize_api import credit_rows
+from tests.helpers import credit_rows
 
 
 @pytest.fixture(scope="module")

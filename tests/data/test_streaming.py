@@ -118,7 +118,7 @@ def test_vocab_and_encode_stream(tmp_path):
 
 
 def test_train_summarizer_with_streaming_gives_the_same_model(tmp_path):
-    from tests.test_summarize_api import credit_rows
+    from tests.helpers import credit_rows
 
     data = write_jsonl(tmp_path / "train.jsonl", credit_rows(40, seed=1))
     for flag in ([], ["--streaming"]):

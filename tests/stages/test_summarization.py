@@ -1,7 +1,6 @@
 """Summarizer stage functions: train -> save -> load -> summarize / evaluate, and the bad-input rules."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -16,27 +15,10 @@ from nlp_lstm.models.summarizer import SummarizerConfig
 from nlp_lstm.stages.pipeline import load_pipeline
 from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.training.tasks import SummarizationTask
-from tests.helpers import write_jsonl
+from tests.helpers import credit_rows, write_jsonl
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
-FILLER = "the a movie was made in year and it is very long old new story".split()
-NAMES = "anna bob carl dora emil fay gus hana ivan jon kim lou".split()
-
-
-def credit_rows(count: int, seed: int = 0) -> list[dict]:
-    """Documents that credit someone somewhere ("... by NAME ..."); the summary is "film by NAME".
-
-    Lead-1 scores low (the name is rarely first); a model must find the cue and copy the name.
-    """
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        name = rng.choice(NAMES)
-        words = rng.choices(FILLER, k=rng.randint(2, 6))
-        words.insert(rng.randint(0, len(words)), f"by {name}")
-        rows.append({"document": " ".join(words), "summary": f"film by {name}"})
-    return rows
 
 
 SMALL_MODEL = {"embedding_dim": 16, "hidden_size": 32, "dropout": 0.0, "max_source_length": 40, "max_target_length": 6}

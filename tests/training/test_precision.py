@@ -6,7 +6,7 @@ import math
 from safetensors import safe_open
 
 from tests.helpers import assert_usage_error, invoke, sentiment_rows, write_csv, write_jsonl
-from tests.test_summarize_api import credit_rows
+from tests.helpers import credit_rows
 
 
 def test_bfloat16_classifier_learns_and_keeps_float32_weights(tmp_path):
