@@ -12,7 +12,8 @@ Settings, each run in a fresh subprocess so that the OpenMP environment takes ef
 - "before": the command line's old rule, for comparison: no OpenMP setting, 1 thread when the
   1-minute load average is over 0.5, else every core up to 4;
 - "2 spin": two threads with OpenMP's default (spinning) wait, the case NOTES.md measured;
-- "2 passive": two threads, waiting threads asleep (what "default" picks on an idle 2-core machine).
+- "2 passive": two threads, waiting threads asleep (what "default" picks on a 2-core machine, so the
+  two rows' spread shows the noise of the run).
 Contention: 0, 1 and 2 processes running `while True: pass`, started by this script before the
 settings' runs and always killed after them. Settings alternate round-robin within each round; the
 table shows medians over rounds and each setting's ratio to "1 thread" under the same contention.

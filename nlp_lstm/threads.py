@@ -17,22 +17,19 @@ Use (the command-line entry point, first thing):
     import torch
     torch.set_num_threads(requested or threads.default_threads())
 
-Measured on the shared 2-core machine (`benchmarks/bench_contention.py`, a BiLSTM-256 classifier):
-two spinning threads ran at 0.08-0.3x one thread whenever other processes held the cores, and no
-spin count between sleep-at-once and the default avoided that; with PASSIVE, two threads were not
-slower than one under contention. NOTES.md measured PASSIVE's cost on an idle machine at about 9%.
-`default_threads` still leaves cores that other work holds to it (one thread on a busy 2-core
-machine): one thread cannot lose to contention at a barrier, and on an idle machine every core is
-used.
+Measured on the shared 2-core machine (`benchmarks/bench_contention.py`, a BiLSTM-256 classifier,
+other jobs holding about 5 cores' worth of load throughout): two spinning threads ran at 0.07-0.34x
+one thread; with PASSIVE, two threads ran at 1.03-1.47x one thread, idle or with one or two
+busy-loop processes. NOTES.md measured PASSIVE's cost on an idle machine at about 9%, so
+`default_threads` uses every usable core, busy machine or not.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import MutableMapping
 
-__all__ = ["configure_before_torch", "default_threads", "usable_cores", "busy_cores"]
+__all__ = ["configure_before_torch", "default_threads", "usable_cores"]
 
 # More threads than this gained nothing measurable for our model sizes (hidden 128-256).
 MAX_DEFAULT_THREADS = 4
@@ -73,65 +70,16 @@ def usable_cores() -> int:
     return max(1, len(cpus)) if cpus else max(1, os.cpu_count() or 1)
 
 
-def busy_cores(*, sample_seconds: float = 0.05) -> float | None:
-    """How many of this process's usable cores other work keeps busy now, from `/proc/stat`.
-
-    The load average lags by a minute (it misses a job started just before us), so this reads the
-    non-idle time of the usable cores twice, `sample_seconds` apart. This process sleeps meanwhile,
-    so its own share is about nil. Returns None where `/proc/stat` cannot be read.
-    """
-    cpus = _affinity()
-    first = _cpu_times(cpus=cpus)
-    if first is None:
-        return None
-    time.sleep(sample_seconds)
-    second = _cpu_times(cpus=cpus)
-    if second is None:
-        return None
-    total, idle = second[0] - first[0], second[1] - first[1]
-    if total <= 0:
-        return None
-    cores = len(cpus) if cpus else (os.cpu_count() or 1)
-    return cores * (total - idle) / total
-
-
-def _cpu_times(path: str = "/proc/stat", *, cpus: set[int] | None = None) -> tuple[int, int] | None:
-    """(all jiffies, idle + iowait jiffies), summed over `cpus` (`cpuN` lines), or the machine's
-    `cpu` line when None. Guest time is already inside user time, so only the first 8 fields count."""
-    try:
-        with open(path) as stat:
-            lines = [line.split() for line in stat if line.startswith("cpu")]
-    except OSError:
-        return None
-    wanted = [fields for fields in lines
-              if (fields[0] == "cpu" if cpus is None else fields[0][3:].isdigit() and int(fields[0][3:]) in cpus)]  # fmt: skip
-    if not wanted:
-        return None
-    total = idle = 0
-    for fields in wanted:
-        values = [int(value) for value in fields[1:9]]
-        total += sum(values)
-        idle += values[3] + (values[4] if len(values) > 4 else 0)
-    return total, idle
-
-
 def default_threads(environ: MutableMapping[str, str] | None = None) -> int:
     """Intra-op threads for torch when the user did not choose.
 
-    - `OMP_NUM_THREADS` when set (by the user, or by torchrun: one per rank);
-    - otherwise every usable core (at most `MAX_DEFAULT_THREADS`), less the cores that other work
-      keeps busy right now (`busy_cores`), and at least 1.
-
-    With waiting threads asleep (`configure_before_torch`), one thread too many costs little, so
-    the count is rounded towards more threads: a core counts as busy only when more than 3/4 of it
-    is taken.
+    `OMP_NUM_THREADS` when set (by the user, or by torchrun: one per rank); otherwise every usable
+    core (`usable_cores`), at most `MAX_DEFAULT_THREADS`, busy machine or not: with waiting threads
+    asleep (`configure_before_torch`), two threads ran no slower than one while other processes
+    held one or both cores (module docstring), and every core is the right choice on an idle one.
     """
     environ = os.environ if environ is None else environ
     requested = environ.get("OMP_NUM_THREADS", "").strip()
     if requested.isdigit() and int(requested) > 0:
         return int(requested)
-    cores = min(usable_cores(), MAX_DEFAULT_THREADS)
-    busy = busy_cores()
-    if busy is None:
-        return cores
-    return max(1, min(cores, usable_cores() - int(busy + 0.25)))
+    return min(usable_cores(), MAX_DEFAULT_THREADS)
