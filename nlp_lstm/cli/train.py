@@ -21,7 +21,10 @@ def relaunch_with_torchrun(context: typer.Context, nproc_per_node: int) -> int:
     workers' exit code and their one-line error). The options are rebuilt from the parsed values, so
     this works however the command was invoked (console script, `-m`, or a test's CliRunner).
     """
-    args = [*context.command_path.split()[1:]]
+    args, level = [], context
+    while level.parent is not None:  # the subcommand names ("train", "classifier"), not the program's
+        args.insert(0, level.info_name)
+        level = level.parent
     for param in context.command.params:
         value = context.params.get(param.name)
         if param.name == "nproc_per_node" or value is None:

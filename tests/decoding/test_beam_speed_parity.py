@@ -15,7 +15,7 @@ from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search_hypotheses
 from nlp_lstm.decoding.topk import BLOCK, top_k
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
-from tests.frozen_beam_search import reference_beam_search, reference_step
+from tests.decoding.frozen_beam_search import reference_beam_search, reference_step
 
 # Wide enough that the blocked top-k (beam_size x vocab candidates per example) takes its fast path.
 VOCAB = 2000
@@ -242,7 +242,7 @@ def test_attention_without_autograd_is_the_frozen_attention_at_many_shapes(kind,
     # before at any batch, beam count, source length and width, in one chunk or several.
     from nlp_lstm.nn import attention as attention_module
     from nlp_lstm.nn.attention import ATTENTION
-    from tests.frozen_beam_search import _attend
+    from tests.decoding.frozen_beam_search import _attend
 
     torch.manual_seed(size)
     attention = ATTENTION[kind](size, 2 * size, coverage=True).eval()
