@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 from pathlib import Path
 
@@ -50,19 +49,6 @@ def model_only(classifier, batches):
     with torch.no_grad():
         for _, batch in batches:
             classifier.model(batch["input_ids"], batch["lengths"], batch["pad_mask"])
-
-
-def race(variants: dict, *, rounds: int, clock) -> dict:
-    """`common.race` (one warm-up, then round-robin medians) with a choice of clock."""
-    for run in variants.values():
-        run()
-    samples = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            start = clock()
-            run()
-            samples[name].append(clock() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -102,7 +88,7 @@ def main() -> None:
         for name, model in variants.items():
             timed[(name, "end to end")] = lambda m=model: m.predict(texts)
             timed[(name, "model only")] = lambda m=model: model_only(m, batches)
-        medians = race(timed, rounds=args.rounds, clock=time.process_time if args.clock == "cpu" else time.perf_counter)
+        medians = common.race(timed, rounds=args.rounds, clock=time.process_time if args.clock == "cpu" else time.perf_counter)
         for name in variants:
             end_to_end = medians[("float", "end to end")] / medians[(name, "end to end")]
             model = medians[("float", "model only")] / medians[(name, "model only")]

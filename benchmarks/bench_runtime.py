@@ -92,19 +92,6 @@ def latencies(variants: dict, texts: list[str], clock) -> dict[str, list[float]]
     return samples
 
 
-def race(variants: dict, *, rounds: int, clock) -> dict[str, float]:
-    """`common.race` with a choice of clock: one warm-up, then round-robin medians."""
-    for run in variants.values():
-        run()
-    samples = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            start = clock()
-            run()
-            samples[name].append(clock() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a trained classifier directory (default: train one briefly)")
@@ -148,7 +135,7 @@ def main() -> None:
         for name, predictor in variants.items():
             timed[(name, 64)] = lambda p=predictor: p.predict(timed_texts, batch_size=64)
             timed[(name, 1)] = lambda p=predictor: p.predict(batch1_texts, batch_size=1)
-        medians = race(timed, rounds=args.rounds, clock=clock)
+        medians = common.race(timed, rounds=args.rounds, clock=clock)
         single = latencies(variants, timed_texts[: args.latency_texts], clock)
 
     rows_out = []

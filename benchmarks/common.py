@@ -41,17 +41,21 @@ def machine_line(threads: int | None = None) -> str:
             f"torch {torch.__version__}, threads {threads}, load(1m) {load:.2f} at start")  # fmt: skip
 
 
-def race(variants: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each variant, variants alternated round-robin within each round."""
+def race(variants: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 1,
+         clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds per call of each variant, variants alternated round-robin within each round.
+
+    `clock` is wall time by default; `time.process_time` counts only this process's CPU seconds
+    (on a shared machine, not the time spent waiting for a core)."""
     for _ in range(warmup):
         for run in variants.values():
             run()
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, run in variants.items():
-            start = time.perf_counter()
+            start = clock()
             run()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
