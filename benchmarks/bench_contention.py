@@ -6,14 +6,14 @@ texts). Figures: training steps/s (forward, loss, backward, gradient clipping, A
 inference texts/s (forward without autograd), each over `--seconds` after a warm-up.
 
 Settings, each run in a fresh subprocess so that the OpenMP environment takes effect at torch's load:
-- "default": what the command line does: `nlp_lstm.threads.configure_before_torch()` (waiting
-  OpenMP threads sleep) and `torch.set_num_threads(nlp_lstm.threads.default_threads())`;
-- "1 thread": `configure_before_torch()` and one thread;
+- "default": what the command line does: `nlp_lstm.threads.configure_before_torch()` (it looks at
+  how busy the cores are; on a busy machine waiting OpenMP threads sleep) and
+  `torch.set_num_threads(nlp_lstm.threads.default_threads())` (the free cores, at least one);
+- "1 thread": one thread (no barrier, so the wait policy does not matter);
 - "before": the command line's old rule, for comparison: no OpenMP setting, 1 thread when the
   1-minute load average is over 0.5, else every core up to 4;
 - "2 spin": two threads with OpenMP's default (spinning) wait, the case NOTES.md measured;
-- "2 passive": two threads, waiting threads asleep (what "default" picks on a 2-core machine, so the
-  two rows' spread shows the noise of the run).
+- "2 passive": two threads, waiting threads asleep (`OMP_WAIT_POLICY=PASSIVE`).
 Contention: 0, 1 and 2 processes running `while True: pass`, started by this script before the
 settings' runs and always killed after them. Settings alternate round-robin within each round; the
 table shows medians over rounds and each setting's ratio to "1 thread" under the same contention.
@@ -43,10 +43,10 @@ def worker(setting: str, seconds: float) -> dict:
     sys.path.insert(0, str(ROOT))
     from nlp_lstm import threads
 
-    if setting in ("default", "1 thread", "2 passive"):
+    if setting == "default":
         threads.configure_before_torch()
-    elif setting == "2 spin":
-        os.environ.pop("OMP_WAIT_POLICY", None)
+    elif setting == "2 passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
 
     if setting == "default":
