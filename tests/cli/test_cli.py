@@ -168,15 +168,18 @@ def test_evaluate_on_the_held_out_split_of_the_training_file(data, tmp_path):
     assert evaluated["accuracy"] == trained["accuracy"]
 
 
-def test_the_command_line_makes_openmp_sleep_before_torch_loads():
-    """OMP_WAIT_POLICY is read once, when torch loads libgomp: the entry point sets it first."""
+def test_the_command_line_chooses_how_openmp_waits_before_torch_loads():
+    """OMP_WAIT_POLICY is read once, when torch loads libgomp: the entry point decides it first, from
+    how busy the cores are (here a stand-in for the /proc/stat sample): busy -> PASSIVE, idle -> unset."""
     import os
     import subprocess
     import sys
 
     from tests.helpers import ROOT
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = "import nlp_lstm.cli.main, os, sys; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "False"]  # set, and torch not yet imported when it was
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    for busy, policy in ((2.0, "PASSIVE"), (0.0, "None")):
+        code = (f"import nlp_lstm.threads as t; t.busy_cores = lambda **kwargs: {busy}; import nlp_lstm.cli.main, os, sys; "
+                "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == [policy, "False"], (busy, out.stdout)  # decided, and torch not yet loaded
