@@ -9,8 +9,8 @@ domain of every VADER text (`data/vader_sentiment.jsonl.gz`), `wiki_topic` the 1
 Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); the last two are cut 80/10/10 by
 `DataSource`'s seeded rule. Settings: `defaults` (the CLI's `train classifier` defaults),
 `previous` (the defaults before they were measured), `candidate` (the measured choice), and
-`NAME+pretrained` (`pretrain` one epoch on the training texts, then `--init-from` with
-discriminative learning rates). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
+`concat` (the candidate with concat pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
+the training texts, then `--init-from` with discriminative learning rates). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
 TF-IDF + LR row (C chosen on validation) comes first for each corpus. Results also go to
 `OUT/results.jsonl`. scikit-learn is a dev dependency only.
 """
@@ -74,9 +74,10 @@ SETTINGS = {
                                "weight_decay": 0.1}},
 }
 SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["previous"]["tokenizer"]}
+SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
 
 
-def lstm(source, setting: str, out: Path) -> dict:
+def lstm(source, setting: str, out: Path, lm_epochs: int = 1) -> dict:
     import nlp_lstm
     from nlp_lstm.config import TrainConfig
 
@@ -86,7 +87,7 @@ def lstm(source, setting: str, out: Path) -> dict:
     elif setting.endswith("+pretrained"):  # e.g. candidate+pretrained: pretrain on the training texts first
         base = SETTINGS[setting.removesuffix("+pretrained")]
         lm, tokenizer = out / "lm", base["tokenizer"]
-        nlp_lstm.pretrain(output_dir=lm, source=source, tokenizer_settings=tokenizer, training=TrainConfig(epochs=1),
+        nlp_lstm.pretrain(output_dir=lm, source=source, tokenizer_settings=tokenizer, training=TrainConfig(epochs=lm_epochs),
                           model={k: base["model"][k] for k in ("embedding_dim", "hidden_size")}, overwrite=True,
                           progress=False)
         model = {**base["model"], "init_from": str(lm)}
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--vader-split", type=Path, default=SPLITS / "vader")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
+    parser.add_argument("--lm-epochs", type=int, default=1, help="pretraining epochs of the NAME+pretrained settings")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR rows (already measured)")
     args = parser.parse_args()
     import torch
 
@@ -116,8 +119,9 @@ def main() -> None:
     corpora = sources(args.vader_split)
     print(f"{'corpus':<14} {'setting':<22} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7} {'seconds':>8}", flush=True)
     for corpus in args.corpora:
-        rows = [("tfidf+lr", lambda: tfidf(corpora[corpus]))]
-        rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s)) for setting in args.settings]
+        rows = [] if args.no_baseline else [("tfidf+lr", lambda: tfidf(corpora[corpus]))]
+        rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs))
+                 for setting in args.settings]
         for setting, run in rows:
             result = run()
             ece = "" if result["ece"] is None else f"{result['ece']:.4f}"

@@ -25,7 +25,7 @@ from tests.helpers import sentiment_rows, write_csv
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VOCAB = 30
 PEEPHOLES = ["none", "diagonal", "full"]
-POOLINGS = ["max", "mean", "last", "attention"]
+POOLINGS = ["max", "mean", "last", "attention", "concat"]
 
 lengths_strategy = st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=5)
 

@@ -104,7 +104,7 @@ def classifier_command(
     embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", min=1, help="Embedding size.")] = None,
     hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", min=1, help="LSTM units per direction.")] = None,
     num_layers: Annotated[Optional[int], typer.Option("--num-layers", min=1, help="Stacked LSTM layers.")] = None,
-    pooling: Annotated[Optional[str], typer.Option("--pooling", help="max | mean | last | attention.")] = None,
+    pooling: Annotated[Optional[str], typer.Option("--pooling", help="max | mean | last | attention | concat (last, max and mean side by side).")] = None,
     peephole: Annotated[Optional[str], typer.Option("--peephole", help="none (fused kernel) | diagonal | full.")] = None,
     dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.99, help="Dropout rate.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,

@@ -17,7 +17,7 @@ from nlp_lstm.config import check_choice, check_fraction, check_positive
 from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn.lstm import LSTM, PEEPHOLES
-from nlp_lstm.nn.pooling import POOLING, build_pooling
+from nlp_lstm.nn.pooling import POOLING, build_pooling, pooled_size
 
 TASKS = ("binary", "multiclass", "multilabel")
 
@@ -42,7 +42,7 @@ class ClassifierConfig:
     bidirectional: bool = True
     dropout: float = 0.5
     peephole: str = "none"  # none (fused kernel) | diagonal | full
-    pooling: str = "mean"  # max | mean | last | attention
+    pooling: str = "mean"  # max | mean | last | attention | concat
     max_length: int = 256  # tokens kept per text; longer texts are truncated (with a warning)
     # A language model directory (`nlp-lstm pretrain`) whose tokenizer, embedding and encoder weights
     # the classifier starts from (ULMFiT); its sizes must match this config's.
@@ -84,7 +84,7 @@ class TextClassifier(nn.Module):
         self.pooling = build_pooling(config.pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(config.dropout)
         # Binary uses one logit + sigmoid (the seed recipe's Dense(1, sigmoid)); otherwise one per label.
-        self.head = nn.Linear(self.encoder.output_size, 1 if config.task == "binary" else config.num_labels)
+        self.head = nn.Linear(pooled_size(self.pooling, self.encoder.output_size), 1 if config.task == "binary" else config.num_labels)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """Args:

@@ -1,4 +1,4 @@
-"""Pooling: encoder outputs (B, T, F) + pad_mask -> one vector per sequence (B, F).
+"""Pooling: encoder outputs (B, T, F) + pad_mask -> one vector per sequence (B, F), or (B, 3F) for concat.
 
 Every pooling ignores padded positions exactly, so padding never changes a prediction.
 """
@@ -41,8 +41,27 @@ class AttentionPooling(nn.Module):
         return torch.bmm(weights.unsqueeze(1), outputs).squeeze(1)  # (B, F)
 
 
-POOLING = {"max": MaxPooling, "mean": MeanPooling, "last": LastPooling, "attention": AttentionPooling}
+class ConcatPooling(nn.Module):
+    """[final states; max; mean] side by side (ULMFiT's concat pooling, Howard & Ruder 2018 sec. 3.3)."""
+
+    width = 3  # output features per encoder feature
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts = (LastPooling(), MaxPooling(), MeanPooling())
+
+    def forward(self, outputs: torch.Tensor, pad_mask: torch.Tensor, final_hidden: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(outputs, pad_mask, final_hidden) for part in self.parts], dim=-1)  # (B, 3F)
+
+
+POOLING = {"max": MaxPooling, "mean": MeanPooling, "last": LastPooling, "attention": AttentionPooling,
+           "concat": ConcatPooling}
 
 
 def build_pooling(name: str, features: int) -> nn.Module:
     return AttentionPooling(features) if name == "attention" else POOLING[name]()
+
+
+def pooled_size(pooling: nn.Module, features: int) -> int:
+    """Features per sequence that `pooling` returns for encoder outputs of `features` features."""
+    return getattr(pooling, "width", 1) * features

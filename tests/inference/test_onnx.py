@@ -61,7 +61,7 @@ def assert_same_predictions(model, onnx_model, inputs, lengths, pad_mask):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention", "concat"])
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
 def test_classifier_graph_matches_pytorch_on_ragged_batches(task, pooling, tmp_path):
     torch.manual_seed(1)

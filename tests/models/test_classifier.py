@@ -13,7 +13,7 @@ from tests.helpers import sentiment_rows, write_csv
 SMALL = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0, "pooling": "max"}
 
 
-@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention", "concat"])
 def test_padding_and_batch_order_never_change_logits(pooling):
     model = TextClassifier(ClassifierConfig(num_labels=3, vocab_size=30, **{**SMALL, "pooling": pooling})).eval()
     short = torch.tensor([[5, 6, 7]])

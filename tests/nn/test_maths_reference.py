@@ -130,7 +130,7 @@ def test_p_gen_by_hand():
     assert pointer(context, state, inputs).tolist() == pytest.approx([expected])
 
 
-@pytest.mark.parametrize("name", ["max", "mean", "attention", "last"])
+@pytest.mark.parametrize("name", ["max", "mean", "attention", "last", "concat"])
 def test_pooling_by_hand(name):
     torch.manual_seed(2)
     outputs = torch.randn(2, 4, 3)
@@ -146,6 +146,9 @@ def test_pooling_by_hand(name):
             expected = [sum(column) / len(real) for column in zip(*real)]
         elif name == "last":
             expected = final_hidden[row].tolist()
+        elif name == "concat":  # ULMFiT sec. 3.3: [h_T; maxpool(H); meanpool(H)]
+            expected = (final_hidden[row].tolist() + [max(column) for column in zip(*real)]
+                        + [sum(column) / len(real) for column in zip(*real)])
         else:  # Yang et al. 2016: u_t = tanh(W h_t + b), a = softmax(u_t . u_w), sum_t a_t h_t
             scores = [
                 dot(pooling.query.weight[0].tolist(),
