@@ -8,6 +8,11 @@ validation and training tokens per second (predictions of both directions).
 
     .venv/bin/python benchmarks/lm_pretrain_probe.py [--epochs 1] [--embedding-dim 256]
         [--hidden-size 256] [--vocab-size 8000] [--max-length 128] [--threads 1] [--limit N]
+        [--softmax-candidates 0 1024]
+
+With several `--softmax-candidates` values (0: the full softmax) the same data trains one model per
+value, one after the other from the same seed, and a last table compares their training time and
+validation perplexity (always over the full vocabulary).
 """
 
 from __future__ import annotations
@@ -109,6 +114,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training texts")
+    parser.add_argument("--softmax-candidates", type=int, nargs="+", default=[0],
+                        help="rows each training batch's softmax scores (0: all); one model per value")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(common.machine_line(args.threads))
@@ -129,19 +136,29 @@ def main() -> None:
     def dataset(rows: list[list[int]]) -> Dataset:
         return Dataset.from_dict({"input_ids": rows, "length": [len(ids) for ids in rows]})
 
-    config = LanguageModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim,
-                                 hidden_size=args.hidden_size, num_layers=args.num_layers)  # fmt: skip
-    model = LanguageModel(config)
-    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}")
-    task = LanguageModelTask()
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               patience=args.epochs, seed=13)  # fmt: skip
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = fit(model, task=task, train_data=dataset(train_ids), validation_data=dataset(validation_ids),
-                     config=train_config, run_dir=Path(run_dir), device=torch.device("cpu"), progress=False)  # fmt: skip
-    model.load_state_dict(result.best_state)
-    sample = model.sample(tokenizer.encode("the movie"), 20, temperature=0.8, generator=torch.Generator().manual_seed(0))
-    print(f"sample after 'the movie': {tokenizer.decode(tokenizer.encode('the movie') + sample)!r}")
+    summary = []
+    for candidates in args.softmax_candidates:
+        torch.manual_seed(13)
+        config = LanguageModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim,
+                                     hidden_size=args.hidden_size, num_layers=args.num_layers,
+                                     softmax_candidates=candidates)  # fmt: skip
+        model = LanguageModel(config)
+        print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}")
+        task = LanguageModelTask()
+        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                   patience=args.epochs, seed=13)  # fmt: skip
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = fit(model, task=task, train_data=dataset(train_ids), validation_data=dataset(validation_ids),
+                         config=train_config, run_dir=Path(run_dir), device=torch.device("cpu"), progress=False)  # fmt: skip
+        model.load_state_dict(result.best_state)
+        prompt = tokenizer.encode("the movie")
+        sample = model.sample(prompt, 20, temperature=0.8, generator=torch.Generator().manual_seed(0))
+        print(f"sample after 'the movie': {tokenizer.decode(prompt + sample)!r}")
+        summary.append((candidates, sum(row["train_seconds"] for row in task.rows), task.rows[-1]["perplexity"]))
+    if len(summary) > 1:
+        print("\n| softmax candidates | train s | x first | validation perplexity |\n|---|---|---|---|")
+        for candidates, seconds, perplexity in summary:
+            print(f"| {candidates or 'all'} | {seconds:.0f} | {seconds / summary[0][1]:.2f} | {perplexity:.1f} |")
     print(f"total {time.perf_counter() - started:.0f} s (fit {result.seconds:.0f} s)")
 
 
