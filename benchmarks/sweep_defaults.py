@@ -10,7 +10,7 @@ Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); the last two are cut 80/
 `DataSource`'s seeded rule. Settings: `defaults` (the CLI's `train classifier` defaults),
 `previous` (the defaults before they were measured), `candidate` (the measured choice), and
 `concat` (the candidate with concat pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
-the training texts, then `--init-from` with discriminative learning rates). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
+the training texts, then `--init-from` with discriminative learning rates, `--layer-lr-decay`). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
 TF-IDF + LR row (C chosen on validation) comes first for each corpus. Results also go to
 `OUT/results.jsonl`. scikit-learn is a dev dependency only.
 """
@@ -77,21 +77,23 @@ SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["p
 SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
 
 
-def lstm(source, setting: str, out: Path, lm_epochs: int = 1) -> dict:
+def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: float = 2.6) -> dict:
     import nlp_lstm
     from nlp_lstm.config import TrainConfig
 
     started = time.perf_counter()
+    extra = {}
     if setting == "defaults":
         model, tokenizer, training = {}, None, {}
     elif setting.endswith("+pretrained"):  # e.g. candidate+pretrained: pretrain on the training texts first
         base = SETTINGS[setting.removesuffix("+pretrained")]
         lm, tokenizer = out / "lm", base["tokenizer"]
-        nlp_lstm.pretrain(output_dir=lm, source=source, tokenizer_settings=tokenizer, training=TrainConfig(epochs=lm_epochs),
-                          model={k: base["model"][k] for k in ("embedding_dim", "hidden_size")}, overwrite=True,
-                          progress=False)
+        lm_metrics = nlp_lstm.pretrain(output_dir=lm, source=source, tokenizer_settings=tokenizer,
+                                       training=TrainConfig(epochs=lm_epochs), overwrite=True, progress=False,
+                                       model={k: base["model"][k] for k in ("embedding_dim", "hidden_size")})
         model = {**base["model"], "init_from": str(lm)}
-        training = {**base["training"], "layer_lr_decay": 2.6}
+        extra = {"lm_perplexity": lm_metrics["validation"]["perplexity"], "lm_seconds": time.perf_counter() - started}
+        training = {**base["training"], "layer_lr_decay": layer_lr_decay}
     else:
         model, tokenizer, training = (SETTINGS[setting][key] for key in ("model", "tokenizer", "training"))
     metrics = nlp_lstm.train(output_dir=out / "model", source=source, tokenizer_settings=tokenizer, model=model,
@@ -99,7 +101,7 @@ def lstm(source, setting: str, out: Path, lm_epochs: int = 1) -> dict:
     test = metrics["test"]
     return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "ece": test["ece"],
             "ece_before_scaling": test["ece_before_scaling"], "seconds": time.perf_counter() - started,
-            "best_epoch": metrics["best_epoch"]}
+            "best_epoch": metrics["best_epoch"], **extra}
 
 
 def main() -> None:
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
     parser.add_argument("--lm-epochs", type=int, default=1, help="pretraining epochs of the NAME+pretrained settings")
+    parser.add_argument("--layer-lr-decay", type=float, default=2.6,
+                        help="fine-tuning's discriminative learning-rate decay in the NAME+pretrained settings (1: one rate)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR rows (already measured)")
     args = parser.parse_args()
     import torch
@@ -120,7 +124,8 @@ def main() -> None:
     print(f"{'corpus':<14} {'setting':<22} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7} {'seconds':>8}", flush=True)
     for corpus in args.corpora:
         rows = [] if args.no_baseline else [("tfidf+lr", lambda: tfidf(corpora[corpus]))]
-        rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs))
+        rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs,
+                                                      args.layer_lr_decay))
                  for setting in args.settings]
         for setting, run in rows:
             result = run()
