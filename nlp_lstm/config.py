@@ -43,6 +43,9 @@ class TrainConfig:
     # Discriminative fine-tuning (ULMFiT sec. 3.2): each lower layer group (head, encoder layers top
     # down, embedding) learns this many times slower than the one above; 1 = one rate for all.
     layer_lr_decay: float = 1.0
+    # Gradual unfreezing (ULMFiT sec. 3.3): epoch 1 trains the head only, each later epoch also the
+    # next layer group down (encoder layers, then the embedding). For classifiers; one process only.
+    gradual_unfreezing: bool = False
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch end
     keep_checkpoints: int = 2
     # Forward passes and losses in bfloat16 autocast (torch.autocast), weights and optimizer in float32.

@@ -19,10 +19,11 @@ from nlp_lstm.data.encode import ids_to_text
 from nlp_lstm.data.specials import EOS_ID
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.greedy import greedy_decode
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.metrics.calibration import CalibrationCounts
 from nlp_lstm.metrics.classification import ClassificationCounts
 from nlp_lstm.metrics.rouge import RougeCounts
-from nlp_lstm.models.transfer import discriminative_parameter_groups
+from nlp_lstm.models.transfer import apply_gradual_unfreezing, discriminative_parameter_groups
 from nlp_lstm.nn.modes import evaluation_mode
 from nlp_lstm.training import distributed
 
@@ -41,6 +42,7 @@ class ClassificationTask:
         self.temperature = temperature
         self.collate = collate_features if features else collate_classification
         self.input_key = "features" if features else "input_ids"
+        self.unfreezing_groups: list[dict] | None = None  # set by `parameter_groups` for gradual unfreezing
 
     def logits(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         return model(batch[self.input_key], batch["lengths"], batch["pad_mask"])
@@ -51,13 +53,21 @@ class ClassificationTask:
         return distributed.unwrap(model).loss(self.logits(model, batch), batch["labels"])
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
-        pass
+        if self.unfreezing_groups is not None:
+            apply_gradual_unfreezing(self.unfreezing_groups, epoch)
 
     def parameter_groups(self, model: torch.nn.Module, config: TrainConfig) -> list[dict] | None:
-        """ULMFiT's discriminative learning rates when `config.layer_lr_decay` > 1 (else one group)."""
-        if config.layer_lr_decay == 1.0 or getattr(model, "embedding", None) is None:
+        """ULMFiT's layer groups when `config.layer_lr_decay` > 1 (discriminative learning rates) or
+        `config.gradual_unfreezing` is on; else None (one group)."""
+        if getattr(model, "embedding", None) is None or (config.layer_lr_decay == 1.0 and not config.gradual_unfreezing):
             return None
-        return discriminative_parameter_groups(model, learning_rate=config.learning_rate, decay=config.layer_lr_decay)
+        groups = discriminative_parameter_groups(model, learning_rate=config.learning_rate, decay=config.layer_lr_decay)
+        if config.gradual_unfreezing:
+            if distributed.world_size() > 1:
+                raise NlpLstmError("gradual_unfreezing trains in one process (DistributedDataParallel cannot "
+                                   "freeze parameters after wrapping): drop --nproc-per-node or the setting")
+            self.unfreezing_groups = groups
+        return groups
 
     def evaluate(self, model: torch.nn.Module, batches: Callable[[], Any], *, all_reduce: bool = False) -> dict[str, Any]:
         """Accuracy, macro-F1, per-class scores, the mean loss, and the calibration of the

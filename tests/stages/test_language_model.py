@@ -94,6 +94,32 @@ def test_init_from_starts_the_classifier_from_the_language_model(language_model,
     assert (tmp_path / "clf" / "tokenizer" / "vocab.txt").read_text() == (lm_dir / "tokenizer" / "vocab.txt").read_text()
 
 
+def test_gradual_unfreezing_trains_the_head_alone_in_the_first_epoch(language_model, corpus, tmp_path):
+    from nlp_lstm.artifacts import load_tensors
+
+    lm_dir, _ = language_model
+    root, train = corpus
+    nlp_lstm.train(output_dir=tmp_path / "clf", source=DataSource(train_file=str(train)), model={"init_from": str(lm_dir)},
+                   training=TrainConfig(epochs=1, batch_size=16, learning_rate=0.05, gradual_unfreezing=True),
+                   progress=False, device="cpu")
+    lm, clf = load_tensors(lm_dir / "model.safetensors"), load_tensors(tmp_path / "clf" / "model.safetensors")
+    # A large learning rate, yet after one epoch the embedding and both directions are the LM's, bit for bit.
+    assert torch.equal(clf["embedding.weight"], lm["embedding.weight"])
+    assert torch.equal(clf["encoder.weight_ih_l0"], lm["forward_layers.0.weight_ih_l0"])
+    assert torch.equal(clf["encoder.weight_hh_l0_reverse"], lm["backward_layers.0.weight_hh_l0"])
+    # Epoch 2 opens the (only) encoder layer, both directions; the embedding waits for epoch 3.
+    from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+    from nlp_lstm.training.tasks import ClassificationTask
+
+    model = TextClassifier(ClassifierConfig(num_labels=2, vocab_size=30, **SIZES))
+    task = ClassificationTask(["neg", "pos"])
+    task.parameter_groups(model, TrainConfig(gradual_unfreezing=True))
+    for epoch, open_prefixes in ((1, ("head.",)), (2, ("head.", "encoder.")), (3, ("head.", "encoder.", "embedding."))):
+        task.on_epoch_start(model, epoch)
+        for name, parameter in model.named_parameters():
+            assert parameter.requires_grad == name.startswith(open_prefixes), (epoch, name)
+
+
 def test_bad_inputs_are_one_line_errors(language_model, corpus, tmp_path):
     lm_dir, _ = language_model
     root, train = corpus
