@@ -76,3 +76,24 @@ def assert_usage_error(result, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
     assert "Traceback" not in result.output
     print(lines[0])  # `pytest -s` shows every message (docs/errors.md quotes them)
+
+
+def add_copy_half_targets(batch: dict, sources: list[list[int]], vocab_size: int) -> dict:
+    """Teacher-forcing fields for the toy task "summary = the first half of the source" (ids of the
+    extended vocabulary, so OOV copies are targets too): `dec_input_ids` (BOS + target, OOVs read as
+    UNK), `target_ids` (target + EOS) and `tgt_pad_mask`, added to `batch`."""
+    import torch
+
+    from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+    targets = [source[: (len(source) + 1) // 2] for source in sources]
+    lengths = torch.tensor([len(target) + 1 for target in targets])
+    dec_input_ids = torch.full((len(targets), int(lengths.max())), PAD_ID)
+    target_ids = dec_input_ids.clone()
+    for row, target in enumerate(targets):
+        dec_input_ids[row, : len(target) + 1] = torch.tensor([BOS_ID, *target])
+        target_ids[row, : len(target) + 1] = torch.tensor([*target, EOS_ID])
+    batch["dec_input_ids"] = dec_input_ids.masked_fill(dec_input_ids >= vocab_size, UNK_ID)
+    batch["target_ids"] = target_ids
+    batch["tgt_pad_mask"] = torch.arange(dec_input_ids.shape[1]) >= lengths.unsqueeze(1)
+    return batch

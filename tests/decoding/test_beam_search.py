@@ -18,6 +18,7 @@ from nlp_lstm.decoding.beam_search import (
 from nlp_lstm.decoding.greedy import greedy_decode
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.summarizer import DecoderState, EncoderOutput, Summarizer, SummarizerConfig
+from tests.helpers import add_copy_half_targets
 
 VOCAB = 30
 
@@ -71,16 +72,7 @@ def trained_model():
     model = make_model(sharpness=1.0)
     sources = random_sources(12, seed=10)
     batch = make_batch(sources)
-    targets = [source[: (len(source) + 1) // 2] for source in sources]
-    lengths = torch.tensor([len(t) + 1 for t in targets])
-    dec_input_ids = torch.full((len(targets), int(lengths.max())), PAD_ID)
-    target_ids = dec_input_ids.clone()
-    for row, target in enumerate(targets):
-        dec_input_ids[row, : len(target) + 1] = torch.tensor([BOS_ID, *target])
-        target_ids[row, : len(target) + 1] = torch.tensor([*target, EOS_ID])
-    batch["dec_input_ids"] = dec_input_ids.masked_fill(dec_input_ids >= VOCAB, UNK_ID)
-    batch["target_ids"] = target_ids
-    batch["tgt_pad_mask"] = torch.arange(dec_input_ids.shape[1]) >= lengths.unsqueeze(1)
+    add_copy_half_targets(batch, sources, VOCAB)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     model.coverage_weight = 1.0
     for _ in range(60):

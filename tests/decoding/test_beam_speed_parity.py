@@ -11,11 +11,12 @@ import math
 import pytest
 import torch
 
-from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nlp_lstm.data.specials import EOS_ID, PAD_ID, UNK_ID
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search_hypotheses
 from nlp_lstm.decoding.topk import BLOCK, top_k
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
 from tests.decoding.frozen_beam_search import reference_beam_search, reference_step
+from tests.helpers import add_copy_half_targets
 
 # Wide enough that the blocked top-k (beam_size x vocab candidates per example) takes its fast path.
 VOCAB = 2000
@@ -62,16 +63,7 @@ def trained_model():
                                         coverage=True))  # fmt: skip
     batch = make_batch(8, seed=11, max_len=12)
     sources = [row[: int(length)].tolist() for row, length in zip(batch["src_ext_ids"], batch["src_lengths"])]
-    targets = [source[: (len(source) + 1) // 2] for source in sources]
-    lengths = torch.tensor([len(target) + 1 for target in targets])
-    dec_input_ids = torch.full((len(targets), int(lengths.max())), PAD_ID)
-    target_ids = dec_input_ids.clone()
-    for row, target in enumerate(targets):
-        dec_input_ids[row, : len(target) + 1] = torch.tensor([BOS_ID, *target])
-        target_ids[row, : len(target) + 1] = torch.tensor([*target, EOS_ID])
-    batch["dec_input_ids"] = dec_input_ids.masked_fill(dec_input_ids >= VOCAB, UNK_ID)
-    batch["target_ids"] = target_ids
-    batch["tgt_pad_mask"] = torch.arange(dec_input_ids.shape[1]) >= lengths.unsqueeze(1)
+    add_copy_half_targets(batch, sources, VOCAB)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
     for _ in range(30):
         optimizer.zero_grad()
