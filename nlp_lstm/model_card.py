@@ -18,7 +18,7 @@ from nlp_lstm.model_dir import ModelFile
 
 PIPELINE_TAGS = {"classifier": "text-classification", "summarizer": "summarization", "language_model": "text-generation"}
 WHAT = {
-    "classifier": "a bidirectional LSTM text classifier (embedding -> BiLSTM -> {pooling} pooling -> linear)",
+    "classifier": "a bidirectional LSTM text classifier (embedding -> BiLSTM -> {pooling} pooling -> linear{ngrams})",
     "summarizer": "an LSTM pointer-generator summarizer (BiLSTM encoder, attention decoder with copy{coverage}; See et al. 2017)",
     "language_model": "a forward + backward LSTM language model (AWD-LSTM regularisation; Merity et al. 2018)",
 }
@@ -79,6 +79,7 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
     metric_names = {"classifier": ["accuracy", "f1"], "summarizer": ["rouge"], "language_model": ["perplexity"]}[kind]
     hub_datasets = [hub_dataset] if hub_dataset else []
     what = WHAT[kind].format(pooling=getattr(config, "pooling", ""),
+                             ngrams=", plus a bag of hashed n-grams" if getattr(config, "ngram_buckets", 0) else "",
                              coverage=" and coverage" if getattr(config, "coverage", False) else "")
     lines = [
         "---",

@@ -5,8 +5,9 @@ the fitted calibration, the decoding settings and the training settings. `read_m
 once into a typed `ModelFile`; loading reads weights with safetensors only, nothing is unpickled.
 
 Directories written before the model configs held their own length limits (format 1: `max_length`,
-`max_source_length`, `max_target_length` at the top level, the coverage schedule in `training`) are
-read into the same `ModelFile`.
+`max_source_length`, `max_target_length` at the top level, the coverage schedule in `training`), and
+classifiers written before the n-gram bag (formats 1 and 2: no `ngram_buckets`, so none) are read into
+the same `ModelFile`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.language_model import LanguageModelConfig
 from nlp_lstm.models.summarizer import SummarizerConfig
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KINDS = ("classifier", "summarizer", "language_model")
 COMMANDS = {"classifier": "classify", "summarizer": "summarize", "language_model": "train classifier --init-from"}
 
@@ -68,8 +69,10 @@ def _model_config_class(kind: str) -> type:
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 (length limits at the top level, coverage schedule in `training`) -> format 2."""
+    """Formats 1 (length limits at the top level, coverage schedule in `training`) and 2 (classifiers
+    without an n-gram bag) -> format 3."""
     data = dict(data)
+    version = int(data.get("format_version", 1))
     model = dict(data.get("model", {}))
     training = dict(data.get("training", {}))
     for key in ("max_length", "max_source_length", "max_target_length"):
@@ -81,6 +84,8 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
             value = training.pop(key)
             if data.get("kind") == "summarizer":
                 model.setdefault(key, value)
+    if version < 3 and data.get("kind") == "classifier":
+        model.setdefault("ngram_buckets", 0)  # the bag came with format 3; before it, no classifier had one
     data["model"], data["training"] = model, training
     return data
 

@@ -106,6 +106,8 @@ def classifier_command(
     num_layers: Annotated[Optional[int], typer.Option("--num-layers", min=1, help="Stacked LSTM layers.")] = None,
     pooling: Annotated[Optional[str], typer.Option("--pooling", help="max | mean | last | attention | concat (last, max and mean side by side).")] = None,
     peephole: Annotated[Optional[str], typer.Option("--peephole", help="none (fused kernel) | diagonal | full.")] = None,
+    ngram_buckets: Annotated[Optional[int], typer.Option(
+        "--ngram-buckets", min=0, help="Hashed bigram buckets of the n-gram bag beside the BiLSTM; 0 turns it off.")] = None,
     dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.99, help="Dropout rate.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
     init_from: Annotated[Optional[Path], typer.Option(
@@ -121,7 +123,8 @@ def classifier_command(
         from nlp_lstm.stages.language_model import with_encoder_sizes
 
         model = {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
-                 "pooling": pooling, "peephole": peephole, "dropout": dropout, "max_length": max_length}
+                 "pooling": pooling, "peephole": peephole, "dropout": dropout, "max_length": max_length,
+                 "ngram_buckets": ngram_buckets}
         model = {key: value for key, value in model.items() if value is not None}
         if init_from is not None:
             model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model

@@ -3,6 +3,7 @@
 A classifier becomes one graph, `classifier.onnx`:
     input_ids (B, T) int64 | features (B, T, D) float32,  lengths (B,) int64
       -> embed -> BiLSTM over each row's real length -> pooling (padding ignored) -> head
+         (+ the n-gram bag's logits, from the same ids)
       -> logits (B, 1) binary | (B, num_labels)
 Probabilities are left to the caller (`TextClassifier.scores`: sigmoid or softmax), so the ONNX
 path and the PyTorch path share one formula.

@@ -87,6 +87,7 @@ class ClassifierGraph(nn.Module):
         self.encoder = torch_lstm(model.encoder)
         self.pooling = model.pooling
         self.head = model.head
+        self.ngrams = model.ngrams
         self.directions = model.encoder.num_directions
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,8 @@ class ClassifierGraph(nn.Module):
         outputs, _ = encode_packed(self.encoder, inputs=embedded, lengths=lengths)  # (B, T, dirs*H)
         pad_mask = pad_mask_from(lengths, inputs.shape[1])  # (B, T)
         pooled = self.pooling(outputs, pad_mask, self._final_hidden(outputs, lengths))  # (B, dirs*H)
-        return self.head(pooled)
+        logits = self.head(pooled)
+        return logits if self.ngrams is None else logits + self.ngrams(inputs, pad_mask)
 
     def _final_hidden(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The last layer's h_n as `(B, dirs*H)`: forward at each row's last token, backward at its first.

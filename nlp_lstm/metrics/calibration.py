@@ -285,6 +285,11 @@ def fit_temperature(
     return math.exp((low + high) / 2)
 
 
+def calibrated_nll(logits: Any, labels: Any, *, fit: bool = True) -> float:
+    """The held-out NLL after temperature scaling (`fit`), or of the logits as they are (T = 1)."""
+    return _nll_function(logits, labels)(fit_temperature(logits, labels) if fit else 1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Multi-label thresholds
 # ---------------------------------------------------------------------------------------------

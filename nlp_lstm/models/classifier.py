@@ -17,6 +17,7 @@ from nlp_lstm.config import check_choice, check_fraction, check_positive
 from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn.lstm import LSTM, PEEPHOLES
+from nlp_lstm.nn.ngrams import NgramBag
 from nlp_lstm.nn.pooling import POOLING, build_pooling, pooled_size
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -44,6 +45,9 @@ class ClassifierConfig:
     peephole: str = "none"  # none (fused kernel) | diagonal | full
     pooling: str = "mean"  # max | mean | last | attention | concat
     max_length: int = 256  # tokens kept per text; longer texts are truncated (with a warning)
+    # Hashed bigram buckets of the n-gram bag beside the BiLSTM (`nn/ngrams.py`); 0 turns it off.
+    # Token ids only: float feature sequences have no n-grams, so their configs hold 0.
+    ngram_buckets: int = 2**18
     # A language model directory (`nlp-lstm pretrain`) whose tokenizer, embedding and encoder weights
     # the classifier starts from (ULMFiT); its sizes must match this config's.
     init_from: str | None = None
@@ -59,6 +63,10 @@ class ClassifierConfig:
         check_positive(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_dim=self.embedding_dim,
                        max_length=self.max_length, num_labels=self.num_labels)
         check_fraction("dropout", self.dropout)
+        if self.ngram_buckets < 0:
+            raise NlpLstmError(f"ngram_buckets must be >= 0 (0 turns the n-gram bag off), got {self.ngram_buckets}")
+        if self.input_size is not None:
+            self.ngram_buckets = 0
 
 
 class TextClassifier(nn.Module):
@@ -84,15 +92,20 @@ class TextClassifier(nn.Module):
         self.pooling = build_pooling(config.pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(config.dropout)
         # Binary uses one logit + sigmoid (the seed recipe's Dense(1, sigmoid)); otherwise one per label.
-        self.head = nn.Linear(pooled_size(self.pooling, self.encoder.output_size), 1 if config.task == "binary" else config.num_labels)
+        outputs = 1 if config.task == "binary" else config.num_labels
+        self.head = nn.Linear(pooled_size(self.pooling, self.encoder.output_size), outputs)
+        self.ngrams = (NgramBag(config.vocab_size, config.ngram_buckets, outputs, dropout=config.dropout)
+                       if config.ngram_buckets and config.vocab_size is not None else None)
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor, *, parts: bool = False):
         """Args:
             inputs: token ids (B, T) long, or features (B, T, D) float.
             lengths: (B,) real lengths.
             pad_mask: (B, T) True at padding.
+            parts: return the BiLSTM's and the n-gram bag's logits apart (training, `training_loss`).
         Returns:
-            logits (B, 1) for binary, else (B, num_labels).
+            logits (B, 1) for binary, else (B, num_labels): the BiLSTM head's plus the n-gram bag's;
+            with `parts`, the pair `(lstm_logits, bag_logits or None)`.
         """
         # Dropout on the embeddings as well as before the head: with ~15k training texts a BiLSTM
         # overfits within 3 epochs otherwise (measured on the sentiment pipeline).
@@ -101,7 +114,19 @@ class TextClassifier(nn.Module):
         directions = 2 if self.config.bidirectional else 1
         final_hidden = h_n[-directions:].transpose(0, 1).reshape(inputs.size(0), -1)  # (B, dirs*H), last layer
         pooled = self.pooling(outputs, pad_mask, final_hidden)
-        return self.head(self.dropout(pooled))
+        logits = self.head(self.dropout(pooled))
+        bag = None if self.ngrams is None else self.ngrams(inputs, pad_mask)
+        if parts:
+            return logits, bag
+        return logits if bag is None else logits + bag
+
+    def training_loss(self, parts: tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor) -> torch.Tensor:
+        """Each part's own loss, summed: the BiLSTM and the n-gram bag each learn to classify alone
+        (a product of experts trained together), so the bag, which fits the training set within an
+        epoch or two, never leaves the LSTM without a gradient (measured against one loss on the
+        summed logits: BENCHMARKS.md, "n-gram bag")."""
+        lstm, bag = parts
+        return self.loss(lstm, labels) if bag is None else self.loss(lstm, labels) + self.loss(bag, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.task == "binary":

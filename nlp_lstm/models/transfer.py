@@ -135,7 +135,8 @@ def discriminative_parameter_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with a learning rate per layer group (ULMFiT sec. 3.2).
 
-    Groups, top first: "head" (the head, the pooling's parameters, anything else) at `learning_rate`;
+    Groups, top first: "head" (the head, the pooling's parameters, the n-gram bag, anything else) at
+    `learning_rate`;
     then "encoder.layer{L-1}" .. "encoder.layer0" (both directions of a layer together) and
     "embedding", each `decay` times lower than the group above: `eta^{l-1} = eta^l / 2.6`.
 

@@ -20,7 +20,7 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor
 from nlp_lstm.inference.load import load
 from nlp_lstm.model_dir import ModelFile, save_model
-from nlp_lstm.metrics.calibration import fit_temperature, pick_thresholds
+from nlp_lstm.metrics.calibration import calibrated_nll, fit_temperature, pick_thresholds
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.models.transfer import init_classifier_from_language_model
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
@@ -165,11 +165,13 @@ class ClassificationStage:
 
     def finish(self, network: TextClassifier, prepared: ClassifierData, result: TrainResult, staging: Path,
                device: torch.device) -> dict[str, Any]:
-        temperature, thresholds = calibrate(network, prepared.encoded["validation"], labels=prepared.labels,
-                                            device=device)
+        temperature, thresholds, bag_weight = calibrate(network, prepared.encoded["validation"],
+                                                        labels=prepared.labels, device=device)
         predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, temperature=temperature,
                                         thresholds=thresholds, device=device)
         metrics: dict[str, Any] = {"temperature": temperature}
+        if network.ngrams is not None:
+            metrics["ngram_weight"] = bag_weight
         for split in ("validation", "test"):
             if split in prepared.encoded:
                 metrics[split] = score_encoded(predictor, task_for(predictor), prepared.encoded[split])
@@ -191,22 +193,54 @@ def task_for(predictor: ClassifierPredictor) -> ClassificationTask:
                               temperature=predictor.temperature)
 
 
+# Weights of the n-gram bag against the BiLSTM tried on validation; the first of equals wins.
+BAG_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+
 @torch.no_grad()
 def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: list[str], device: torch.device
-              ) -> tuple[float, list[float] | None]:
-    """Temperature scaling on the validation split (Guo et al. 2017), and for multi-label models
-    per-label thresholds that maximise each label's validation F1. Returns (temperature, thresholds)."""
+              ) -> tuple[float, list[float] | None, float | list[float]]:
+    """Fit on the validation split, in order:
+
+    1. the n-gram bag's weight against the BiLSTM: the one of `BAG_WEIGHTS` whose combined logits
+       `lstm + w * bag` have the lowest validation NLL (after temperature scaling); the bag's table
+       is multiplied by it in place, so every runtime (PyTorch, ONNX, int8) predicts with it. A bag
+       that cannot see what decides a label (a text's length, say) only adds noise, and falls to 0.
+       Multi-label models get one weight per label;
+    2. temperature scaling (Guo et al. 2017), or for multi-label models per-label thresholds that
+       maximise each label's validation F1.
+
+    Returns (temperature, thresholds, bag weight or per-label weights); the weight is 1.0 without a bag.
+    """
     task = ClassificationTask(labels)
     sampler = LengthBucketSampler(validation["length"], batch_size=128, shuffle=False)
-    logits, targets = [], []
+    lstm, bag, targets = [], [], []
     with evaluation_mode(network):
         for batch in iterate_batches(validation, sampler, task.collate, device):
-            logits.append(task.logits(network, batch).cpu())
+            head, ngrams = network(batch[task.input_key], batch["lengths"], batch["pad_mask"], parts=True)
+            lstm.append(head.cpu())
+            bag.append(None if ngrams is None else ngrams.cpu())
             targets.append(batch["labels"].cpu())
-    logits, targets = torch.cat(logits), torch.cat(targets)
-    if network.config.task == "multilabel":
-        return 1.0, pick_thresholds(torch.sigmoid(logits), targets)
-    return fit_temperature(logits.squeeze(-1) if network.config.task == "binary" else logits, targets), None
+    lstm, targets = torch.cat(lstm), torch.cat(targets)
+    multilabel, binary = network.config.task == "multilabel", network.config.task == "binary"
+
+    def form(logits: torch.Tensor) -> torch.Tensor:
+        return logits.squeeze(-1) if binary else logits
+
+    weight: float | list[float] = 1.0
+    if network.ngrams is not None:
+        bag = torch.cat(bag)
+        if multilabel:  # each label is its own binary classifier, with its own weight
+            weight = [min(BAG_WEIGHTS, key=lambda w: calibrated_nll(lstm[:, j] + w * bag[:, j], targets[:, j], fit=False))
+                      for j in range(lstm.shape[1])]  # fmt: skip
+        else:
+            weight = min(BAG_WEIGHTS, key=lambda w: calibrated_nll(form(lstm + w * bag), targets))
+        scale = torch.tensor(weight, dtype=bag.dtype)  # () or (L,): one weight per output column
+        network.ngrams.weight.weight.mul_(scale.to(network.ngrams.weight.weight.device))
+    logits = lstm if network.ngrams is None else lstm + scale * bag  # as the saved model predicts
+    if multilabel:
+        return 1.0, pick_thresholds(torch.sigmoid(logits), targets), weight
+    return fit_temperature(form(logits), targets), None, weight
 
 
 def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_dir: str | Path | None = None,

@@ -50,7 +50,8 @@ class ClassificationTask:
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         # The forward goes through `model` (a DDP wrapper during distributed training, whose forward
         # sets up the gradient all-reduce); `loss` is a method of the module inside.
-        return distributed.unwrap(model).loss(self.logits(model, batch), batch["labels"])
+        parts = model(batch[self.input_key], batch["lengths"], batch["pad_mask"], parts=True)
+        return distributed.unwrap(model).training_loss(parts, batch["labels"])
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
         if self.unfreezing_groups is not None:

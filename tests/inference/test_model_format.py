@@ -1,10 +1,12 @@
-"""Model directories saved before the restructure (format 1) still load and predict exactly as then.
+"""Model directories saved before the restructure (format 1) still load and predict exactly as then,
+and so do format-2 classifiers, written before the n-gram bag.
 
 `tests/fixtures/format1/` holds a tiny classifier and summarizer written by the main branch before
 the model configs held their own length limits; `expected.json` holds what that code predicted.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,22 @@ def test_a_format_1_classifier_loads_with_its_limits_and_predicts_as_before():
     expected = EXPECTED["classifier"]
     with pytest.warns(UserWarning, match="empty"):
         predictions = nlp_lstm.load(FIXTURES / "classifier", device="cpu").predict(expected["texts"])
+    assert predictions == expected["predictions"]
+
+
+def test_a_format_2_classifier_has_no_ngram_bag_and_predicts_as_before(tmp_path):
+    # Format 2 is format 1 with the length limit inside "model"; neither knew `ngram_buckets`.
+    directory = tmp_path / "classifier"
+    shutil.copytree(FIXTURES / "classifier", directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["format_version"] = 2
+    config["model"]["max_length"] = config.pop("max_length")
+    (directory / "config.json").write_text(json.dumps(config))
+    model_file = read_model_config(directory)
+    assert (model_file.format_version, model_file.model.ngram_buckets) == (2, 0)
+    expected = EXPECTED["classifier"]
+    with pytest.warns(UserWarning, match="empty"):
+        predictions = nlp_lstm.load(directory, device="cpu").predict(expected["texts"])
     assert predictions == expected["predictions"]
 
 

@@ -86,6 +86,19 @@ def test_classifier_graph_matches_pytorch_for_stacked_and_unidirectional_encoder
     assert_same_predictions(model, onnx_model, collated["input_ids"], collated["lengths"], collated["pad_mask"])
 
 
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_ngram_bag_is_exported(task, tmp_path):
+    torch.manual_seed(7)
+    model = TextClassifier(ClassifierConfig(num_labels=2 if task == "binary" else 4, task=task, vocab_size=VOCAB,
+                                            ngram_buckets=97, **SMALL)).eval()  # fmt: skip
+    with torch.no_grad():  # it starts at zero, where a graph without it would pass too
+        model.ngrams.weight.weight.normal_(0.0, 2.0)
+    onnx_model = onnx_classifier(model, tmp_path / "classifier.onnx")
+    for batch, seed in [(1, 8), (37, 9)]:
+        collated = collate_classification([{"input_ids": ids} for ids in ragged_ids(batch, seed=seed)])
+        assert_same_predictions(model, onnx_model, collated["input_ids"], collated["lengths"], collated["pad_mask"])
+
+
 def test_padding_past_the_longest_row_changes_nothing(tmp_path):
     torch.manual_seed(3)
     model = TextClassifier(ClassifierConfig(num_labels=3, vocab_size=VOCAB, pooling="max", **SMALL)).eval()

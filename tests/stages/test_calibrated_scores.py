@@ -1,13 +1,18 @@
-"""Temperature scaling fitted at the end of training, saved, and used by predict and evaluate."""
+"""Temperature scaling and the n-gram bag's weight, fitted at the end of training, saved, and used by
+predict and evaluate."""
 
 import json
 
+import datasets
+import pytest
 import torch
 
 import nlp_lstm
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.metrics.calibration import fit_temperature
+from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+from nlp_lstm.stages.classification import calibrate
 from tests.helpers import invoke, sentiment_rows, write_csv
 
 
@@ -50,3 +55,44 @@ def test_the_saved_temperature_is_fitted_on_validation_and_scales_every_score(tm
     assert abs(report["ece"] - metrics["test"]["ece"]) < 1e-9
     assert (tmp_path / "plots" / "reliability_diagram.png").is_file()
     assert (tmp_path / "m" / "plots" / "reliability_diagram.png").is_file()
+
+
+def _bag_network(task: str, num_labels: int):
+    """A classifier whose BiLSTM says nothing (head weights and bias zero): its logits are the bag's."""
+    network = TextClassifier(ClassifierConfig(vocab_size=10, num_labels=num_labels, task=task, embedding_dim=4,
+                                              hidden_size=4, dropout=0.0, ngram_buckets=16))  # fmt: skip
+    with torch.no_grad():
+        network.head.weight.zero_()
+        network.head.bias.zero_()
+    return network
+
+
+def _validation(rows):
+    return datasets.Dataset.from_dict({"input_ids": [r[0] for r in rows], "length": [len(r[0]) for r in rows],
+                                       "labels": [r[1] for r in rows]})  # fmt: skip
+
+
+def test_the_bag_keeps_its_weight_when_it_helps_on_validation_and_is_switched_off_when_it_misleads():
+    rows = [([5], 1), ([6], 0)] * 20
+    for sign, expected in [(1.0, 1.0), (-1.0, 0.0)]:  # the bag right, then the bag backwards
+        network = _bag_network("binary", 2)
+        with torch.no_grad():  # token 5 -> positive, token 6 -> negative (times `sign`), nothing else
+            network.ngrams.weight.weight[5] = sign * 0.3
+            network.ngrams.weight.weight[6] = -sign * 0.3
+        before = network.ngrams.weight.weight.clone()
+        _, _, weight = calibrate(network, _validation(rows), labels=["neg", "pos"], device=torch.device("cpu"))
+        assert weight == expected
+        torch.testing.assert_close(network.ngrams.weight.weight, before * expected)  # saved as the weight says
+
+
+def test_multilabel_bags_get_one_weight_per_label():
+    # Label 0 follows token 5, label 1 is the opposite of what the bag says about it.
+    rows = [([5], [1.0, 1.0]), ([6], [0.0, 0.0])] * 20
+    network = _bag_network("multilabel", 2)
+    with torch.no_grad():
+        network.ngrams.weight.weight[5] = torch.tensor([0.3, -0.3])
+        network.ngrams.weight.weight[6] = torch.tensor([-0.3, 0.3])
+    _, thresholds, weight = calibrate(network, _validation(rows), labels=["a", "b"], device=torch.device("cpu"))
+    assert weight == [1.0, 0.0]
+    assert network.ngrams.weight.weight[5].tolist() == pytest.approx([0.3, 0.0])
+    assert len(thresholds) == 2

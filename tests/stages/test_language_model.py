@@ -114,7 +114,8 @@ def test_gradual_unfreezing_trains_the_head_alone_in_the_first_epoch(language_mo
     model = TextClassifier(ClassifierConfig(num_labels=2, vocab_size=30, **SIZES))
     task = ClassificationTask(["neg", "pos"])
     task.parameter_groups(model, TrainConfig(gradual_unfreezing=True))
-    for epoch, open_prefixes in ((1, ("head.",)), (2, ("head.", "encoder.")), (3, ("head.", "encoder.", "embedding."))):
+    top = ("head.", "ngrams.")  # the n-gram bag sits in the top group with the head
+    for epoch, open_prefixes in ((1, top), (2, (*top, "encoder.")), (3, (*top, "encoder.", "embedding."))):
         task.on_epoch_start(model, epoch)
         for name, parameter in model.named_parameters():
             assert parameter.requires_grad == name.startswith(open_prefixes), (epoch, name)
