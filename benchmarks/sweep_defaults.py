@@ -8,8 +8,9 @@ Corpora (fixed seeded splits): `vader_binary` is the shared 80/10/10 VADER split
 domain of every VADER text (`data/vader_sentiment.jsonl.gz`), `wiki_topic` the 12 topics of the
 Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); the last two are cut 80/10/10 by
 `DataSource`'s seeded rule. Settings: `defaults` (the CLI's `train classifier` defaults),
-`previous` (the defaults before they were measured), `candidate` (the measured choice), and
-`concat` (the candidate with concat pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
+`previous` (the defaults before they were measured), `candidate` (the measured BiLSTM alone),
+`ngrams` (the candidate plus the n-gram bag: today's defaults), `concat` (the candidate with concat
+pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
 the training texts, then `--init-from` with discriminative learning rates, `--layer-lr-decay`). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
 TF-IDF + LR row (C chosen on validation) comes first for each corpus. Results also go to
 `OUT/results.jsonl`. scikit-learn is a dev dependency only.
@@ -64,16 +65,19 @@ def tfidf(source) -> dict:
 
 # Each setting in full (model, tokenizer, training), so a row means the same whatever the defaults are.
 SETTINGS = {
-    "previous": {"model": {"embedding_dim": 128, "hidden_size": 128, "pooling": "max", "dropout": 0.3},
+    "previous": {"model": {"embedding_dim": 128, "hidden_size": 128, "pooling": "max", "dropout": 0.3,
+                           "ngram_buckets": 0},
                  "tokenizer": {"kind": "spacy", "vocab_size": 20000},
                  "training": {"epochs": 10, "batch_size": 32, "learning_rate": 2e-3, "patience": 3,
                               "weight_decay": 0.01}},
-    "candidate": {"model": {"embedding_dim": 256, "hidden_size": 256, "pooling": "mean", "dropout": 0.5},
+    "candidate": {"model": {"embedding_dim": 256, "hidden_size": 256, "pooling": "mean", "dropout": 0.5,
+                            "ngram_buckets": 0},
                   "tokenizer": {"kind": "sentencepiece", "vocab_size": 8000},
                   "training": {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "patience": 2,
                                "weight_decay": 0.1}},
 }
 SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["previous"]["tokenizer"]}
+SETTINGS["ngrams"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "ngram_buckets": 2**18}}
 SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
 
 
