@@ -206,8 +206,11 @@ def run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def start_cli(args: list[str]) -> subprocess.Popen:
+    """The CLI as a terminal starts it: SIGINT at its default even when these tests run as a background
+    job (SIGINT ignored, inherited by children, and then Python installs no KeyboardInterrupt)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_checkpoint(process: subprocess.Popen, checkpoints: Path, newer_than: str = "") -> bool:
