@@ -10,7 +10,7 @@ Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); the last two are cut 80/
 `DataSource`'s seeded rule. Settings: `defaults` (the CLI's `train classifier` defaults),
 `previous` (the defaults before they were measured), `candidate` (the measured BiLSTM alone),
 `ngrams` (the candidate plus the n-gram bag: today's defaults), `concat` (the candidate with concat
-pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
+pooling), `ngrams-concat` (both), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
 the training texts, then `--init-from` with discriminative learning rates, `--layer-lr-decay`). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
 TF-IDF + LR row (C chosen on validation) comes first for each corpus. Results also go to
 `OUT/results.jsonl`. scikit-learn is a dev dependency only.
@@ -79,9 +79,11 @@ SETTINGS = {
 SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["previous"]["tokenizer"]}
 SETTINGS["ngrams"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "ngram_buckets": 2**18}}
 SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
+SETTINGS["ngrams-concat"] = {**SETTINGS["ngrams"], "model": {**SETTINGS["ngrams"]["model"], "pooling": "concat"}}
 
 
-def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: float = 2.6) -> dict:
+def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: float = 2.6, seed: int | None = None
+         ) -> dict:
     import nlp_lstm
     from nlp_lstm.config import TrainConfig
 
@@ -100,6 +102,8 @@ def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: fl
         training = {**base["training"], "layer_lr_decay": layer_lr_decay}
     else:
         model, tokenizer, training = (SETTINGS[setting][key] for key in ("model", "tokenizer", "training"))
+    if seed is not None:
+        training = {**training, "seed": seed}
     metrics = nlp_lstm.train(output_dir=out / "model", source=source, tokenizer_settings=tokenizer, model=model,
                              training=TrainConfig(**training), overwrite=True, progress=False)
     test = metrics["test"]
@@ -119,6 +123,7 @@ def main() -> None:
     parser.add_argument("--layer-lr-decay", type=float, default=2.6,
                         help="fine-tuning's discriminative learning-rate decay in the NAME+pretrained settings (1: one rate)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR rows (already measured)")
+    parser.add_argument("--seed", type=int, help="training seed of the LSTM rows (default: the settings' own)")
     args = parser.parse_args()
     import torch
 
@@ -129,7 +134,7 @@ def main() -> None:
     for corpus in args.corpora:
         rows = [] if args.no_baseline else [("tfidf+lr", lambda: tfidf(corpora[corpus]))]
         rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs,
-                                                      args.layer_lr_decay))
+                                                      args.layer_lr_decay, args.seed))
                  for setting in args.settings]
         for setting, run in rows:
             result = run()
