@@ -2,16 +2,18 @@
 
 A linear model over unigrams and bigrams is the strong baseline on topic-like tasks (TF-IDF + logistic
 regression; fastText, Joulin et al. 2017), where a few words decide the label. `NgramBag` is that model
-inside the classifier: its logits are added to the LSTM head's and both train together (Cheng et al.
-2016, "Wide & Deep"). Features of a sequence of ids x_1..x_n (padding excluded):
+inside the classifier (Cheng et al. 2016, "Wide & Deep"): its logits are added to the LSTM head's,
+each part trains on its own loss (`TextClassifier.training_loss`), and the bag's weight against the
+LSTM is fitted on validation after training (`stages/classification.py::calibrate`). Features of a
+sequence of ids x_1..x_n (padding excluded):
 
     unigram x_t           -> index x_t                                       (0 <= index < V)
     bigram (x_t, x_t+1)   -> index V + (x_t * P1 + x_t+1 * P2) mod buckets    (hashed, fastText's trick)
 
 logits = SCALE * sum over features of W[index] / sqrt(number of features): an L2-normalised bag when
 each feature occurs once, as TF-IDF normalises. In training, each feature is dropped with probability
-`dropout` (kept ones scaled by 1/(1 - dropout)), so the bag cannot memorise the training set before
-the LSTM has learnt anything. W starts at zero: the model starts as the LSTM alone.
+`dropout` (kept ones scaled by 1/(1 - dropout)), which slows its memorising the training set. W
+starts at zero: the model starts as the LSTM alone.
 """
 
 from __future__ import annotations
@@ -45,15 +47,15 @@ class NgramBag(nn.Module):
                  scale: float = SCALE) -> None:
         super().__init__()
         self.vocab_size, self.buckets, self.dropout, self.scale = vocab_size, buckets, dropout, scale
-        self.weight = nn.Embedding(vocab_size + buckets, out_features)
-        nn.init.zeros_(self.weight.weight)
+        self.table = nn.Embedding(vocab_size + buckets, out_features)
+        nn.init.zeros_(self.table.weight)
 
     def forward(self, ids: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """ids `(B, T)`, pad_mask `(B, T)` True at padding -> logits `(B, out_features)`."""
         indices, mask = ngram_indices(ids, pad_mask, vocab_size=self.vocab_size, buckets=self.buckets)
-        weights = mask.to(self.weight.weight.dtype)  # (B, F)
+        weights = mask.to(self.table.weight.dtype)  # (B, F)
         count = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
         if self.training and self.dropout > 0:
             weights = nn.functional.dropout(weights, self.dropout)
-        scores = (self.weight(indices) * weights.unsqueeze(-1)).sum(dim=1)  # (B, out)
+        scores = (self.table(indices) * weights.unsqueeze(-1)).sum(dim=1)  # (B, out)
         return scores * (self.scale / count.sqrt())

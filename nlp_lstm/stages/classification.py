@@ -236,7 +236,7 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
         else:
             weight = min(BAG_WEIGHTS, key=lambda w: calibrated_nll(form(lstm + w * bag), targets))
         scale = torch.tensor(weight, dtype=bag.dtype)  # () or (L,): one weight per output column
-        network.ngrams.weight.weight.mul_(scale.to(network.ngrams.weight.weight.device))
+        network.ngrams.table.weight.mul_(scale.to(network.ngrams.table.weight.device))
     logits = lstm if network.ngrams is None else lstm + scale * bag  # as the saved model predicts
     if multilabel:
         return 1.0, pick_thresholds(torch.sigmoid(logits), targets), weight

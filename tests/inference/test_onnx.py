@@ -92,7 +92,7 @@ def test_ngram_bag_is_exported(task, tmp_path):
     model = TextClassifier(ClassifierConfig(num_labels=2 if task == "binary" else 4, task=task, vocab_size=VOCAB,
                                             ngram_buckets=97, **SMALL)).eval()  # fmt: skip
     with torch.no_grad():  # it starts at zero, where a graph without it would pass too
-        model.ngrams.weight.weight.normal_(0.0, 2.0)
+        model.ngrams.table.weight.normal_(0.0, 2.0)
     onnx_model = onnx_classifier(model, tmp_path / "classifier.onnx")
     for batch, seed in [(1, 8), (37, 9)]:
         collated = collate_classification([{"input_ids": ids} for ids in ragged_ids(batch, seed=seed)])

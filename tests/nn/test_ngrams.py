@@ -32,7 +32,7 @@ def test_features_are_the_unigrams_and_the_bigrams_of_real_neighbours():
 def test_logits_are_ten_times_the_sum_of_the_feature_weights_over_the_root_of_their_count():
     bag = NgramBag(V, BUCKETS, 2).eval()
     with torch.no_grad():
-        bag.weight.weight.copy_(torch.arange((V + BUCKETS) * 2, dtype=torch.float32).view(-1, 2) / 10)
+        bag.table.weight.copy_(torch.arange((V + BUCKETS) * 2, dtype=torch.float32).view(-1, 2) / 10)
     ids, pad_mask = torch.tensor([[5, 7, 9]]), torch.zeros(1, 3, dtype=torch.bool)
     features = [5, 7, 9, bigram(5, 7), bigram(7, 9)]
     expected = [10 * sum((2 * f + k) / 10 for f in features) / math.sqrt(5) for k in (0, 1)]  # SCALE = 10
@@ -41,9 +41,9 @@ def test_logits_are_ten_times_the_sum_of_the_feature_weights_over_the_root_of_th
 
 def test_padding_never_changes_the_bag_and_the_bag_starts_at_zero():
     bag = NgramBag(V, BUCKETS, 3)
-    assert torch.count_nonzero(bag.weight.weight) == 0  # the classifier starts as its LSTM alone
+    assert torch.count_nonzero(bag.table.weight) == 0  # the classifier starts as its LSTM alone
     bag.eval()
-    torch.nn.init.normal_(bag.weight.weight)
+    torch.nn.init.normal_(bag.table.weight)
     tight = bag(torch.tensor([[4, 2, 8]]), torch.zeros(1, 3, dtype=torch.bool))
     padded = bag(torch.tensor([[4, 2, 8, 0, 0]]), torch.tensor([[False, False, False, True, True]]))
     torch.testing.assert_close(padded, tight, rtol=0, atol=0)
@@ -52,7 +52,7 @@ def test_padding_never_changes_the_bag_and_the_bag_starts_at_zero():
 def test_dropout_drops_features_in_training_only():
     torch.manual_seed(0)
     bag = NgramBag(V, BUCKETS, 1, dropout=0.5, scale=1.0)
-    torch.nn.init.normal_(bag.weight.weight)
+    torch.nn.init.normal_(bag.table.weight)
     ids, pad_mask = torch.randint(1, V, (64, 12)), torch.zeros(64, 12, dtype=torch.bool)
     bag.eval()
     full = bag(ids, pad_mask)
@@ -91,7 +91,7 @@ def test_classifier_logits_are_the_lstm_head_plus_the_bag():
     lengths, pad_mask = torch.tensor([3, 1]), ids == 0
     torch.testing.assert_close(with_bag(ids, lengths, pad_mask), without(ids, lengths, pad_mask))  # bag at zero
     with torch.no_grad():
-        torch.nn.init.normal_(with_bag.ngrams.weight.weight)
+        torch.nn.init.normal_(with_bag.ngrams.table.weight)
     expected = without(ids, lengths, pad_mask) + with_bag.ngrams(ids, pad_mask)
     torch.testing.assert_close(with_bag(ids, lengths, pad_mask), expected)
 
@@ -113,7 +113,7 @@ def test_each_part_learns_from_its_own_loss():
     with_bag = TextClassifier(ClassifierConfig(ngram_buckets=BUCKETS, **small))
     without = TextClassifier(ClassifierConfig(ngram_buckets=0, **small))
     without.load_state_dict({k: v for k, v in with_bag.state_dict().items() if not k.startswith("ngrams.")})
-    torch.nn.init.normal_(with_bag.ngrams.weight.weight)
+    torch.nn.init.normal_(with_bag.ngrams.table.weight)
     ids, labels = torch.tensor([[5, 7, 9], [4, 2, 0]]), torch.tensor([2, 0])
     lengths, pad_mask = torch.tensor([3, 2]), ids == 0
     lstm, bag = with_bag(ids, lengths, pad_mask, parts=True)
@@ -126,4 +126,4 @@ def test_each_part_learns_from_its_own_loss():
         ((n, p) for n, p in with_bag.named_parameters() if not n.startswith("ngrams.")), without.named_parameters()
     ):
         torch.testing.assert_close(got.grad, expected.grad, msg=name)
-    assert with_bag.ngrams.weight.weight.grad.abs().sum() > 0
+    assert with_bag.ngrams.table.weight.grad.abs().sum() > 0

@@ -77,12 +77,12 @@ def test_the_bag_keeps_its_weight_when_it_helps_on_validation_and_is_switched_of
     for sign, expected in [(1.0, 1.0), (-1.0, 0.0)]:  # the bag right, then the bag backwards
         network = _bag_network("binary", 2)
         with torch.no_grad():  # token 5 -> positive, token 6 -> negative (times `sign`), nothing else
-            network.ngrams.weight.weight[5] = sign * 0.3
-            network.ngrams.weight.weight[6] = -sign * 0.3
-        before = network.ngrams.weight.weight.clone()
+            network.ngrams.table.weight[5] = sign * 0.3
+            network.ngrams.table.weight[6] = -sign * 0.3
+        before = network.ngrams.table.weight.clone()
         _, _, weight = calibrate(network, _validation(rows), labels=["neg", "pos"], device=torch.device("cpu"))
         assert weight == expected
-        torch.testing.assert_close(network.ngrams.weight.weight, before * expected)  # saved as the weight says
+        torch.testing.assert_close(network.ngrams.table.weight, before * expected)  # saved as the weight says
 
 
 def test_multilabel_bags_get_one_weight_per_label():
@@ -90,9 +90,9 @@ def test_multilabel_bags_get_one_weight_per_label():
     rows = [([5], [1.0, 1.0]), ([6], [0.0, 0.0])] * 20
     network = _bag_network("multilabel", 2)
     with torch.no_grad():
-        network.ngrams.weight.weight[5] = torch.tensor([0.3, -0.3])
-        network.ngrams.weight.weight[6] = torch.tensor([-0.3, 0.3])
+        network.ngrams.table.weight[5] = torch.tensor([0.3, -0.3])
+        network.ngrams.table.weight[6] = torch.tensor([-0.3, 0.3])
     _, thresholds, weight = calibrate(network, _validation(rows), labels=["a", "b"], device=torch.device("cpu"))
     assert weight == [1.0, 0.0]
-    assert network.ngrams.weight.weight[5].tolist() == pytest.approx([0.3, 0.0])
+    assert network.ngrams.table.weight[5].tolist() == pytest.approx([0.3, 0.0])
     assert len(thresholds) == 2
