@@ -94,6 +94,7 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{PREFIX}{trainer_state['step']:09d}"
     staging = directory / f".tmp-{target.name}-{os.getpid()}"
+    retired = directory / f".tmp-retired-{target.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -110,12 +111,14 @@ def save_checkpoint(
             {"trainer": trainer_state, "optimizer": optimizer_plain, "scheduler": scheduler_state, "rng": rng_plain},
         )
         _fsync_directory(staging)
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists():  # the same step saved again (after a resume): move it aside in one rename, so
+            # a kill never leaves a half-deleted step-N behind (training cleans up ".tmp-*" on start)
+            os.replace(target, retired)
         os.replace(staging, target)
         _fsync_directory(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
     for old in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

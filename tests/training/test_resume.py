@@ -141,6 +141,33 @@ def test_checkpoints_are_pruned_to_keep(tmp_path):
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
 
 
+def test_saving_a_step_again_never_leaves_it_half_deleted(tmp_path, monkeypatch):
+    # A resumed run saves the step it resumed from again. A writer killed while the old copy is being
+    # deleted must leave step-N whole (it once deleted it in place: a kill left it without weights).
+    from nlp_lstm.training import checkpoint
+
+    model = TextClassifier(ClassifierConfig(num_labels=2, vocab_size=VOCAB, embedding_dim=4, hidden_size=4))
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save = lambda: checkpoint.save_checkpoint(tmp_path, model=model, optimizer=optimizer, scheduler=scheduler,  # noqa: E731
+                                              trainer_state={"step": 7}, best_state=None, keep=2)
+    save()
+
+    def killed_while_deleting(path, ignore_errors=False):  # deletes one file, then the process "dies"
+        files = sorted(Path(path).glob("*")) if Path(path).exists() else []
+        if files:
+            files[0].unlink()
+            raise OSError("killed")
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(OSError, match="killed"):
+        save()
+    [step] = list_checkpoints(tmp_path)
+    assert sorted(p.name for p in step.iterdir()) == [
+        "model.safetensors", "optimizer.safetensors", "rng.safetensors", "trainer_state.json"]
+    model.load_state_dict(load_tensors(step / "model.safetensors"))
+
+
 class SigintAtStep(ClassificationTask):
     """Sends this process SIGINT in the middle of step `step` (after dropout drew from the RNG)."""
 
