@@ -1,4 +1,5 @@
-"""TextClassifier: embed -> BiLSTM -> pooling -> dropout -> linear (DESIGN section 3).
+"""TextClassifier: embed -> BiLSTM -> pooling -> dropout -> linear (DESIGN section 3), plus the logits
+of a bag of hashed n-grams of the same ids (`nn/ngrams.py`; `ngram_buckets = 0` turns it off).
 
 Inputs are token ids (B, T) with an embedding table, or float feature sequences (B, T, D) such as
 time series, which skip the embedding: the seed recipe `LSTM(128) -> Dense(1, sigmoid)` is this model
