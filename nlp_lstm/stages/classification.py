@@ -219,7 +219,8 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
         for batch in iterate_batches(validation, sampler, task.collate, device):
             head, ngrams = network(batch[task.input_key], batch["lengths"], batch["pad_mask"], parts=True)
             lstm.append(head.cpu())
-            bag.append(None if ngrams is None else ngrams.cpu())
+            if ngrams is not None:
+                bag.append(ngrams.cpu())
             targets.append(batch["labels"].cpu())
     lstm, targets = torch.cat(lstm), torch.cat(targets)
     multilabel, binary = network.config.task == "multilabel", network.config.task == "binary"
@@ -228,6 +229,7 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
         return logits.squeeze(-1) if binary else logits
 
     weight: float | list[float] = 1.0
+    logits = lstm
     if network.ngrams is not None:
         bag = torch.cat(bag)
         if multilabel:  # each label is its own binary classifier, with its own weight
@@ -237,7 +239,7 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
             weight = min(BAG_WEIGHTS, key=lambda w: calibrated_nll(form(lstm + w * bag), targets))
         scale = torch.tensor(weight, dtype=bag.dtype)  # () or (L,): one weight per output column
         network.ngrams.table.weight.mul_(scale.to(network.ngrams.table.weight.device))
-    logits = lstm if network.ngrams is None else lstm + scale * bag  # as the saved model predicts
+        logits = lstm + scale * bag  # as the saved model predicts
     if multilabel:
         return 1.0, pick_thresholds(torch.sigmoid(logits), targets), weight
     return fit_temperature(form(logits), targets), None, weight
