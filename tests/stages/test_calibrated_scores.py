@@ -72,11 +72,16 @@ def _validation(rows):
                                        "labels": [r[1] for r in rows]})  # fmt: skip
 
 
-def test_the_bag_keeps_its_weight_when_it_helps_on_validation_and_is_switched_off_when_it_misleads():
-    rows = [([5], 1), ([6], 0)] * 20
-    for sign, expected in [(1.0, 1.0), (-1.0, 0.0)]:  # the bag right, then the bag backwards
+def test_the_bag_leads_when_it_alone_is_right_and_is_switched_off_when_it_misleads():
+    # The BiLSTM knows only a prior (its head's bias: every text leans positive), the labels are
+    # balanced, and the bag is right 4 times in 5 (not separable, so the temperature cannot make any
+    # weight perfect): the more the bag counts against that prior, the lower the NLL, so the largest
+    # weight wins; a backwards bag only hurts, so it gets 0.
+    rows = [([5], 1), ([6], 0)] * 20 + [([5], 0), ([6], 1)] * 5
+    for sign, expected in [(1.0, 4.0), (-1.0, 0.0)]:  # the bag right, then the bag backwards
         network = _bag_network("binary", 2)
         with torch.no_grad():  # token 5 -> positive, token 6 -> negative (times `sign`), nothing else
+            network.head.bias.fill_(0.5)
             network.ngrams.table.weight[5] = sign * 0.3
             network.ngrams.table.weight[6] = -sign * 0.3
         before = network.ngrams.table.weight.clone()
@@ -86,13 +91,14 @@ def test_the_bag_keeps_its_weight_when_it_helps_on_validation_and_is_switched_of
 
 
 def test_multilabel_bags_get_one_weight_per_label():
-    # Label 0 follows token 5, label 1 is the opposite of what the bag says about it.
+    # Label 0 follows token 5, label 1 is the opposite of what the bag says about it. Multi-label
+    # weights are chosen without a temperature: the right bag, weak at 0.3, is best at the most weight.
     rows = [([5], [1.0, 1.0]), ([6], [0.0, 0.0])] * 20
     network = _bag_network("multilabel", 2)
     with torch.no_grad():
         network.ngrams.table.weight[5] = torch.tensor([0.3, -0.3])
         network.ngrams.table.weight[6] = torch.tensor([-0.3, 0.3])
     _, thresholds, weight = calibrate(network, _validation(rows), labels=["a", "b"], device=torch.device("cpu"))
-    assert weight == [1.0, 0.0]
-    assert network.ngrams.table.weight[5].tolist() == pytest.approx([0.3, 0.0])
+    assert weight == [4.0, 0.0]
+    assert network.ngrams.table.weight[5].tolist() == pytest.approx([1.2, 0.0])
     assert len(thresholds) == 2
