@@ -195,7 +195,7 @@ def task_for(predictor: ClassifierPredictor) -> ClassificationTask:
 
 # Weights of the n-gram bag against the BiLSTM tried on validation; the first of equals wins. Above 1
 # the bag leads: with the temperature fitted after, w = 3 is the BiLSTM's logits at a third of the bag's
-# (on the Wikipedia topics the validation NLL is lowest near 3; BENCHMARKS.md, "n-gram bag").
+# (validation NLL lowest at 3-4 on the three corpora measured; BENCHMARKS.md, "The bag's weight above 1").
 BAG_WEIGHTS = (1.0, 1.5, 2.0, 3.0, 4.0, 0.75, 0.5, 0.25, 0.0)
 
 

@@ -92,7 +92,8 @@ def test_the_bag_leads_when_it_alone_is_right_and_is_switched_off_when_it_mislea
 
 def test_multilabel_bags_get_one_weight_per_label():
     # Label 0 follows token 5, label 1 is the opposite of what the bag says about it. Multi-label
-    # weights are chosen without a temperature: the right bag, weak at 0.3, is best at the most weight.
+    # weights are chosen without a temperature: for label 0 the bag is always right, so its NLL falls
+    # as the weight grows and the largest wins.
     rows = [([5], [1.0, 1.0]), ([6], [0.0, 0.0])] * 20
     network = _bag_network("multilabel", 2)
     with torch.no_grad():
