@@ -17,8 +17,12 @@ round-robin, so load from other processes hits them alike; medians over rounds. 
 decode all texts once more with `beam_search_hypotheses` at both batch sizes, and the script asserts
 that the best hypotheses and their float scores are equal between the trees, bit for bit.
 
+Two models in one run: `--baseline-model DIR` (e.g. the same sizes with the other attention kind)
+runs the same variants on that model with this tree's library, alternated round-robin with `--model`
+the same way; only the speeds are compared, since the two models' summaries differ.
+
     .venv/bin/python benchmarks/bench_decode.py [--texts 256] [--rounds 3] [--threads 1]
-        [--model DIR] [--baseline-tree DIR] [--clock wall|cpu]
+        [--model DIR] [--baseline-tree DIR | --baseline-model DIR] [--clock wall|cpu]
 
 `--clock cpu` times the worker's CPU seconds instead of wall seconds: on a machine whose other jobs
 take the cores, one-thread CPU time does not count the time the worker waits for a core.
@@ -103,8 +107,8 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int) -> None:
 
 
 class Worker:
-    def __init__(self, tree: Path, args) -> None:
-        command = [sys.executable, __file__, "--serve", str(tree), "--model", str(args.model),
+    def __init__(self, tree: Path, model: Path, args) -> None:
+        command = [sys.executable, __file__, "--serve", str(tree), "--model", str(model),
                    "--texts", str(args.texts), "--threads", str(args.threads)]  # fmt: skip
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = json.loads(self.process.stdout.readline())
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="trained summarizer directory")
     parser.add_argument("--baseline-tree", type=Path, help="checkout of the code to compare with")
+    parser.add_argument("--baseline-model", type=Path, help="a second summarizer to compare speeds with")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall seconds, or the worker's CPU seconds (with 1 thread: not the time it waits for a core)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -136,12 +141,19 @@ def main() -> None:
         return
     if not (args.model / "config.json").exists():
         sys.exit(f"{args.model} is missing: train it first with `.venv/bin/nlp-lstm run pipelines/descriptions.toml`")
+    if args.baseline_tree and args.baseline_model:
+        sys.exit("use --baseline-tree or --baseline-model, not both")
+    if args.baseline_model and not (args.baseline_model / "config.json").exists():
+        sys.exit(f"{args.baseline_model} is not a model directory (no config.json)")
 
     print(common.machine_line(threads=args.threads), flush=True)
-    trees = {"after": common.ROOT}
+    # The sides compared: name -> (library tree, model directory).
+    trees = {"after": (common.ROOT, args.model)}
     if args.baseline_tree:
-        trees = {"before": args.baseline_tree.resolve(), "after": common.ROOT}
-    workers = {name: Worker(tree, args) for name, tree in trees.items()}
+        trees = {"before": (args.baseline_tree.resolve(), args.model), **trees}
+    if args.baseline_model:
+        trees = {"before": (common.ROOT, args.baseline_model), **trees}
+    workers = {name: Worker(tree, model, args) for name, (tree, model) in trees.items()}
     try:
         variants = [(tree, decoder, beam_size, batch_size) for tree in trees for decoder, beam_size in DECODERS
                     for batch_size in (args.batch_size, 1)]  # fmt: skip
@@ -156,6 +168,8 @@ def main() -> None:
         hypotheses = {(tree, batch_size): workers[tree].ask(what="hypotheses", batch_size=batch_size)["result"]
                       for tree in trees for batch_size in (args.batch_size, 1)}  # fmt: skip
         info = workers["after"].info
+        if args.baseline_model:
+            baseline_config = workers["before"].info["config"]
     finally:
         for worker in workers.values():
             worker.close()
@@ -168,6 +182,9 @@ def main() -> None:
           f"{config['vocab_size']}, copy {config['copy']}, coverage {config['coverage']}, source limit "
           f"{info['max_source_length']}, max_length {info['max_length']}; {texts} texts; rounds {args.rounds}; "
           f"{args.clock} clock")  # fmt: skip
+    if args.baseline_model:
+        print(f"before = {args.baseline_model}: hidden {baseline_config['hidden_size']}, attention "
+              f"{baseline_config['attention']}; after = {args.model}: attention {config['attention']}")
     rows = []
     for tree in trees:
         for decoder, _ in DECODERS:
@@ -194,7 +211,7 @@ def main() -> None:
             batched, single = (tree, decoder, beam_size, args.batch_size), (tree, decoder, beam_size, 1)
             assert outputs[batched] == outputs[single], f"{tree} {decoder}: batched outputs differ from one at a time"
     print("outputs identical: batched == one at a time for beam 4 and greedy")
-    if "before" in trees:
+    if "before" in trees and not args.baseline_model:
         for variant in variants:
             if variant[0] == "after":
                 assert outputs[variant] == outputs[("before", *variant[1:])], f"summaries differ: {variant}"

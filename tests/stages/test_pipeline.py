@@ -90,3 +90,15 @@ def test_summarizer_pipeline_reads_no_label_column():
     pipe = load_pipeline(PIPELINES / "descriptions.toml")
     assert pipe.pipeline.task == "summarizer" and pipe.data.label_column is None
     assert load_pipeline(PIPELINES / "sentiment.toml").data.binarize.margin == 0.5
+
+
+def test_peer_comparison_pipeline_keeps_the_peers_sizes():
+    # BENCHMARKS.md compares this file's model with OpenNMT-py's figures at the sizes;
+    # an edit that drifts from them would make the comparison unequal.
+    pipe = load_pipeline(PIPELINES.parent / "benchmarks" / "wiki_split_summarizer.toml")
+    model, train = pipe.model, pipe.train
+    assert (model.embedding_dim, model.hidden_size, model.max_source_length) == (128, 128, 100)
+    assert (pipe.tokenizer.kind, pipe.tokenizer.vocab_size) == ("sentencepiece", 8000)
+    assert (train.epochs, train.batch_size, train.learning_rate) == (6, 64, 2e-3)
+    assert model.copy and model.coverage and pipe.decoding.beam_size == 4
+    assert pipe.data.train_file.endswith("splits/wiki/train.jsonl.gz")
