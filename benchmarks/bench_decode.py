@@ -19,10 +19,12 @@ that the best hypotheses and their float scores are equal between the trees, bit
 
 Two models in one run: `--baseline-model DIR` (e.g. the same sizes with the other attention kind)
 runs the same variants on that model with this tree's library, alternated round-robin with `--model`
-the same way; only the speeds are compared, since the two models' summaries differ.
+the same way; only the speeds are compared, since the two models' summaries differ. `--bf16-output`
+decodes `--model` with its output layer in bfloat16 (`nlp_lstm.inference.bfloat16`); with
+`--baseline-model` set to the same directory it measures that mode against float32.
 
     .venv/bin/python benchmarks/bench_decode.py [--texts 256] [--rounds 3] [--threads 1]
-        [--model DIR] [--baseline-tree DIR | --baseline-model DIR] [--clock wall|cpu]
+        [--model DIR] [--baseline-tree DIR | --baseline-model DIR] [--bf16-output] [--clock wall|cpu]
 
 `--clock cpu` times the worker's CPU seconds instead of wall seconds: on a machine whose other jobs
 take the cores, one-thread CPU time does not count the time the worker waits for a core.
@@ -58,7 +60,7 @@ def read_texts(count: int) -> list[str]:
     return texts
 
 
-def serve(tree: str, model_dir: str, texts_count: int, threads: int) -> None:
+def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output: bool) -> None:
     """Worker: load the model with `tree`'s library, then answer one JSON request per stdin line."""
     sys.path.insert(0, tree)
     for name in [name for name in sys.modules if name == "nlp_lstm" or name.startswith("nlp_lstm.")]:
@@ -74,6 +76,10 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int) -> None:
     assert Path(nlp_lstm.__file__).resolve().is_relative_to(Path(tree).resolve()), nlp_lstm.__file__
     torch.set_num_threads(threads)
     summarizer = nlp_lstm.load(model_dir)
+    if bf16_output:
+        from nlp_lstm.inference.bfloat16 import bfloat16_output
+
+        summarizer = bfloat16_output(summarizer)
     texts = read_texts(texts_count)
     max_length = summarizer.max_target_length
 
@@ -107,9 +113,11 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int) -> None:
 
 
 class Worker:
-    def __init__(self, tree: Path, model: Path, args) -> None:
+    def __init__(self, tree: Path, model: Path, args, *, bf16_output: bool = False) -> None:
         command = [sys.executable, __file__, "--serve", str(tree), "--model", str(model),
                    "--texts", str(args.texts), "--threads", str(args.threads)]  # fmt: skip
+        if bf16_output:
+            command.append("--bf16-output")
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = json.loads(self.process.stdout.readline())
 
@@ -134,10 +142,12 @@ def main() -> None:
     parser.add_argument("--baseline-model", type=Path, help="a second summarizer to compare speeds with")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall seconds, or the worker's CPU seconds (with 1 thread: not the time it waits for a core)")
+    parser.add_argument("--bf16-output", action="store_true",
+                        help="decode --model with its output layer in bfloat16 (the baseline stays float32)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, str(args.model), args.texts, args.threads)
+        serve(args.serve, str(args.model), args.texts, args.threads, args.bf16_output)
         return
     if not (args.model / "config.json").exists():
         sys.exit(f"{args.model} is missing: train it first with `.venv/bin/nlp-lstm run pipelines/descriptions.toml`")
@@ -153,7 +163,8 @@ def main() -> None:
         trees = {"before": (args.baseline_tree.resolve(), args.model), **trees}
     if args.baseline_model:
         trees = {"before": (common.ROOT, args.baseline_model), **trees}
-    workers = {name: Worker(tree, model, args) for name, (tree, model) in trees.items()}
+    workers = {name: Worker(tree, model, args, bf16_output=args.bf16_output and name == "after")
+               for name, (tree, model) in trees.items()}
     try:
         variants = [(tree, decoder, beam_size, batch_size) for tree in trees for decoder, beam_size in DECODERS
                     for batch_size in (args.batch_size, 1)]  # fmt: skip

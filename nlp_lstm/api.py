@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nlp_lstm.data.sources import DataSource
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.load import load
 from nlp_lstm.inference.onnx import export_onnx, load_onnx
 from nlp_lstm.model_dir import ModelFile, read_model_config
@@ -44,12 +45,16 @@ def with_model_columns(source: DataSource, model_file: ModelFile) -> DataSource:
 
 
 def evaluate(model_dir: str | Path, source: DataSource, *, split: str = "test", plots_dir: str | Path | None = None,
-             device: str = "auto", **decoding: Any) -> dict[str, Any]:
+             device: str = "auto", bf16_output: bool = False, **decoding: Any) -> dict[str, Any]:
     """Score a saved model on one split of `source`: accuracy, macro-F1, per class, confusion matrix
     (classifier), or ROUGE beside a lead baseline (summarizer; `decoding` overrides its saved
-    decoding settings). Columns left at their defaults are the ones the model was trained on."""
+    decoding settings; `bf16_output` decodes with the output layer in bfloat16). Columns left at
+    their defaults are the ones the model was trained on."""
     model_file = read_model_config(model_dir)
     source = with_model_columns(source, model_file)
     if model_file.kind == "summarizer":
-        return evaluate_summarizer(model_dir, source, split=split, device=device, plots_dir=plots_dir, **decoding)
+        return evaluate_summarizer(model_dir, source, split=split, device=device, plots_dir=plots_dir,
+                                   bf16_output=bf16_output, **decoding)
+    if bf16_output:
+        raise NlpLstmError(f"--bf16-output is for summarizers; {model_dir} holds a {model_file.kind} model: drop the option")
     return evaluate_classifier(model_dir, source, split=split, plots_dir=plots_dir, device=device)

@@ -20,6 +20,7 @@ def evaluate_command(
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Summarizer: most output tokens (default: saved).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
     plots_dir: Annotated[Optional[Path], typer.Option("--plots-dir", help="Write plots (confusion matrix, reliability diagram) here.")] = None,
+    bf16_output: Annotated[bool, typer.Option("--bf16-output", help="Summarizer: decode with the output layer in bfloat16.")] = False,
 ) -> None:
     """Score a model on a split: accuracy and F1 (classifier) or ROUGE with a lead baseline (summarizer)."""
 
@@ -30,7 +31,8 @@ def evaluate_command(
         source = data_source(options, text_column=text_column or DataSource.text_column,
                              label_column=label_column or DataSource.label_column, summary_column=summary_column)
         decoding = {key: value for key, value in {"beam_size": beam_size, "max_length": max_length}.items() if value}
-        metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=options.device, **decoding)
+        metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=options.device,
+                                    bf16_output=bf16_output, **decoding)
         if fmt == "json":
             typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         else:

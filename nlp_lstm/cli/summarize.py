@@ -24,6 +24,7 @@ def summarize_command(
     coverage_penalty: Annotated[Optional[float], typer.Option("--coverage-penalty", min=0.0, help="Wu et al. (2016) beta, 0: off (default: saved).")] = None,
     attention_plot: Annotated[Optional[Path], typer.Option("--attention-plot", help="Write a PNG heatmap of the first text's attention.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts decoded together.")] = 32,
+    bf16_output: Annotated[bool, typer.Option("--bf16-output", help="Output layer in bfloat16: faster decoding on CPUs with bfloat16 units; summaries may differ slightly.")] = False,
 ) -> None:
     """Write a short summary of each text (one output per input line)."""
 
@@ -32,7 +33,8 @@ def summarize_command(
 
         rows = nlp_lstm.summarize(
             model, read_inputs(texts, input_file), attention_plot=attention_plot, device=options.device,
-            batch_size=batch_size, runtime=runtime, beam_size=beam_size, min_length=min_length, max_length=max_length,
+            batch_size=batch_size, runtime=runtime, bf16_output=bf16_output, beam_size=beam_size,
+            min_length=min_length, max_length=max_length,
             length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size, coverage_penalty=coverage_penalty,
         )
         print_rows(rows, fmt=fmt, columns=["text", "summary"])

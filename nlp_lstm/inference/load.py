@@ -30,14 +30,17 @@ RUNTIMES = ("torch", "onnx")
 
 
 def load_predictor(directory: str | Path, *, expect: str, device: str = "auto", runtime: str = "torch",
-                   int8: bool = False) -> ClassifierPredictor | SummarizerPredictor:
-    """`load` with the runtime a command asked for: PyTorch (float32, or dynamic int8 on the CPU) or
-    ONNX Runtime over the graphs `export_onnx` wrote."""
+                   int8: bool = False, bf16_output: bool = False) -> ClassifierPredictor | SummarizerPredictor:
+    """`load` with the runtime a command asked for: PyTorch (float32; dynamic int8 on the CPU for a
+    classifier; a bfloat16 output layer for a summarizer) or ONNX Runtime over the graphs
+    `export_onnx` wrote."""
     if runtime not in RUNTIMES:
         raise NlpLstmError(f"--runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
     if runtime == "onnx":
         if int8:
             raise NlpLstmError("--int8 is for the PyTorch runtime; drop it with --runtime onnx")
+        if bf16_output:
+            raise NlpLstmError("--bf16-output is for the PyTorch runtime; drop it with --runtime onnx")
         from nlp_lstm.inference.onnx_runtime import load_onnx  # onnxruntime is an optional extra
 
         predictor = load_onnx(directory)
@@ -49,4 +52,8 @@ def load_predictor(directory: str | Path, *, expect: str, device: str = "auto", 
         from nlp_lstm.inference.quantize import quantize_classifier
 
         predictor = quantize_classifier(predictor)
+    if bf16_output:
+        from nlp_lstm.inference.bfloat16 import bfloat16_output
+
+        predictor = bfloat16_output(predictor)
     return predictor

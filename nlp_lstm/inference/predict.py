@@ -27,14 +27,18 @@ def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto
 
 
 def summarize(model_dir: str | Path, texts: Iterable[str], *, attention_plot: str | Path | None = None,
-              device: str = "auto", batch_size: int = 32, runtime: str = "torch", **decoding: Any) -> list[dict[str, str]]:
+              device: str = "auto", batch_size: int = 32, runtime: str = "torch", bf16_output: bool = False,
+              **decoding: Any) -> list[dict[str, str]]:
     """Summarize each text with a saved summarizer: `[{"text", "summary"}, ...]` in input order.
 
     `decoding` overrides fields of the model's saved `DecodeConfig` (None values keep the saved
     ones). `attention_plot` writes a PNG heatmap of the first non-empty text's attention (and p_gen).
-    `runtime="onnx"` decodes with the graphs `export_onnx` wrote, run by ONNX Runtime.
+    `runtime="onnx"` decodes with the graphs `export_onnx` wrote, run by ONNX Runtime. `bf16_output`
+    runs the output layer in bfloat16 (`nlp_lstm.inference.bfloat16`: faster decoding, summaries may
+    differ slightly).
     """
-    summarizer = load_predictor(model_dir, expect="summarizer", device=device, runtime=runtime)
+    summarizer = load_predictor(model_dir, expect="summarizer", device=device, runtime=runtime,
+                                bf16_output=bf16_output)
     texts = as_texts(texts)
     summaries = summarizer.summarize(texts, batch_size=batch_size, **decoding)
     if attention_plot is not None:

@@ -22,6 +22,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.inference.bfloat16 import bfloat16_output
 from nlp_lstm.inference.load import load
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
@@ -165,14 +166,18 @@ def train_summarizer(*, output_dir: str | Path, source: DataSource, tokenizer_di
 
 
 def evaluate_summarizer(model_dir: str | Path, source: DataSource, *, split: str = "test", device: str = "auto",
-                        plots_dir: str | Path | None = None, batch_size: int = 32, **decoding: Any) -> dict[str, Any]:
+                        plots_dir: str | Path | None = None, batch_size: int = 32, bf16_output: bool = False,
+                        **decoding: Any) -> dict[str, Any]:
     """ROUGE-1/2/L (F1 x 100) of a saved summarizer on one split, beside the lead-k baseline.
 
     `decoding` overrides fields of the model's saved `DecodeConfig`. Returns `rouge1`, `rouge2`,
     `rougeL`, `count`, `split`, `lead_baseline` (`k` and its ROUGE), and the `decoding` settings used.
-    `plots_dir` receives an attention heatmap of the split's first text.
+    `plots_dir` receives an attention heatmap of the split's first text. `bf16_output` decodes with
+    the output layer in bfloat16 (`nlp_lstm.inference.bfloat16`).
     """
     summarizer = load(model_dir, device=device, expect="summarizer")
+    if bf16_output:
+        summarizer = bfloat16_output(summarizer)
     source = summarization_source(source)
     config = summarizer.decode_config(**decoding)
     data = load_split(source, split)

@@ -92,3 +92,27 @@ def test_missing_summary_column_lists_the_available_columns(data, tmp_path):
     result = invoke("train", "summarizer", "--train-file", data["train"], "--text-column", "document",
                     "--summary-column", "abstract", "--output-dir", tmp_path / "m", "--quiet")
     assert_usage_error(result, "'abstract'", "available columns: document, summary")
+
+
+def test_bf16_output_summarizes_and_evaluates_like_the_float_model(model_dir, data):
+    texts = ["the movie by carl was long", "a story by kim"]
+    result = invoke("summarize", "--model", model_dir, *texts, "--format", "json", "--beam-size", "2",
+                    "--device", "cpu", "--bf16-output")
+    assert result.exit_code == 0, result.output
+    assert [row["summary"] for row in json.loads(result.stdout)] == ["film by carl", "film by kim"]
+    scores = []
+    for flags in ([], ["--bf16-output"]):
+        result = invoke("evaluate", "--model", model_dir, "--test-file", data["test"], "--format", "json",
+                        "--device", "cpu", *flags)
+        assert result.exit_code == 0, result.output
+        scores.append(json.loads(result.stdout)["rougeL"])
+    assert scores[0] > 50 and abs(scores[0] - scores[1]) <= 2.0, scores
+
+
+def test_bf16_output_is_refused_with_onnx_and_for_classifiers(model_dir, data, tmp_path):
+    result = invoke("summarize", "--model", model_dir, "x", "--runtime", "onnx", "--bf16-output")
+    assert_usage_error(result, "--bf16-output", "--runtime onnx")
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "classifier", "model": {}}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    result = invoke("evaluate", "--model", tmp_path, "--test-file", data["test"], "--bf16-output")
+    assert_usage_error(result, "--bf16-output is for summarizers", "drop the option")
