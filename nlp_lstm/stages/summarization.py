@@ -22,8 +22,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.bfloat16 import bfloat16_output
-from nlp_lstm.inference.load import load
+from nlp_lstm.inference.load import load_predictor
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
@@ -175,9 +174,7 @@ def evaluate_summarizer(model_dir: str | Path, source: DataSource, *, split: str
     `plots_dir` receives an attention heatmap of the split's first text. `bf16_output` decodes with
     the output layer in bfloat16 (`nlp_lstm.inference.bfloat16`).
     """
-    summarizer = load(model_dir, device=device, expect="summarizer")
-    if bf16_output:
-        summarizer = bfloat16_output(summarizer)
+    summarizer = load_predictor(model_dir, expect="summarizer", device=device, bf16_output=bf16_output)
     source = summarization_source(source)
     config = summarizer.decode_config(**decoding)
     data = load_split(source, split)
