@@ -20,6 +20,7 @@ def serve_command(
     max_texts_per_request: Annotated[int, typer.Option("--max-texts-per-request", min=1, help="Most texts in one request (else 413).")] = 64,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=64, help="Largest request body in bytes (else 413).")] = 2 * 1024 * 1024,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (uvicorn's access log).")] = False,
+    bf16_output: Annotated[bool, typer.Option("--bf16-output", help="Summarizers: output layer in bfloat16, faster decoding on CPUs with bfloat16 units; summaries may differ slightly.")] = False,
 ) -> None:
     """Serve models over HTTP (classify, summarize; micro-batched) until Ctrl-C or SIGTERM."""
     def action():
@@ -31,6 +32,6 @@ def serve_command(
         settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                                  max_texts_per_request=max_texts_per_request, max_body_bytes=max_body_bytes)
         serve(parse_model_specs(model), host=host, port=port, runtime=runtime, device=options.device, settings=settings,
-              access_log=access_log)
+              access_log=access_log, bf16_output=bf16_output)
 
     run_stage(action, debug=options.debug, quiet=options.quiet, threads=options.threads)

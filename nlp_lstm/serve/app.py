@@ -130,14 +130,16 @@ class Registry:
 
 
 def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = None, runtime: str = "torch",
-               device: str = "auto") -> FastAPI:
+               device: str = "auto", bf16_output: bool = False) -> FastAPI:
     """The ASGI app serving `models`: {name: a loaded model (`nlp_lstm.load`) or its directory}.
 
     Directories are loaded now (a bad one raises `NlpLstmError`); batcher threads start with the
     app's lifespan (uvicorn, or `fastapi.testclient.TestClient` as a context manager) and are
-    drained and stopped when it ends.
+    drained and stopped when it ends. `bf16_output`: summarizers decode with their output layer in
+    bfloat16 (`nlp_lstm.inference.bfloat16`).
     """
-    registry = Registry(load_models(models, runtime=runtime, device=device), settings or ServeSettings())
+    registry = Registry(load_models(models, runtime=runtime, device=device, bf16_output=bf16_output),
+                        settings or ServeSettings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

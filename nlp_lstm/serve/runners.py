@@ -21,7 +21,7 @@ import inspect
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -279,12 +279,19 @@ def parse_model_specs(values: Sequence[str]) -> dict[str, Path]:
     return specs
 
 
-def load_models(models: Mapping[str, Any], *, runtime: str = "torch", device: str = "auto") -> dict[str, ServedModel]:
-    """{name: loaded model or model directory} -> {name: ServedModel}; directories are loaded here."""
+def load_models(models: Mapping[str, Any], *, runtime: str = "torch", device: str = "auto",
+                bf16_output: bool = False) -> dict[str, ServedModel]:
+    """{name: loaded model or model directory} -> {name: ServedModel}; directories are loaded here.
+
+    `bf16_output` decodes every summarizer among them with its output layer in bfloat16
+    (`nlp_lstm.inference.bfloat16`); classifiers are served as they are.
+    """
     if runtime not in RUNTIMES:
         raise NlpLstmError(f"unknown --runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if not models:
         raise NlpLstmError("no model given; pass --model DIR (or --model NAME=DIR, repeatable)")
+    if bf16_output and runtime != "torch":
+        raise NlpLstmError("--bf16-output is for the PyTorch runtime; drop it with --runtime onnx")
     served: dict[str, ServedModel] = {}
     for name, value in models.items():
         if isinstance(value, (str, Path)):
@@ -296,6 +303,14 @@ def load_models(models: Mapping[str, Any], *, runtime: str = "torch", device: st
         kind = getattr(served[name].model, "kind", None)
         if kind not in KINDS:
             raise NlpLstmError(f"model {name!r} is a {type(value).__name__} of kind {kind!r}; serve a classifier or summarizer")
+    if bf16_output:
+        summarizers = [name for name, model in served.items() if model.kind == "summarizer"]
+        if not summarizers:
+            raise NlpLstmError("--bf16-output is for summarizers and none of the served models is one: drop the option")
+        from nlp_lstm.inference.bfloat16 import bfloat16_output
+
+        for name in summarizers:
+            served[name] = replace(served[name], model=bfloat16_output(served[name].model))
     return served
 
 

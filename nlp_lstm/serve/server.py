@@ -34,8 +34,10 @@ PRIMITIVE_CACHE_CAPACITY = 64
 
 
 def serve(models: Mapping[str, Any], *, host: str = "127.0.0.1", port: int = 8080, runtime: str = "torch",
-          device: str = "auto", settings: ServeSettings | None = None, access_log: bool = False) -> None:
-    """Serve `models` ({name: model directory or loaded model}) over HTTP until stopped.
+          device: str = "auto", settings: ServeSettings | None = None, access_log: bool = False,
+          bf16_output: bool = False) -> None:
+    """Serve `models` ({name: model directory or loaded model}) over HTTP until stopped (`bf16_output`:
+    as in `create_app`).
 
     Returns once a SIGTERM or Ctrl-C has drained the requests in flight.
     """
@@ -47,7 +49,7 @@ def serve(models: Mapping[str, Any], *, host: str = "127.0.0.1", port: int = 808
     try:
         # The response says which texts were truncated; the per-call warnings would only flood the log.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"nlp_lstm(\.|$)")
-        app = create_app(models, settings=settings, runtime=runtime, device=device)
+        app = create_app(models, settings=settings, runtime=runtime, device=device, bf16_output=bf16_output)
         bound_host, bound_port = listener.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(f"serving {', '.join(app.state.registry.models)} on http://{shown}:{bound_port} "

@@ -22,6 +22,7 @@ from nlp_lstm.serve import ServeSettings, create_app, parse_model_specs
 from nlp_lstm.serve.runners import clip_text, load_models
 from nlp_lstm.serve.server import bind
 from tests.helpers import sentiment_rows
+from tests.serve.corpora import credit_rows
 
 
 def test_an_internal_error_is_a_short_500_and_the_server_goes_on(trained, caplog):
@@ -108,6 +109,27 @@ def test_the_onnx_runtime_when_absent_names_nlp_lstm_export(trained, monkeypatch
     monkeypatch.setitem(sys.modules, "nlp_lstm.inference.onnx", None)  # import fails as if never installed
     with pytest.raises(NlpLstmError, match="nlp-lstm export"):
         load_models({"c": trained["classifier_dir"]}, runtime="onnx")
+
+
+def test_bf16_output_serves_summarizers_with_the_bfloat16_output_layer_and_leaves_classifiers(trained):
+    from nlp_lstm.inference.bfloat16 import BFloat16Linear, bfloat16_output
+
+    documents = [row["document"] for row in credit_rows(5, seed=7)]
+    reviews = ["a great film", "dull and far too long"]
+    models = {"s": trained["summarizer_dir"], "c": trained["classifier_dir"]}
+    app = create_app(models, bf16_output=True)
+    served = app.state.registry.models
+    assert isinstance(served["s"].model.model.generator, BFloat16Linear)
+    assert isinstance(served["c"].model.model, TextClassifier)  # a classifier is served as it is
+    with TestClient(app) as client, TestClient(create_app(models)) as plain:
+        summaries = client.post("/v1/summarize", json={"texts": documents}).json()["results"]
+        # The model's own decoding settings (beam 2, 5 tokens), decoded in-process in the same mode.
+        expected = bfloat16_output(trained["summarizer"]).summarize(documents, beam_size=2, max_length=5)
+        assert [row["summary"] for row in summaries] == expected
+        classified = client.post("/v1/classify", json={"texts": reviews}).json()["results"]
+        assert classified == plain.post("/v1/classify", json={"texts": reviews}).json()["results"]
+    # The loaded summarizer handed in is left as it was.
+    assert isinstance(trained["summarizer"].model.generator, torch.nn.Linear)
 
 
 @pytest.mark.parametrize(("settings", "fragment"), [

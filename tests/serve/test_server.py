@@ -315,6 +315,8 @@ def test_a_port_in_use_is_one_line_and_exit_2(trained):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--max-queue", "4", "--max-texts-per-request", "8"], "--max-queue 4 is below --max-texts-per-request 8"),
     (["--runtime", "tensorflow"], "unknown --runtime 'tensorflow'"),
+    (["--bf16-output"], "--bf16-output is for summarizers and none of the served models is one"),
+    (["--runtime", "onnx", "--bf16-output"], "--bf16-output is for the PyTorch runtime; drop it with --runtime onnx"),
 ])
 def test_bad_settings_are_one_line_and_exit_2(trained, args, fragment):
     assert_usage_error(invoke("serve", "--model", trained["classifier_dir"], "--port", "0", *args), fragment)
