@@ -20,11 +20,12 @@ that the best hypotheses and their float scores are equal between the trees, bit
 Two models in one run: `--baseline-model DIR` (e.g. the same sizes with the other attention kind)
 runs the same variants on that model with this tree's library, alternated round-robin with `--model`
 the same way; only the speeds are compared, since the two models' summaries differ. `--bf16-output`
-decodes `--model` with its output layer in bfloat16 (`nlp_lstm.inference.bfloat16`); with
-`--baseline-model` set to the same directory it measures that mode against float32.
+decodes `--model` with its output layer in bfloat16 (`nlp_lstm.inference.bfloat16`), and `--shortlist N`
+over N shortlisted pieces (`nlp_lstm.decoding.shortlist`); with `--baseline-model` set to the same
+directory they are measured against the plain float32 model.
 
     .venv/bin/python benchmarks/bench_decode.py [--texts 256] [--rounds 3] [--threads 1]
-        [--model DIR] [--baseline-tree DIR | --baseline-model DIR] [--bf16-output] [--clock wall|cpu]
+        [--model DIR] [--baseline-tree DIR | --baseline-model DIR] [--bf16-output] [--shortlist N] [--clock wall|cpu]
 
 `--clock cpu` times the worker's CPU seconds instead of wall seconds: on a machine whose other jobs
 take the cores, one-thread CPU time does not count the time the worker waits for a core.
@@ -60,7 +61,7 @@ def read_texts(count: int) -> list[str]:
     return texts
 
 
-def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output: bool) -> None:
+def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output: bool, shortlist: int) -> None:
     """Worker: load the model with `tree`'s library, then answer one JSON request per stdin line."""
     sys.path.insert(0, tree)
     for name in [name for name in sys.modules if name == "nlp_lstm" or name.startswith("nlp_lstm.")]:
@@ -82,6 +83,7 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output
         summarizer = bfloat16_output(summarizer)
     texts = read_texts(texts_count)
     max_length = summarizer.max_target_length
+    extra = {"shortlist": shortlist} if shortlist else {}  # a baseline tree may predate the setting
 
     def hypotheses(batch_size: int) -> list:
         """Best hypothesis and score per text, batched as `summarize` batches."""
@@ -105,7 +107,7 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output
             start, cpu_start = time.perf_counter(), time.process_time()
             if request["what"] == "summarize":
                 result = summarizer.summarize(texts, beam_size=request["beam_size"], batch_size=request["batch_size"],
-                                              max_length=max_length)  # fmt: skip
+                                              max_length=max_length, **extra)  # fmt: skip
             else:
                 result = hypotheses(request["batch_size"])
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -113,11 +115,13 @@ def serve(tree: str, model_dir: str, texts_count: int, threads: int, bf16_output
 
 
 class Worker:
-    def __init__(self, tree: Path, model: Path, args, *, bf16_output: bool = False) -> None:
+    def __init__(self, tree: Path, model: Path, args, *, bf16_output: bool = False, shortlist: int = 0) -> None:
         command = [sys.executable, __file__, "--serve", str(tree), "--model", str(model),
                    "--texts", str(args.texts), "--threads", str(args.threads)]  # fmt: skip
         if bf16_output:
             command.append("--bf16-output")
+        if shortlist:
+            command += ["--shortlist", str(shortlist)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = json.loads(self.process.stdout.readline())
 
@@ -144,10 +148,12 @@ def main() -> None:
                         help="wall seconds, or the worker's CPU seconds (with 1 thread: not the time it waits for a core)")
     parser.add_argument("--bf16-output", action="store_true",
                         help="decode --model with its output layer in bfloat16 (the baseline stays float32)")
+    parser.add_argument("--shortlist", type=int, default=0,
+                        help="decode --model over a shortlist of N pieces (nlp_lstm.decoding.shortlist); the baseline: all")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, str(args.model), args.texts, args.threads, args.bf16_output)
+        serve(args.serve, str(args.model), args.texts, args.threads, args.bf16_output, args.shortlist)
         return
     if not (args.model / "config.json").exists():
         sys.exit(f"{args.model} is missing: train it first with `.venv/bin/nlp-lstm run pipelines/descriptions.toml`")
@@ -163,7 +169,8 @@ def main() -> None:
         trees = {"before": (args.baseline_tree.resolve(), args.model), **trees}
     if args.baseline_model:
         trees = {"before": (common.ROOT, args.baseline_model), **trees}
-    workers = {name: Worker(tree, model, args, bf16_output=args.bf16_output and name == "after")
+    workers = {name: Worker(tree, model, args, bf16_output=args.bf16_output and name == "after",
+                            shortlist=args.shortlist if name == "after" else 0)
                for name, (tree, model) in trees.items()}
     try:
         variants = [(tree, decoder, beam_size, batch_size) for tree in trees for decoder, beam_size in DECODERS

@@ -18,6 +18,7 @@ def evaluate_command(
     summary_column: Annotated[Optional[str], typer.Option("--summary-column", help="Summarizer: reference column (default: the model's).")] = None,
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-k", min=1, help="Summarizer: beam width (default: saved with the model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Summarizer: most output tokens (default: saved).")] = None,
+    shortlist: Annotated[Optional[int], typer.Option("--shortlist", min=0, help="Summarizer: generate only the N most likely pieces plus each text's own (0: whole vocabulary; default: saved).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
     plots_dir: Annotated[Optional[Path], typer.Option("--plots-dir", help="Write plots (confusion matrix, reliability diagram) here.")] = None,
     bf16_output: Annotated[bool, typer.Option("--bf16-output", help="Summarizer: decode with the output layer in bfloat16.")] = False,
@@ -30,7 +31,8 @@ def evaluate_command(
 
         source = data_source(options, text_column=text_column or DataSource.text_column,
                              label_column=label_column or DataSource.label_column, summary_column=summary_column)
-        decoding = {key: value for key, value in {"beam_size": beam_size, "max_length": max_length}.items() if value}
+        decoding = {key: value for key, value in {"beam_size": beam_size, "max_length": max_length,
+                                                  "shortlist": shortlist}.items() if value is not None}
         metrics = nlp_lstm.evaluate(model, source, split=split, plots_dir=plots_dir, device=options.device,
                                     bf16_output=bf16_output, **decoding)
         if fmt == "json":

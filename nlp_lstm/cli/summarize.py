@@ -22,6 +22,7 @@ def summarize_command(
     length_penalty: Annotated[Optional[float], typer.Option("--length-penalty", min=0.0, help="Wu et al. (2016) alpha, 0: off (default: saved).")] = None,
     no_repeat_ngram_size: Annotated[Optional[int], typer.Option("--no-repeat-ngram-size", min=0, help="Block repeated n-grams, 0: off (default: saved).")] = None,
     coverage_penalty: Annotated[Optional[float], typer.Option("--coverage-penalty", min=0.0, help="Wu et al. (2016) beta, 0: off (default: saved).")] = None,
+    shortlist: Annotated[Optional[int], typer.Option("--shortlist", min=0, help="Generate only the N most likely pieces plus each text's own (faster; 0: whole vocabulary; default: saved).")] = None,
     attention_plot: Annotated[Optional[Path], typer.Option("--attention-plot", help="Write a PNG heatmap of the first text's attention.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts decoded together.")] = 32,
     bf16_output: Annotated[bool, typer.Option("--bf16-output", help="Output layer in bfloat16: faster decoding on CPUs with bfloat16 units; summaries may differ slightly.")] = False,
@@ -36,6 +37,7 @@ def summarize_command(
             batch_size=batch_size, runtime=runtime, bf16_output=bf16_output, beam_size=beam_size,
             min_length=min_length, max_length=max_length,
             length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size, coverage_penalty=coverage_penalty,
+            shortlist=shortlist,
         )
         print_rows(rows, fmt=fmt, columns=["text", "summary"])
 

@@ -42,6 +42,9 @@ class DecodeConfig:
     length_penalty: float = 1.0  # alpha of Wu et al. 2016; 0 disables
     no_repeat_ngram_size: int = 3  # 0 disables; blocks any n-gram already in the hypothesis
     coverage_penalty: float = 0.0  # beta of Wu et al. 2016; 0 disables
+    # Pieces beyond the specials that every example may generate, besides its own source's; 0 = the
+    # whole vocabulary. Applied by `SummarizerPredictor.decode` (`nlp_lstm.decoding.shortlist`).
+    shortlist: int = 0
 
     def __post_init__(self):
         check_lengths(
@@ -51,6 +54,10 @@ class DecodeConfig:
         )
         if self.beam_size < 1:
             raise NlpLstmError(f"beam_size={self.beam_size} is invalid: use 1 or more")
+        if isinstance(self.shortlist, bool) or not isinstance(self.shortlist, int) or self.shortlist < 0:
+            raise NlpLstmError(
+                f"shortlist={self.shortlist!r} is invalid: use 0 (the whole vocabulary) or a positive count"
+            )
         if self.coverage_penalty < 0:
             raise NlpLstmError(
                 f"coverage_penalty={self.coverage_penalty} is invalid: use 0 (off) or more"

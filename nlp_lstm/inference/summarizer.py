@@ -12,9 +12,11 @@ import torch
 
 from nlp_lstm.data.collate import collate_summarization, to_device
 from nlp_lstm.data.encode import ids_to_text, ids_to_tokens, summarization_sources
+from nlp_lstm.data.specials import SPECIALS
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search, decoding_mode
 from nlp_lstm.decoding.greedy import greedy_decode_config
+from nlp_lstm.decoding.shortlist import shortlist_batch
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
@@ -54,9 +56,14 @@ class SummarizerPredictor:
     def decode(self, examples: list[dict[str, Any]], config: DecodeConfig) -> list[list[int]]:
         """Extended output ids for a batch of encoded examples (beam size 1: greedy)."""
         batch = to_device(collate_summarization(examples), self.device)
-        if config.beam_size == 1:
-            return greedy_decode_config(self.model, batch, config)
-        return beam_search(self.model, batch, config)
+        model, to_ids = self.model, None
+        if config.shortlist and config.shortlist + len(SPECIALS) < self.model.config.vocab_size:
+            if not hasattr(self.model, "generator"):
+                raise NlpLstmError("--shortlist is for the PyTorch runtime; pass --shortlist 0 with --runtime onnx")
+            model, batch, to_ids = shortlist_batch(self.model, batch, config.shortlist)
+        decode = greedy_decode_config if config.beam_size == 1 else beam_search
+        outputs = decode(model, batch, config)
+        return to_ids(outputs) if to_ids else outputs
 
     def decode_config(self, **overrides: Any) -> DecodeConfig:
         """The model's saved decoding settings with `overrides` (None values ignored) applied."""
@@ -66,7 +73,7 @@ class SummarizerPredictor:
         """One summary per text, in input order. An empty or whitespace-only text gets "" (with a warning).
 
         `decoding` overrides fields of the model's saved `DecodeConfig` (`beam_size`, `min_length`,
-        `max_length`, `length_penalty`, `no_repeat_ngram_size`, `coverage_penalty`).
+        `max_length`, `length_penalty`, `no_repeat_ngram_size`, `coverage_penalty`, `shortlist`).
         """
         texts = as_texts(texts)
         config = self.decode_config(**decoding)

@@ -116,3 +116,22 @@ def test_bf16_output_is_refused_with_onnx_and_for_classifiers(model_dir, data, t
     (tmp_path / "model.safetensors").write_bytes(b"")
     result = invoke("evaluate", "--model", tmp_path, "--test-file", data["test"], "--bf16-output")
     assert_usage_error(result, "--bf16-output is for summarizers", "drop the option")
+
+
+def test_shortlist_summarizes_and_evaluates_and_is_reported(model_dir, data):
+    texts = ["the movie by carl was long", "a story by kim"]
+    result = invoke("summarize", "--model", model_dir, *texts, "--format", "json", "--beam-size", "2",
+                    "--device", "cpu", "--shortlist", "3")
+    assert result.exit_code == 0, result.output
+    # The names are the texts' own pieces, which every example may still produce.
+    assert [row["summary"] for row in json.loads(result.stdout)] == ["film by carl", "film by kim"]
+    result = invoke("evaluate", "--model", model_dir, "--test-file", data["test"], "--format", "json",
+                    "--device", "cpu", "--shortlist", "3")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["decoding"]["shortlist"] == 3 and metrics["rougeL"] > 50, metrics
+
+
+def test_a_negative_shortlist_is_a_usage_error(model_dir):
+    result = invoke("summarize", "--model", model_dir, "x", "--shortlist", "-1")
+    assert result.exit_code == 2 and "--shortlist" in result.output

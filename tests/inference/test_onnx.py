@@ -393,6 +393,8 @@ def test_onnx_summarizer_gives_the_pytorch_summaries(trained_summarizer):
     # Copying is exercised: most names are out of vocabulary and still come out.
     copied = [s.split()[-1] for s in expected[:12] if s and predictor.tokenizer.token_to_id(s.split()[-1]) == 1]
     assert len(copied) >= 6, expected
+    with pytest.raises(NlpLstmError, match="--shortlist is for the PyTorch runtime"):
+        predictor.summarize(texts[:2], shortlist=5)  # the exported graph scores the whole vocabulary
     found, reference = predictor.attention(texts[0], beam_size=2), torch_model.attention(texts[0], beam_size=2)
     assert found["summary"] == reference["summary"]
     torch.testing.assert_close(found["attention"], reference["attention"], rtol=0, atol=1e-5)
