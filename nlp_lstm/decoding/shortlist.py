@@ -22,6 +22,8 @@ measures speed and ROUGE; it is off (0) unless asked for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -95,7 +97,7 @@ class ShortlistView:
         return log_probs, new_state, attention, p_gen
 
 
-def shortlist_batch(model, batch: dict, size: int) -> tuple[ShortlistView, dict, callable]:
+def shortlist_batch(model, batch: dict, size: int) -> tuple[ShortlistView, dict, Callable[[list[list[int]]], list[list[int]]]]:
     """The model and batch in column space, and `to_ids` mapping decoded columns back to extended ids.
 
     Args:
