@@ -38,7 +38,8 @@ class ShortlistGenerator(nn.Module):
         super().__init__()
         self.weight = generator.weight[columns].contiguous()  # float32, or bfloat16 (`--bf16-output`)
         self.bias = generator.bias[columns].contiguous()
-        self.shared = shared  # (n,) bool: in every example's set (specials and the top N)
+        # (n,): 0 where every example may produce the column (specials and the top N), else -inf.
+        self.closed = torch.zeros(shared.shape, device=shared.device).masked_fill_(~shared, float("-inf"))
         self.blocked: torch.Tensor | None = None  # (examples, n): 0, or -inf off the example's set
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -79,10 +80,8 @@ class ShortlistView:
         """`Summarizer.step` over columns: `src_ext_ids` and `prev_ids` are columns, and so is the output."""
         n, vocab_size = self.columns.numel(), self.model.config.vocab_size
         piece_ids = torch.where(prev_ids < n, self.columns[prev_ids.clamp(max=n - 1)], prev_ids - n + vocab_size)
-        own = src_ext_ids.masked_fill(src_ext_ids >= n, 0)  # an OOV slot marks column 0 (PAD), shared anyway
-        allowed = torch.zeros(src_ext_ids.shape[0], n, dtype=torch.bool, device=src_ext_ids.device)
-        allowed.scatter_(1, own, True).logical_or_(self.generator.shared)  # (E, n)
-        blocked = torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+        own = src_ext_ids.masked_fill(src_ext_ids >= n, 0)  # an OOV slot opens column 0 (PAD), shared anyway
+        blocked = self.generator.closed.expand(src_ext_ids.shape[0], n).clone().scatter_(1, own, 0.0)  # (E, n)
         self.generator.blocked = blocked
         full, self.model.generator = self.model.generator, self.generator
         try:
@@ -93,7 +92,7 @@ class ShortlistView:
             self.model.generator = full
         # The copy mixture's epsilon makes a masked column log(1e-12), not -inf: it is not this
         # example's to produce at all.
-        log_probs[:, :n].view(allowed.shape[0], -1, n).add_(blocked.unsqueeze(1))
+        log_probs[:, :n].view(blocked.shape[0], -1, n).add_(blocked.unsqueeze(1))
         return log_probs, new_state, attention, p_gen
 
 
