@@ -12,6 +12,7 @@ import torch
 
 from nlp_lstm.data.collate import collate_summarization, to_device
 from nlp_lstm.data.encode import ids_to_text, ids_to_tokens, summarization_sources
+from nlp_lstm.data.readable import Lexicon, load_lexicon, readable_summary
 from nlp_lstm.data.specials import SPECIALS
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search, decoding_mode
@@ -24,16 +25,27 @@ from nlp_lstm.models.summarizer import Summarizer
 
 
 class SummarizerPredictor:
-    """A trained `Summarizer` with its tokenizer and saved decoding settings (`DecodeConfig`)."""
+    """A trained `Summarizer` with its tokenizer, saved decoding settings (`DecodeConfig`) and the
+    lexicon that makes its summaries readable (`data/readable.py`: whole words, written case)."""
 
     kind = "summarizer"
 
     def __init__(self, model: Summarizer, tokenizer: Tokenizer, *, decoding: DecodeConfig | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, lexicon: Lexicon | None = None) -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.decoding = decoding or DecodeConfig(max_length=model.config.max_target_length)
+        self.lexicon = lexicon
+
+    def text(self, ids: list[int], example: dict[str, Any], source: str) -> str:
+        """Output ids -> the summary a reader sees: detokenized, then (with a lexicon) whole words in
+        their written case."""
+        summary = ids_to_text(ids, example["oovs"], self.tokenizer)
+        if self.lexicon is None:
+            return summary
+        return readable_summary(summary, source, self.lexicon,
+                                restore_case=bool(self.tokenizer.settings.get("lowercase", True)))
 
     @property
     def max_source_length(self) -> int:
@@ -91,7 +103,7 @@ class SummarizerPredictor:
             chunk = order[start : start + batch_size]
             outputs = self.decode([examples[i] for i in chunk], config)
             for position, ids in zip(chunk, outputs):
-                summaries[present[position]] = ids_to_text(ids, examples[position]["oovs"], self.tokenizer)
+                summaries[present[position]] = self.text(ids, examples[position], texts[present[position]])
         return summaries
 
     def attention(self, text: str, **decoding: Any) -> dict[str, Any]:
@@ -127,7 +139,7 @@ class SummarizerPredictor:
             "output_tokens": ids_to_tokens(ids, example["oovs"], self.tokenizer),
             "attention": torch.stack(rows) if rows else torch.zeros(0, source_length),
             "p_gen": torch.stack(gates) if gates else torch.zeros(0),
-            "summary": ids_to_text(ids, example["oovs"], self.tokenizer),
+            "summary": self.text(ids, example, text),
         }
 
     def plot_attention(self, text: str, path: str | Path, **decoding: Any) -> None:
@@ -148,4 +160,4 @@ def load_summarizer(path: Path, model_file: ModelFile, *, device: torch.device) 
     model = Summarizer(model_file.model)
     load_state(path, model)
     return SummarizerPredictor(model, load_model_tokenizer(path, model_file), decoding=model_file.decoding,
-                               device=device)
+                               device=device, lexicon=load_lexicon(path))

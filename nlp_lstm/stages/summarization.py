@@ -18,6 +18,7 @@ import torch
 from nlp_lstm.config import from_dict, TrainConfig
 from nlp_lstm.data.columns import iter_texts
 from nlp_lstm.data.encode import encode_summarization
+from nlp_lstm.data.readable import build_lexicon
 from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
@@ -120,9 +121,12 @@ class SummarizationStage:
 
     def finish(self, network: Summarizer, prepared: SummarizerData, result: TrainResult, staging: Path,
                device: torch.device) -> dict[str, Any]:
-        summarizer = SummarizerPredictor(network, prepared.tokenizer, decoding=self.decoding, device=device)
-        metrics: dict[str, Any] = {"decoding": asdict(self.decoding)}
         text, summary = self.source.text_column, self.source.summary_column
+        train = prepared.splits["train"]
+        lexicon = build_lexicon(iter_texts(train, [text]), iter_texts(train, [summary]))
+        summarizer = SummarizerPredictor(network, prepared.tokenizer, decoding=self.decoding, device=device,
+                                         lexicon=lexicon)
+        metrics: dict[str, Any] = {"decoding": asdict(self.decoding)}
         for split in ("validation", "test"):
             if split in prepared.splits:
                 data = prepared.splits[split]
@@ -131,6 +135,7 @@ class SummarizationStage:
         model_file = ModelFile(kind="summarizer", model=network.config, training=self.training, decoding=self.decoding,
                                columns={"text": text, "summary": summary})
         save_model(staging, model_file=model_file, state=network.state_dict(), tokenizer=prepared.tokenizer)
+        lexicon.save(staging)
         first = prepared.splits.get("test", prepared.splits["validation"])
         _plot_first(summarizer, list(iter_texts(first.take(20), [text])), staging / "plots" / "attention_example.png",
                     self.decoding)
