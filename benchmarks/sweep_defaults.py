@@ -1,16 +1,18 @@
 """Classifier defaults judged on several corpora, each beside TF-IDF + logistic regression on the same split.
 
-    .venv/bin/python benchmarks/sweep_defaults.py --corpora vader_binary vader_domain wiki_topic \
-        --settings previous candidate candidate+pretrained --threads 1 --out runs/sweep
+    .venv/bin/python benchmarks/sweep_defaults.py --corpora vader_binary vader_domain wiki_topic tweets3 hedge \
+        --settings defaults defaults+glove --seeds 13 14 15 --threads 1 --out runs/sweep
 
 Corpora (fixed seeded splits): `vader_binary` is the shared 80/10/10 VADER split (label = score > 0,
 |score| >= 0.5; `../shared/data/splits/vader/`, or `--vader-split DIR`), `vader_domain` the 4-way
 domain of every VADER text (`data/vader_sentiment.jsonl.gz`), `wiki_topic` the 12 topics of the
-Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); the last two are cut 80/10/10 by
-`DataSource`'s seeded rule. Settings: `defaults` (the CLI's `train classifier` defaults),
+Wikipedia leads (`data/wiki_descriptions_en.jsonl.gz`); these two are cut 80/10/10 by
+`DataSource`'s seeded rule. `tweets3` (3-way tweet sentiment) and `hedge` (CoNLL-2010 uncertainty)
+are the shared fixed splits (`../shared/data/splits/`). Settings: `defaults` (the CLI's `train
+classifier` defaults), `defaults+glove` (the defaults with `--embeddings vectors/glove.6B.50d.npy`:
+run `benchmarks/get_glove.py` first), `lstm-only` (the defaults without the linear part),
 `previous` (the defaults before they were measured), `candidate` (the measured BiLSTM alone),
-`ngrams` (the candidate plus the n-gram bag: today's defaults), `concat` (the candidate with concat
-pooling), `ngrams-concat` (both), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
+`concat` (the candidate with concat pooling), `NAME+pretrained` (`pretrain` `--lm-epochs` epochs on
 the training texts, then `--init-from` with discriminative learning rates, `--layer-lr-decay`). Prints one row per (corpus, setting): test accuracy, macro-F1, ECE, seconds; the
 TF-IDF + LR row (C chosen on validation) comes first for each corpus. Results also go to
 `OUT/results.jsonl`. scikit-learn is a dev dependency only.
@@ -36,6 +38,9 @@ def sources(vader_split: Path):
         "vader_domain": DataSource(train_file="data/vader_sentiment.jsonl.gz", label_column="domain"),
         "wiki_topic": DataSource(train_file="data/wiki_descriptions_en.jsonl.gz", text_column="extract",
                                  label_column="topic"),
+        **{name: DataSource(train_file=str(SPLITS / name / "train.jsonl.gz"),
+                            validation_file=str(SPLITS / name / "validation.jsonl.gz"),
+                            test_file=str(SPLITS / name / "test.jsonl.gz")) for name in ("tweets3", "hedge")},
     }
 
 
@@ -66,20 +71,22 @@ def tfidf(source) -> dict:
 # Each setting in full (model, tokenizer, training), so a row means the same whatever the defaults are.
 SETTINGS = {
     "previous": {"model": {"embedding_dim": 128, "hidden_size": 128, "pooling": "max", "dropout": 0.3,
-                           "ngram_buckets": 0},
+                           "word_ngrams": 0},
                  "tokenizer": {"kind": "spacy", "vocab_size": 20000},
                  "training": {"epochs": 10, "batch_size": 32, "learning_rate": 2e-3, "patience": 3,
                               "weight_decay": 0.01}},
     "candidate": {"model": {"embedding_dim": 256, "hidden_size": 256, "pooling": "mean", "dropout": 0.5,
-                            "ngram_buckets": 0},
+                            "word_ngrams": 0},
                   "tokenizer": {"kind": "sentencepiece", "vocab_size": 8000},
                   "training": {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "patience": 2,
                                "weight_decay": 0.1}},
 }
 SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["previous"]["tokenizer"]}
-SETTINGS["ngrams"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "ngram_buckets": 2**18}}
 SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
-SETTINGS["ngrams-concat"] = {**SETTINGS["ngrams"], "model": {**SETTINGS["ngrams"]["model"], "pooling": "concat"}}
+# The CLI defaults with one change each (model settings over the defaults; tokenizer and training as the CLI's).
+VARIANTS = {"defaults+glove": {"embeddings": "vectors/glove.6B.50d.npy"},
+            "defaults+glove-tuned": {"embeddings": "vectors/glove.6B.50d.npy", "freeze_embeddings": False},
+            "lstm-only": {"word_ngrams": 0}}
 
 
 def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: float = 2.6, seed: int | None = None
@@ -91,6 +98,8 @@ def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: fl
     extra = {}
     if setting == "defaults":
         model, tokenizer, training = {}, None, {}
+    elif setting in VARIANTS:
+        model, tokenizer, training = dict(VARIANTS[setting]), None, {}
     elif setting.endswith("+pretrained"):  # e.g. candidate+pretrained: pretrain on the training texts first
         base = SETTINGS[setting.removesuffix("+pretrained")]
         lm, tokenizer = out / "lm", base["tokenizer"]
@@ -102,14 +111,17 @@ def lstm(source, setting: str, out: Path, lm_epochs: int = 1, layer_lr_decay: fl
         training = {**base["training"], "layer_lr_decay": layer_lr_decay}
     else:
         model, tokenizer, training = (SETTINGS[setting][key] for key in ("model", "tokenizer", "training"))
-    if seed is not None:
-        training = {**training, "seed": seed}
+    from nlp_lstm.stages.classification import default_training
+
+    training = default_training(**training, **({} if seed is None else {"seed": seed}))
     metrics = nlp_lstm.train(output_dir=out / "model", source=source, tokenizer_settings=tokenizer, model=model,
-                             training=TrainConfig(**training), overwrite=True, progress=False)
+                             training=training, overwrite=True, progress=False)
     test = metrics["test"]
+    linear = metrics.get("linear_part", {})
     return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "ece": test["ece"],
             "ece_before_scaling": test["ece_before_scaling"], "seconds": time.perf_counter() - started,
-            "best_epoch": metrics["best_epoch"], **extra}
+            "best_epoch": metrics["best_epoch"], "mix": linear.get("mix"), "c": linear.get("c"),
+            "embeddings": metrics.get("embeddings", {}).get("coverage"), **extra}
 
 
 def main() -> None:
@@ -123,7 +135,8 @@ def main() -> None:
     parser.add_argument("--layer-lr-decay", type=float, default=2.6,
                         help="fine-tuning's discriminative learning-rate decay in the NAME+pretrained settings (1: one rate)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR rows (already measured)")
-    parser.add_argument("--seed", type=int, help="training seed of the LSTM rows (default: the settings' own)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[None],
+                        help="training seeds of the LSTM rows, each a row (default: the settings' own)")
     args = parser.parse_args()
     import torch
 
@@ -133,9 +146,10 @@ def main() -> None:
     print(f"{'corpus':<14} {'setting':<22} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7} {'seconds':>8}", flush=True)
     for corpus in args.corpora:
         rows = [] if args.no_baseline else [("tfidf+lr", lambda: tfidf(corpora[corpus]))]
-        rows += [(setting, lambda s=setting: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs,
-                                                      args.layer_lr_decay, args.seed))
-                 for setting in args.settings]
+        rows += [(f"{setting}" + ("" if seed is None else f"@{seed}"),
+                  lambda s=setting, seed=seed: lstm(corpora[corpus], s, args.out / corpus / s, args.lm_epochs,
+                                                    args.layer_lr_decay, seed))
+                 for seed in args.seeds for setting in args.settings]
         for setting, run in rows:
             result = run()
             ece = "" if result["ece"] is None else f"{result['ece']:.4f}"

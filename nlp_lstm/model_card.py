@@ -79,7 +79,8 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
     metric_names = {"classifier": ["accuracy", "f1"], "summarizer": ["rouge"], "language_model": ["perplexity"]}[kind]
     hub_datasets = [hub_dataset] if hub_dataset else []
     what = WHAT[kind].format(pooling=getattr(config, "pooling", ""),
-                             ngrams=", plus a bag of hashed n-grams" if getattr(config, "ngram_buckets", 0) else "",
+                             ngrams=", stacked with a TF-IDF logistic regression over word n-grams"
+                             if getattr(config, "word_ngrams", 0) else "",
                              coverage=" and coverage" if getattr(config, "coverage", False) else "")
     lines = [
         "---",

@@ -7,7 +7,8 @@ once into a typed `ModelFile`; loading reads weights with safetensors only, noth
 Directories written before the model configs held their own length limits (format 1: `max_length`,
 `max_source_length`, `max_target_length` at the top level, the coverage schedule in `training`), and
 classifiers written before the n-gram bag (formats 1 and 2: no `ngram_buckets`, so none) are read into
-the same `ModelFile`.
+the same `ModelFile`. Format 3's hashed n-gram bag gave way to the word n-gram linear part in format 4;
+a format-3 classifier with a bag cannot be rebuilt (retrain it), one without is read as format 4.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.language_model import LanguageModelConfig
 from nlp_lstm.models.summarizer import SummarizerConfig
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KINDS = ("classifier", "summarizer", "language_model")
 COMMANDS = {"classifier": "classify", "summarizer": "summarize", "language_model": "train classifier --init-from"}
 
@@ -69,8 +70,8 @@ def _model_config_class(kind: str) -> type:
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Formats 1 (length limits at the top level, coverage schedule in `training`) and 2 (classifiers
-    without an n-gram bag) -> format 3."""
+    """Formats 1 (length limits at the top level, coverage schedule in `training`), 2 (classifiers
+    without an n-gram bag) and 3 (the hashed bag) -> format 4."""
     data = dict(data)
     version = int(data.get("format_version", 1))
     model = dict(data.get("model", {}))
@@ -84,8 +85,11 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
             value = training.pop(key)
             if data.get("kind") == "summarizer":
                 model.setdefault(key, value)
-    if version < 3 and data.get("kind") == "classifier":
-        model.setdefault("ngram_buckets", 0)  # the bag came with format 3; before it, no classifier had one
+    if version < 4 and data.get("kind") == "classifier":
+        if model.pop("ngram_buckets", 0):  # the hashed bag came with format 3 and left with format 4
+            raise NlpLstmError("this classifier was saved by an earlier nlp-lstm with a hashed n-gram bag, which "
+                               "this version no longer has; retrain it (its word n-gram linear part replaces the bag)")
+        model["word_ngrams"] = 0
     data["model"], data["training"] = model, training
     return data
 

@@ -106,10 +106,14 @@ def classifier_command(
     num_layers: Annotated[Optional[int], typer.Option("--num-layers", min=1, help="Stacked LSTM layers.")] = None,
     pooling: Annotated[Optional[str], typer.Option("--pooling", help="max | mean | last | attention | concat (last, max and mean side by side).")] = None,
     peephole: Annotated[Optional[str], typer.Option("--peephole", help="none (fused kernel) | diagonal | full.")] = None,
-    ngram_buckets: Annotated[Optional[int], typer.Option(
-        "--ngram-buckets", min=0, help="Hashed bigram buckets of the n-gram bag beside the BiLSTM; 0 turns it off.")] = None,
+    word_ngrams: Annotated[Optional[int], typer.Option(
+        "--word-ngrams", min=0, max=5,
+        help="Longest word n-gram of the TF-IDF linear part beside the BiLSTM (default 2); 0 turns it off.")] = None,
     dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.99, help="Dropout rate.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
+    embeddings: Annotated[Optional[Path], typer.Option(
+        "--embeddings", help="Start the embedding from word vectors: GloVe/word2vec/fastText .txt/.vec(.gz), .bin, or .npy "
+                             "with NAME.vocab.txt beside it (a word tokenizer over the vectors' words comes with them).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(
         "--init-from", help="Start from a language model directory (`nlp-lstm pretrain`): its tokenizer, embedding and encoder.")] = None,
 ) -> None:
@@ -124,11 +128,14 @@ def classifier_command(
 
         model = {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
                  "pooling": pooling, "peephole": peephole, "dropout": dropout, "max_length": max_length,
-                 "ngram_buckets": ngram_buckets}
+                 "word_ngrams": word_ngrams, "embeddings": None if embeddings is None else str(embeddings)}
         model = {key: value for key, value in model.items() if value is not None}
         if init_from is not None:
             model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model
-        from nlp_lstm.stages.classification import DEFAULT_TOKENIZER, DEFAULT_TRAINING
+        from nlp_lstm.stages.classification import DEFAULT_TOKENIZER, DEFAULT_TRAINING, with_vector_size
+
+        if embeddings is not None:
+            model = with_vector_size(embeddings, model)  # the embedding's size is the vectors'
 
         sections = configs(ClassifierConfig, model, options, training_defaults=DEFAULT_TRAINING)
         source = None if encoded is not None else data_source(
@@ -143,6 +150,8 @@ def classifier_command(
             return  # under torchrun: rank 0 reports
         split = "test" if "test" in metrics else "validation"
         report = metrics[split]
+        if "embeddings" in metrics:
+            typer.echo(metrics["embeddings"]["coverage"])
         typer.echo(f"saved model to {options.output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
         typer.echo(f"{split}: accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
 

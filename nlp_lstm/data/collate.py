@@ -204,6 +204,7 @@ def collate_classification(examples: Sequence[dict]) -> dict:
         input_ids: (B, T) long, padded with PAD_ID to the batch's longest example.
         lengths: (B,) long.
         pad_mask: (B, T) bool, True at padding.
+        ngram_ids, ngram_weights: (B, K) word n-gram features (`_ngram_features`); only if the examples have them.
         labels: (B,) long class indices, or (B, num_labels) float multi-hot; only if the examples have labels.
     """
     if isinstance(examples, ArrowRows) and _plain_ids(ids := examples.column("input_ids")):
@@ -212,9 +213,37 @@ def collate_classification(examples: Sequence[dict]) -> dict:
     else:
         input_ids, lengths = _pad([example["input_ids"] for example in examples])
         batch = {"input_ids": input_ids, "lengths": lengths, "pad_mask": _pad_mask(lengths, input_ids.shape[1])}
+    if examples and "ngram_ids" in _keys(examples):
+        batch.update(_ngram_features(examples))
     if examples and "labels" in _keys(examples):
         batch["labels"] = _batch_labels(examples)
     return batch
+
+
+def _ngram_features(examples: Sequence[dict]) -> dict:
+    """`ngram_ids` (B, K) long and `ngram_weights` (B, K) float, 0 at padding; K >= 1 even when no
+    text has a known n-gram, so every runtime sees the same rank."""
+    if isinstance(examples, ArrowRows):
+        ids, values = examples.column("ngram_ids"), examples.column("ngram_weights")
+        lengths = _list_lengths(ids)  # (B,)
+        steps = np.arange(max(1, int(lengths.max()) if len(lengths) else 1))  # (K,)
+        inside = steps < lengths[:, None]  # (B, K)
+        padded_ids = np.zeros(inside.shape, dtype=np.int64)
+        padded_values = np.zeros(inside.shape, dtype=np.float32)
+        padded_ids[inside] = ids.flatten().to_numpy(zero_copy_only=False)
+        padded_values[inside] = values.flatten().to_numpy(zero_copy_only=False)
+        return {"ngram_ids": torch.from_numpy(padded_ids), "ngram_weights": torch.from_numpy(padded_values)}
+    ids, _ = _pad([example["ngram_ids"] or [0] for example in examples], pad_value=0)
+    values, _ = _pad([example["ngram_weights"] or [0.0] for example in examples], pad_value=0.0, dtype=torch.float32)
+    return {"ngram_ids": ids, "ngram_weights": values}
+
+
+def classifier_arguments(batch: dict, input_key: str = "input_ids", device: torch.device | None = None) -> tuple:
+    """A collated classification batch -> the positional arguments of `TextClassifier.forward`:
+    `(inputs, lengths, pad_mask, ngram_ids, ngram_weights)`, the last two None without n-gram features."""
+    names = (input_key, "lengths", "pad_mask", "ngram_ids", "ngram_weights")
+    values = [batch.get(name) for name in names]
+    return tuple(value.to(device) if device is not None and value is not None else value for value in values)
 
 
 def collate_summarization(examples: Sequence[dict]) -> dict:

@@ -25,7 +25,7 @@ from nlp_lstm.data.mapped_pages import MappedPages, releasing
 from nlp_lstm.data.specials import EOS_ID
 from nlp_lstm.errors import NlpLstmError
 
-_ENCODE_VERSION = 2  # bump when the encoded layout changes, so stale caches are not reused
+_ENCODE_VERSION = 3  # bump when the encoded layout changes, so stale caches are not reused
 _BATCH_SIZE = 1000
 
 
@@ -106,6 +106,29 @@ def _texts(values) -> list[str]:
     return ["" if value is None else value for value in values]
 
 
+def classification_inputs(tokenizer, ngrams, texts: list[str], *, max_length: int) -> tuple[list[dict], int]:
+    """Texts -> classifier examples: `input_ids` and `length` (`classification_ids`), and with a
+    fitted `ngrams` (`data/word_ngrams.py`, the linear part's features) `ngram_ids` and
+    `ngram_weights`. The linear part reads what the BiLSTM reads: a text cut at `max_length` tokens
+    gives its n-grams from the kept tokens' text (`tokenizer.decode`), so a server that clips long
+    texts before tokenizing them predicts as `predict` does.
+
+    Returns:
+        (examples, truncated): one dict per text, and how many texts were cut to `max_length`.
+    """
+    rows = tokenizer.encode_batch(_texts(texts))
+    truncated = sum(len(row) > max_length for row in rows)
+    examples = [{"input_ids": row[:max_length] or [tokenizer.unk_id]} for row in rows]
+    for example in examples:
+        example["length"] = len(example["input_ids"])
+    if ngrams is not None:
+        read = [tokenizer.decode(row[:max_length]) if len(row) > max_length else text
+                for row, text in zip(rows, _texts(texts))]
+        for example, ngram_ids, ngram_weights in zip(examples, *ngrams.transform(read)):
+            example["ngram_ids"], example["ngram_weights"] = ngram_ids, ngram_weights
+    return examples, truncated
+
+
 def classification_ids(tokenizer, texts: list[str], *, max_length: int) -> tuple[list[list[int]], int]:
     """Texts -> classifier input ids.
 
@@ -127,6 +150,7 @@ def encode_classification(
     label_names: list[str],
     multi_label: bool = False,
     max_length: int = 256,
+    ngrams=None,
     num_proc: int | None = None,
 ):
     """Texts (and labels) -> ids for a classifier.
@@ -135,6 +159,8 @@ def encode_classification(
         input_ids: list[int], truncated to `max_length`; an empty text becomes `[unk_id]` so every
             example has at least one step for the LSTM.
         length: int, len(input_ids).
+        ngram_ids, ngram_weights: list[int], list[float] word n-gram TF-IDF features, when `ngrams`
+            (a fitted `WordNgrams`) is given.
         labels: int index into `label_names`; with `multi_label`, a multi-hot list[float] of
             len(label_names). Absent when `label_column` is None (prediction).
 
@@ -165,19 +191,23 @@ def encode_classification(
         return hot
 
     def encode_batch(batch: dict) -> dict:
-        ids, _ = classification_ids(tokenizer, batch[text_column], max_length=max_length)
-        out = {"input_ids": ids, "length": [len(row) for row in ids]}
+        examples, _ = classification_inputs(tokenizer, ngrams, batch[text_column], max_length=max_length)
+        out = {name: [example[name] for example in examples] for name in features if name != "labels"}
         if label_column is not None:
             convert = multi_hot if multi_label else class_of
             out["labels"] = [convert(value) for value in batch[label_column]]
         return out
 
     features = {"input_ids": datasets.List(datasets.Value("int32")), "length": datasets.Value("int32")}
+    if ngrams is not None:
+        features.update(ngram_ids=datasets.List(datasets.Value("int32")),
+                        ngram_weights=datasets.List(datasets.Value("float32")))
     if label_column is not None:
         features["labels"] = datasets.List(datasets.Value("float32")) if multi_label else datasets.Value("int64")
     arguments = {
         "text_column": text_column, "label_column": label_column, "label_names": names,
         "multi_label": multi_label, "max_length": max_length,
+        "ngrams": None if ngrams is None else ngrams.fingerprint,
     }
     return _map(ds, encode_batch, features, num_proc=num_proc,
                 fingerprint=_fingerprint(ds, tokenizer, "encode_classification", arguments))

@@ -9,9 +9,10 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from nlp_lstm.data.collate import collate_classification, collate_features
-from nlp_lstm.data.encode import classification_ids
+from nlp_lstm.data.collate import classifier_arguments, collate_classification, collate_features
+from nlp_lstm.data.encode import classification_inputs
 from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.word_ngrams import WordNgrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.classifier import TextClassifier
@@ -32,15 +33,16 @@ def as_texts(texts: str | Iterable[str]) -> list[str]:
 
 
 class ClassifierPredictor:
-    """A `TextClassifier` with its tokenizer, label names, temperature and thresholds."""
+    """A `TextClassifier` with its tokenizer, word n-gram features, label names, temperature and thresholds."""
 
     kind = "classifier"
 
     def __init__(self, model: TextClassifier, tokenizer: Tokenizer | None, *, labels: list[str],
                  temperature: float = 1.0, threshold: float = 0.5, thresholds: list[float] | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, ngrams: WordNgrams | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.ngrams = ngrams if model.config.has_linear_part else None
         self.labels = labels
         self.temperature = temperature
         self.threshold = threshold
@@ -76,19 +78,19 @@ class ClassifierPredictor:
         Texts are sorted by token count first, so each batch pads little: the LSTM runs every row to
         the batch's longest. `indices` restore the input order.
         """
-        ids, truncated = classification_ids(self.tokenizer, list(texts), max_length=self.max_length)
+        examples, truncated = classification_inputs(self.tokenizer, self.ngrams, list(texts), max_length=self.max_length)
         if truncated and warn:
             warnings.warn(f"{truncated} text(s) longer than the model's limit of {self.max_length} tokens were "
                           "truncated", stacklevel=4)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        order = sorted(range(len(examples)), key=lambda i: examples[i]["length"])
         for start in range(0, len(order), batch_size):  # collated as predict reaches them, not all at once
             chunk = order[start : start + batch_size]
-            yield chunk, collate_classification([{"input_ids": ids[i], "length": len(ids[i])} for i in chunk])
+            yield chunk, collate_classification([examples[i] for i in chunk])
 
     def logits(self, batch: dict) -> torch.Tensor:
         """`(B, 1)` (binary) or `(B, num_labels)` raw logits of a collated batch."""
-        inputs = batch["input_ids"] if "input_ids" in batch else batch["features"]
-        return self.model(inputs.to(self.device), batch["lengths"].to(self.device), batch["pad_mask"].to(self.device))
+        key = "input_ids" if "input_ids" in batch else "features"
+        return self.model(*classifier_arguments(batch, key, self.device))
 
     def probabilities(self, batch: dict) -> torch.Tensor:
         """`(B, num_labels)` calibrated probabilities (on the CPU)."""
@@ -122,4 +124,16 @@ def load_classifier(path: Path, model_file: ModelFile, *, device: torch.device) 
     return ClassifierPredictor(
         model, tokenizer, labels=model_file.labels, temperature=model_file.temperature,
         threshold=model_file.threshold, thresholds=model_file.thresholds, device=device,
+        ngrams=load_model_ngrams(path, model),
     )
+
+
+def load_model_ngrams(path: Path, model: TextClassifier) -> WordNgrams | None:
+    """The word n-gram features of a model with a linear part (`word_ngrams.json` beside its config)."""
+    if not model.config.has_linear_part:
+        return None
+    ngrams = load_word_ngrams(path)
+    if len(ngrams) != model.config.ngram_features:
+        raise NlpLstmError(f"{path} has {len(ngrams)} word n-grams but the model expects {model.config.ngram_features}; "
+                           "the word_ngrams.json file does not belong to this model")
+    return ngrams

@@ -2,8 +2,10 @@
 
 A classifier becomes one graph, `classifier.onnx`:
     input_ids (B, T) int64 | features (B, T, D) float32,  lengths (B,) int64
+    [ngram_ids (B, K) int64, ngram_weights (B, K) float32: a model with a word n-gram linear part]
       -> embed -> BiLSTM over each row's real length -> pooling (padding ignored) -> head
-         (+ the n-gram bag's logits, from the same ids)
+         (+ the linear part's logits over the word n-gram features, computed outside the graph
+         from the text by `data/word_ngrams.py`, as for PyTorch)
       -> logits (B, 1) binary | (B, num_labels)
 Probabilities are left to the caller (`TextClassifier.scores`: sigmoid or softmax), so the ONNX
 path and the PyTorch path share one formula.
@@ -139,8 +141,11 @@ def export_classifier(model: TextClassifier, path: str | Path) -> dict[str, Any]
         name, example = "input_ids", torch.full((batch, time), 4, dtype=torch.int64)
     else:
         name, example = "features", torch.zeros(batch, time, model.config.input_size)
-    _trace(ClassifierGraph(model), (example, _example_lengths(batch, time)), path=Path(path),
-           inputs={name: {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, outputs={"logits": {0: "batch"}})
+    args, inputs = (example, _example_lengths(batch, time)), {name: {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    if model.ngrams is not None:
+        args += (torch.zeros(batch, 2, dtype=torch.int64), torch.full((batch, 2), 0.5))
+        inputs.update(ngram_ids={0: "batch", 1: "features"}, ngram_weights={0: "batch", 1: "features"})
+    _trace(ClassifierGraph(model), args, path=Path(path), inputs=inputs, outputs={"logits": {0: "batch"}})
     add_peepholes(Path(path), model.encoder)
     return describe_graph(path)
 

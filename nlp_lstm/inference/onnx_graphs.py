@@ -90,14 +90,16 @@ class ClassifierGraph(nn.Module):
         self.ngrams = model.ngrams
         self.directions = model.encoder.num_directions
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """inputs `(B, T)` ids or `(B, T, D)` features, lengths `(B,)` -> logits `(B, 1 | L)`."""
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, ngram_ids: torch.Tensor | None = None,
+                ngram_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """inputs `(B, T)` ids or `(B, T, D)` features, lengths `(B,)`, and for a model with a linear
+        part its word n-gram features `(B, K)` -> logits `(B, 1 | L)`."""
         embedded = self.embedding(inputs) if self.embedding is not None else inputs  # (B, T, E)
         outputs, _ = encode_packed(self.encoder, inputs=embedded, lengths=lengths)  # (B, T, dirs*H)
         pad_mask = pad_mask_from(lengths, inputs.shape[1])  # (B, T)
         pooled = self.pooling(outputs, pad_mask, self._final_hidden(outputs, lengths))  # (B, dirs*H)
         logits = self.head(pooled)
-        return logits if self.ngrams is None else logits + self.ngrams(inputs, pad_mask)
+        return logits if self.ngrams is None else logits + self.ngrams(ngram_ids, ngram_weights)
 
     def _final_hidden(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The last layer's h_n as `(B, dirs*H)`: forward at each row's last token, backward at its first.

@@ -104,13 +104,17 @@ class OnnxTextClassifier(_Inference):
         self.config = config
         self.input_name = "input_ids" if config.vocab_size is not None else "features"
 
-    def __call__(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor | None = None):
-        """inputs `(B, T)` ids or `(B, T, D)` features, lengths `(B,)` -> logits `(B, 1 | L)`.
+    def __call__(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor | None = None,
+                 ngram_ids: torch.Tensor | None = None, ngram_weights: torch.Tensor | None = None):
+        """inputs `(B, T)` ids or `(B, T, D)` features, lengths `(B,)` (and the word n-gram features
+        `(B, K)` of a model with a linear part) -> logits `(B, 1 | L)`.
 
         `pad_mask` is accepted for the `TextClassifier` signature; the graph derives it from lengths.
         """
         inputs = inputs.to(torch.int64 if self.input_name == "input_ids" else torch.float32)
         feed = {self.input_name: inputs, "lengths": lengths.to(torch.int64)}
+        if self.config.has_linear_part:
+            feed.update(ngram_ids=ngram_ids.to(torch.int64), ngram_weights=ngram_weights.to(torch.float32))
         return _tensor(self.graph.run(**feed)["logits"])
 
 

@@ -98,4 +98,5 @@ def quantize_classifier(classifier: ClassifierPredictor) -> ClassifierPredictor:
         threshold=classifier.threshold,
         thresholds=classifier.thresholds,
         device=torch.device("cpu"),  # the int8 kernels are CPU only
+        ngrams=classifier.ngrams,
     )

@@ -1,5 +1,6 @@
 """TextClassifier: embed -> BiLSTM -> pooling -> dropout -> linear (DESIGN section 3), plus the logits
-of a bag of hashed n-grams of the same ids (`nn/ngrams.py`; `ngram_buckets = 0` turns it off).
+of a linear part over word n-gram TF-IDF features (`nn/ngram_linear.py`, `data/word_ngrams.py`;
+`word_ngrams = 0` turns it off), fitted after the BiLSTM and stacked with it on validation.
 
 Inputs are token ids (B, T) with an embedding table, or float feature sequences (B, T, D) such as
 time series, which skip the embedding: the seed recipe `LSTM(128) -> Dense(1, sigmoid)` is this model
@@ -18,7 +19,7 @@ from nlp_lstm.config import check_choice, check_fraction, check_positive
 from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn.lstm import LSTM, PEEPHOLES
-from nlp_lstm.nn.ngrams import NgramBag
+from nlp_lstm.nn.ngram_linear import NgramLinear
 from nlp_lstm.nn.pooling import POOLING, build_pooling, pooled_size
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -46,12 +47,23 @@ class ClassifierConfig:
     peephole: str = "none"  # none (fused kernel) | diagonal | full
     pooling: str = "mean"  # max | mean | last | attention | concat
     max_length: int = 256  # tokens kept per text; longer texts are truncated (with a warning)
-    # Hashed bigram buckets of the n-gram bag beside the BiLSTM (`nn/ngrams.py`); 0 turns it off.
-    # Token ids only: float feature sequences have no n-grams, so their configs hold 0.
-    ngram_buckets: int = 2**18
+    # The longest word n-gram of the linear part beside the BiLSTM (2: unigrams and bigrams, as the
+    # TF-IDF + LR baseline); 0 turns the linear part off. Float feature sequences have no words: 0.
+    word_ngrams: int = 2
+    ngram_features: int | None = None  # the fitted n-gram vocabulary's size (set by training)
     # A language model directory (`nlp-lstm pretrain`) whose tokenizer, embedding and encoder weights
     # the classifier starts from (ULMFiT); its sizes must match this config's.
     init_from: str | None = None
+    # A word vectors file (`data/vectors.py`: GloVe, word2vec, fastText) the embedding starts from,
+    # with a word tokenizer over the training words and the file's most frequent words. Kept frozen
+    # by default: words met only at test time keep vectors in the space the BiLSTM learned to read
+    # (BENCHMARKS.md, "Pretrained word vectors").
+    embeddings: str | None = None
+    freeze_embeddings: bool = True
+
+    @property
+    def has_linear_part(self) -> bool:
+        return bool(self.word_ngrams and self.ngram_features)
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -64,10 +76,12 @@ class ClassifierConfig:
         check_positive(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_dim=self.embedding_dim,
                        max_length=self.max_length, num_labels=self.num_labels)
         check_fraction("dropout", self.dropout)
-        if self.ngram_buckets < 0:
-            raise NlpLstmError(f"ngram_buckets must be >= 0 (0 turns the n-gram bag off), got {self.ngram_buckets}")
+        if not 0 <= self.word_ngrams <= 5:
+            raise NlpLstmError(f"word_ngrams must be 0 (no linear part) to 5, got {self.word_ngrams}")
         if self.input_size is not None:
-            self.ngram_buckets = 0
+            self.word_ngrams, self.ngram_features = 0, None
+        if self.embeddings is not None and self.init_from is not None:
+            raise NlpLstmError("--embeddings and --init-from both give the embedding its start; pick one")
 
 
 class TextClassifier(nn.Module):
@@ -95,18 +109,21 @@ class TextClassifier(nn.Module):
         # Binary uses one logit + sigmoid (the seed recipe's Dense(1, sigmoid)); otherwise one per label.
         outputs = 1 if config.task == "binary" else config.num_labels
         self.head = nn.Linear(pooled_size(self.pooling, self.encoder.output_size), outputs)
-        self.ngrams = (NgramBag(config.vocab_size, config.ngram_buckets, outputs, dropout=config.dropout)
-                       if config.ngram_buckets and config.vocab_size is not None else None)
+        self.ngrams = NgramLinear(config.ngram_features, outputs) if config.has_linear_part else None
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor, *, parts: bool = False):
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor,
+                ngram_ids: torch.Tensor | None = None, ngram_weights: torch.Tensor | None = None, *,
+                parts: bool = False):
         """Args:
             inputs: token ids (B, T) long, or features (B, T, D) float.
             lengths: (B,) real lengths.
             pad_mask: (B, T) True at padding.
-            parts: return the BiLSTM's and the n-gram bag's logits apart (training, `training_loss`).
+            ngram_ids, ngram_weights: (B, K) word n-gram feature indices and TF-IDF values (0 at
+                padding), for a model with a linear part (`data/word_ngrams.py`).
+            parts: return the BiLSTM's and the linear part's logits apart (calibration).
         Returns:
-            logits (B, 1) for binary, else (B, num_labels): the BiLSTM head's plus the n-gram bag's;
-            with `parts`, the pair `(lstm_logits, bag_logits or None)`.
+            logits (B, 1) for binary, else (B, num_labels): the BiLSTM head's plus the linear part's;
+            with `parts`, the pair `(lstm_logits, linear_logits or None)`.
         """
         # Dropout on the embeddings as well as before the head: with ~15k training texts a BiLSTM
         # overfits within 3 epochs otherwise (measured on the sentiment pipeline).
@@ -116,18 +133,20 @@ class TextClassifier(nn.Module):
         final_hidden = h_n[-directions:].transpose(0, 1).reshape(inputs.size(0), -1)  # (B, dirs*H), last layer
         pooled = self.pooling(outputs, pad_mask, final_hidden)
         logits = self.head(self.dropout(pooled))
-        bag = None if self.ngrams is None else self.ngrams(inputs, pad_mask)
+        linear = None
+        if self.ngrams is not None:
+            if ngram_ids is None or ngram_weights is None:
+                raise NlpLstmError("this classifier has a word n-gram linear part: pass ngram_ids and ngram_weights "
+                                   "(the predictor computes them from the texts)")
+            linear = self.ngrams(ngram_ids, ngram_weights)
         if parts:
-            return logits, bag
-        return logits if bag is None else logits + bag
+            return logits, linear
+        return logits if linear is None else logits + linear
 
     def training_loss(self, parts: tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor) -> torch.Tensor:
-        """Each part's own loss, summed: the BiLSTM and the n-gram bag each learn to classify alone
-        (a product of experts trained together), so the bag, which fits the training set within an
-        epoch or two, never leaves the LSTM without a gradient (measured against one loss on the
-        summed logits: BENCHMARKS.md, "n-gram bag")."""
-        lstm, bag = parts
-        return self.loss(lstm, labels) if bag is None else self.loss(lstm, labels) + self.loss(bag, labels)
+        """The BiLSTM's own loss: the linear part is fitted apart (`training/linear_fit.py`), after
+        training, so the BiLSTM learns what it can alone and stacking on validation weighs the two."""
+        return self.loss(parts[0], labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.task == "binary":

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
+from nlp_lstm.data.collate import classifier_arguments
 from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.load import load
@@ -123,7 +124,8 @@ def classify_batch(classifier, texts: list[str], *, bucket_rows: int | None = No
                 extra = padded_length(inputs.shape[1]) - inputs.shape[1]
                 inputs = F.pad(inputs, (0, extra), value=PAD_ID)  # (B, T')
                 pad_mask = F.pad(pad_mask, (0, extra), value=True)  # (B, T')
-            logits = classifier.model(inputs.to(device), batch["lengths"].to(device), pad_mask.to(device))
+            batch = {**batch, "input_ids": inputs, "pad_mask": pad_mask}
+            logits = classifier.model(*classifier_arguments(batch, "input_ids", device))
             # Temperature-scaled, as `predict` gives them (fitted on validation at the end of training).
             probabilities = classifier.model.scores(logits / classifier.temperature).cpu().tolist()  # (B, num_labels)
             for position, row in zip(indices, probabilities):

@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 
 from nlp_lstm.artifacts import atomic_write_json, check_output_dir, read_json, staged_directory
 from nlp_lstm.config import from_dict, TrainConfig
-from nlp_lstm.data.columns import drop_unknown_labels, is_multilabel, is_stream, label_names
+from nlp_lstm.data.collate import classifier_arguments
+from nlp_lstm.data.columns import drop_unknown_labels, is_multilabel, is_stream, iter_texts, label_names
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
+from nlp_lstm.data.vectors import PretrainedEmbedding, load_pretrained_embedding, vector_dim
+from nlp_lstm.data.word_ngrams import WordNgrams, fit_word_ngrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import ClassifierPredictor
 from nlp_lstm.inference.load import load
@@ -26,6 +30,7 @@ from nlp_lstm.models.transfer import init_classifier_from_language_model
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.language_model import language_model_weights, read_language_model, with_encoder_sizes
 from nlp_lstm.stages.run import run_tokenizer, score_dataset, train_stage
+from nlp_lstm.training.linear_fit import fit_linear, sparse_rows
 from nlp_lstm.training.loop import TrainResult, iterate_batches
 from nlp_lstm.nn.modes import evaluation_mode
 from nlp_lstm.training.tasks import ClassificationTask
@@ -43,8 +48,10 @@ def default_training(**settings) -> TrainConfig:
 
 
 def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path, *, max_length: int = 256,
-           num_proc: int | None = None, overwrite: bool = False) -> datasets.DatasetDict:
-    """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names.
+           word_ngrams: int = ClassifierConfig.word_ngrams, num_proc: int | None = None,
+           overwrite: bool = False) -> datasets.DatasetDict:
+    """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names, and
+    the word n-gram features of the classifier's linear part (fitted on the training split; 0: none).
 
     `num_proc` encodes Arrow data in that many processes (`Dataset.map(num_proc=...)`); a streamed
     source (`source.streaming`) is read once per split in this process instead.
@@ -57,11 +64,14 @@ def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path
     splits = load_splits(source)
     names = label_names(splits["train"], source.label_column)
     multi_label = is_multilabel(splits["train"], source.label_column)
+    ngrams = fit_ngrams(splits["train"], source.text_column, order=word_ngrams)
     encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label, max_length=max_length,
-                             num_proc=num_proc)
+                             ngrams=ngrams, num_proc=num_proc)
     with staged_directory(output) as staging:
         encoded.save_to_disk(str(staging / "data"))
         tokenizer.save(staging / "tokenizer")
+        if ngrams is not None:
+            ngrams.save(staging)
         atomic_write_json(staging / ENCODE_META, {
             "task": "classifier", "label_names": names, "multi_label": multi_label, "max_length": max_length,
             "text_column": source.text_column, "label_column": source.label_column,
@@ -69,21 +79,29 @@ def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path
     return encoded
 
 
+def fit_ngrams(train: datasets.Dataset, text_column: str, *, order: int) -> WordNgrams | None:
+    """The linear part's word n-gram vocabulary, fitted on the training texts (None for order 0)."""
+    if not order:
+        return None
+    return fit_word_ngrams(iter_texts(train, [text_column]), order=order)
+
+
 def _encode_splits(splits, tokenizer: Tokenizer, source: DataSource, names: list[str], *, multi_label: bool,
-                   max_length: int, num_proc: int | None = None) -> datasets.DatasetDict:
+                   max_length: int, ngrams: WordNgrams | None, num_proc: int | None = None) -> datasets.DatasetDict:
     return datasets.DatasetDict({
         split: encode_classification(
             data, tokenizer, text_column=source.text_column, label_column=source.label_column, label_names=names,
-            multi_label=multi_label, max_length=max_length, num_proc=num_proc,
+            multi_label=multi_label, max_length=max_length, ngrams=ngrams, num_proc=num_proc,
         )
         for split, data in splits.items()
     })
 
 
-def load_encoded(encoded_dir: str | Path) -> tuple[datasets.DatasetDict, Tokenizer, dict[str, Any]]:
+def load_encoded(encoded_dir: str | Path) -> tuple[datasets.DatasetDict, Tokenizer, WordNgrams | None, dict[str, Any]]:
     path = Path(encoded_dir)
     meta = read_json(path / ENCODE_META, what="encoded dataset description")
-    return datasets.load_from_disk(str(path / "data")), load_tokenizer(path / "tokenizer"), meta
+    ngrams = load_word_ngrams(path) if (path / "word_ngrams.json").is_file() else None
+    return datasets.load_from_disk(str(path / "data")), load_tokenizer(path / "tokenizer"), ngrams, meta
 
 
 @dataclass
@@ -95,7 +113,9 @@ class ClassifierData:
     labels: list[str]
     multi_label: bool
     max_length: int  # the length the data was encoded with (an `encode` output's own)
+    ngrams: WordNgrams | None = None  # the linear part's features (None: no linear part)
     columns: dict[str, str] = field(default_factory=dict)
+    embedding: PretrainedEmbedding | None = None  # word vectors the embedding starts from (`--embeddings`)
 
 
 @dataclass
@@ -124,12 +144,20 @@ class ClassificationStage:
                 raise NlpLstmError(f"--tokenizer {tokenizer_dir} is not the tokenizer of --init-from {self.model.init_from}; "
                                    "drop --tokenizer (the language model's is used)")
             tokenizer_dir = lm_tokenizer
+        if self.model.embeddings is not None and (self.encoded_dir is not None or tokenizer_dir is not None):
+            raise NlpLstmError("--embeddings brings its own word tokenizer (the vectors' words); "
+                               "drop --tokenizer / --encoded and train from the raw data")
         if self.encoded_dir is not None:
-            encoded, tokenizer, meta = load_encoded(self.encoded_dir)
+            encoded, tokenizer, ngrams, meta = load_encoded(self.encoded_dir)
+            if self.model.word_ngrams and (ngrams is None or ngrams.order != self.model.word_ngrams):
+                raise NlpLstmError(f"--encoded {self.encoded_dir} has no word {self.model.word_ngrams}-gram features; "
+                                   f"re-encode with --word-ngrams {self.model.word_ngrams}, or train with "
+                                   f"--word-ngrams {ngrams.order if ngrams else 0}")
             if self.model.init_from is not None and tokenizer.fingerprint != load_tokenizer(tokenizer_dir).fingerprint:
                 raise NlpLstmError(f"--encoded {self.encoded_dir} was encoded with another tokenizer than --init-from "
                                    f"{self.model.init_from}'s; encode with --tokenizer {tokenizer_dir}")
             return ClassifierData(encoded, tokenizer, meta["label_names"], meta["multi_label"], meta["max_length"],
+                                  ngrams if self.model.word_ngrams else None,
                                   {"text": meta["text_column"], "label": meta["label_column"]})
         source = self.source
         if source is None:
@@ -142,22 +170,41 @@ class ClassificationStage:
         for split in ("validation", "test"):
             if split in splits and not is_stream(splits[split]):
                 splits[split] = drop_unknown_labels(splits[split], source.label_column, names, f"the {split} split")
+        embedding = None
+        if self.model.embeddings is not None:
+            def fit_from_vectors() -> Tokenizer:
+                nonlocal embedding
+                embedding = load_pretrained_embedding(self.model.embeddings, iter_texts(splits["train"], [source.text_column]),
+                                                      lang=(self.tokenizer_settings or {}).get("lang", "en"))
+                return embedding.tokenizer
         tokenizer = run_tokenizer(output, splits["train"], [source.text_column], tokenizer_dir,
-                                  self.tokenizer_settings, reuse=reuse_tokenizer)
+                                  self.tokenizer_settings, reuse=reuse_tokenizer,
+                                  fit=fit_from_vectors if self.model.embeddings is not None else None)
+        ngrams = fit_ngrams(splits["train"], source.text_column, order=self.model.word_ngrams)
         encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label,
-                                 max_length=self.model.max_length)
-        return ClassifierData(encoded, tokenizer, names, multi_label, self.model.max_length,
-                              {"text": source.text_column, "label": source.label_column})
+                                 max_length=self.model.max_length, ngrams=ngrams)
+        return ClassifierData(encoded, tokenizer, names, multi_label, self.model.max_length, ngrams,
+                              {"text": source.text_column, "label": source.label_column}, embedding)
 
     def build(self, prepared: ClassifierData) -> TextClassifier:
         names = prepared.labels
         task = "multilabel" if prepared.multi_label else ("binary" if len(names) == 2 else "multiclass")
-        network = TextClassifier(replace(self.model, num_labels=len(names), task=task,
+        ngram_features = len(prepared.ngrams) if prepared.ngrams is not None else None
+        network = TextClassifier(replace(self.model, num_labels=len(names), task=task, ngram_features=ngram_features,
                                          vocab_size=prepared.tokenizer.vocab_size, max_length=prepared.max_length))
         if self.model.init_from is not None:
             state, lm_config, _ = language_model_weights(self.model.init_from)
             with torch.no_grad():
                 init_classifier_from_language_model(network, state, lm_config)
+        if prepared.embedding is not None:  # on --resume the checkpoint's weights replace these
+            dim = prepared.embedding.weight.shape[1]
+            if dim != network.config.embedding_dim:
+                raise NlpLstmError(f"embedding_dim {network.config.embedding_dim} does not match the {dim}-dimensional "
+                                   f"vectors in {self.model.embeddings}; set embedding_dim = {dim}")
+            with torch.no_grad():
+                network.embedding.weight.copy_(torch.from_numpy(prepared.embedding.weight))
+        if self.model.embeddings is not None and self.model.freeze_embeddings:
+            network.embedding.weight.requires_grad_(False)
         return network
 
     def task(self, prepared: ClassifierData) -> ClassificationTask:
@@ -165,13 +212,20 @@ class ClassificationStage:
 
     def finish(self, network: TextClassifier, prepared: ClassifierData, result: TrainResult, staging: Path,
                device: torch.device) -> dict[str, Any]:
-        temperature, thresholds, bag_weight = calibrate(network, prepared.encoded["validation"],
-                                                        labels=prepared.labels, device=device)
-        predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, temperature=temperature,
-                                        thresholds=thresholds, device=device)
-        metrics: dict[str, Any] = {"temperature": temperature}
+        metrics: dict[str, Any] = {}
+        if prepared.embedding is not None:
+            coverage = prepared.embedding.coverage
+            metrics["embeddings"] = {"found": coverage.found, "lowercased": coverage.lowercased,
+                                     "missing": coverage.missing, "coverage": coverage.describe()}
         if network.ngrams is not None:
-            metrics["ngram_weight"] = bag_weight
+            metrics["linear_part"] = fit_linear_part(network, prepared.encoded)
+        temperature, thresholds, mix = calibrate(network, prepared.encoded["validation"],
+                                                 labels=prepared.labels, device=device)
+        predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, temperature=temperature,
+                                        thresholds=thresholds, device=device, ngrams=prepared.ngrams)
+        metrics["temperature"] = temperature
+        if network.ngrams is not None:
+            metrics["linear_part"]["mix"] = mix
         for split in ("validation", "test"):
             if split in prepared.encoded:
                 metrics[split] = score_encoded(predictor, task_for(predictor), prepared.encoded[split])
@@ -181,6 +235,8 @@ class ClassificationStage:
                                labels=prepared.labels, temperature=temperature, thresholds=thresholds,
                                columns=prepared.columns)
         save_model(staging, model_file=model_file, state=network.state_dict(), tokenizer=prepared.tokenizer)
+        if prepared.ngrams is not None:
+            prepared.ngrams.save(staging)
         final = metrics.get("test", metrics["validation"])
         plot_confusion_matrix(final["confusion_matrix"], prepared.labels, staging / "plots" / "confusion_matrix.png")
         plot_reliability_diagram(final["reliability"], staging / "plots" / "reliability_diagram.png")
@@ -193,10 +249,26 @@ def task_for(predictor: ClassifierPredictor) -> ClassificationTask:
                               temperature=predictor.temperature)
 
 
-# Weights of the n-gram bag against the BiLSTM tried on validation; the first of equals wins. Above 1
-# the bag leads: with the temperature fitted after, w = 3 is the BiLSTM's logits at a third of the bag's
-# (validation NLL lowest at 3-4 on the three corpora measured; BENCHMARKS.md, "The bag's weight above 1").
-BAG_WEIGHTS = (1.0, 1.5, 2.0, 3.0, 4.0, 0.75, 0.5, 0.25, 0.0)
+def fit_linear_part(network: TextClassifier, encoded: datasets.DatasetDict) -> dict[str, Any]:
+    """Fit the linear part's weights (a logistic regression on the word n-gram features of the
+    training split, its L2 strength chosen on validation: `training/linear_fit.py`), in place."""
+    def rows(split: str):
+        data = encoded[split].select_columns(["ngram_ids", "ngram_weights", "labels"])
+        columns = data.to_dict()
+        return (sparse_rows(columns["ngram_ids"], columns["ngram_weights"], network.config.ngram_features),
+                np.asarray(columns["labels"]))
+    train, train_labels = rows("train")
+    validation, validation_labels = rows("validation")
+    fit = fit_linear(train, train_labels, validation, validation_labels, task=network.config.task,
+                     num_labels=network.config.num_labels)
+    device = network.ngrams.table.device
+    network.ngrams.table.copy_(fit.table.to(device))
+    network.ngrams.bias.copy_(fit.bias.to(device))
+    return {"c": fit.c, "validation_score": round(fit.validation_score, 6), "features": network.config.ngram_features}
+
+
+# Shares of the linear part in the stacked logits `(1 - a) * lstm + a * linear`, tried on validation.
+MIX = tuple(i / 10 for i in range(11))
 
 
 @torch.no_grad()
@@ -204,26 +276,26 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
               ) -> tuple[float, list[float] | None, float | list[float]]:
     """Fit on the validation split, in order:
 
-    1. the n-gram bag's weight against the BiLSTM: the one of `BAG_WEIGHTS` (0 to 4) whose combined
-       logits `lstm + w * bag` have the lowest validation NLL (after temperature scaling); the bag's
-       table is multiplied by it in place, so every runtime (PyTorch, ONNX, int8) predicts with it. A
-       bag that cannot see what decides a label (a text's length, say) only adds noise, and falls to 0;
-       one that sees more than the BiLSTM (topic words) rises above 1.
-       Multi-label models get one weight per label;
+    1. stacking: the share `a` of `MIX` whose logits `(1 - a) * lstm + a * linear` have the lowest
+       validation NLL after temperature scaling (a held-out choice: the linear part fits the training
+       split almost perfectly, so only held-out scores can say how far to trust it). The head and the
+       linear part are scaled by `1 - a` and `a` in place, so every runtime (PyTorch, ONNX, int8)
+       predicts with the mix. A model without a linear part keeps `a = 0`. Multi-label models get
+       one share per label;
     2. temperature scaling (Guo et al. 2017), or for multi-label models per-label thresholds that
        maximise each label's validation F1.
 
-    Returns (temperature, thresholds, bag weight or per-label weights); the weight is 1.0 without a bag.
+    Returns (temperature, thresholds, the share or per-label shares).
     """
     task = ClassificationTask(labels)
     sampler = LengthBucketSampler(validation["length"], batch_size=128, shuffle=False)
-    lstm, bag, targets = [], [], []
+    lstm, linear, targets = [], [], []
     with evaluation_mode(network):
         for batch in iterate_batches(validation, sampler, task.collate, device):
-            head, ngrams = network(batch[task.input_key], batch["lengths"], batch["pad_mask"], parts=True)
+            head, part = network(*classifier_arguments(batch, task.input_key), parts=True)
             lstm.append(head.cpu())
-            if ngrams is not None:
-                bag.append(ngrams.cpu())
+            if part is not None:
+                linear.append(part.cpu())
             targets.append(batch["labels"].cpu())
     lstm, targets = torch.cat(lstm), torch.cat(targets)
     multilabel, binary = network.config.task == "multilabel", network.config.task == "binary"
@@ -231,21 +303,25 @@ def calibrate(network: TextClassifier, validation: datasets.Dataset, *, labels: 
     def form(logits: torch.Tensor) -> torch.Tensor:
         return logits.squeeze(-1) if binary else logits
 
-    weight: float | list[float] = 1.0
+    share: float | list[float] = 0.0
     logits = lstm
     if network.ngrams is not None:
-        bag = torch.cat(bag)
-        if multilabel:  # each label is its own binary classifier, with its own weight
-            weight = [min(BAG_WEIGHTS, key=lambda w: calibrated_nll(lstm[:, j] + w * bag[:, j], targets[:, j], fit=False))
-                      for j in range(lstm.shape[1])]  # fmt: skip
+        linear = torch.cat(linear)
+        if multilabel:  # each label is its own binary classifier, with its own share
+            # Without a temperature: multi-label models predict at T = 1, with per-label thresholds.
+            share = [min(MIX, key=lambda a: calibrated_nll((1 - a) * lstm[:, j] + a * linear[:, j], targets[:, j],
+                                                           fit=False))
+                     for j in range(lstm.shape[1])]  # fmt: skip
         else:
-            weight = min(BAG_WEIGHTS, key=lambda w: calibrated_nll(form(lstm + w * bag), targets))
-        scale = torch.tensor(weight, dtype=bag.dtype)  # () or (L,): one weight per output column
-        network.ngrams.table.weight.mul_(scale.to(network.ngrams.table.weight.device))
-        logits = lstm + scale * bag  # as the saved model predicts
+            share = min(MIX, key=lambda a: calibrated_nll(form((1 - a) * lstm + a * linear), targets))
+        weight = torch.tensor(share, dtype=lstm.dtype)  # () or (L,): one share per output column
+        for tensor, scale in ((network.head.weight, (1 - weight).unsqueeze(-1)), (network.head.bias, 1 - weight),
+                              (network.ngrams.table, weight), (network.ngrams.bias, weight)):
+            tensor.mul_(scale.to(tensor.device))
+        logits = (1 - weight) * lstm + weight * linear  # as the saved model predicts
     if multilabel:
-        return 1.0, pick_thresholds(torch.sigmoid(logits), targets), weight
-    return fit_temperature(form(logits), targets), None, weight
+        return 1.0, pick_thresholds(torch.sigmoid(logits), targets), share
+    return fit_temperature(form(logits), targets), None, share
 
 
 def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_dir: str | Path | None = None,
@@ -263,12 +339,24 @@ def train(*, output_dir: str | Path, source: DataSource | None = None, encoded_d
         settings = dict(model or {})
         if settings.get("init_from"):
             settings = with_encoder_sizes(settings["init_from"], settings)  # sizes not given come from the LM
+        if settings.get("embeddings"):
+            settings = with_vector_size(settings["embeddings"], settings)
         model = from_dict(ClassifierConfig, settings, where="model settings")
     stage = ClassificationStage(model=model, training=training or default_training(), source=source,
                                 encoded_dir=encoded_dir, tokenizer_dir=tokenizer_dir,
                                 tokenizer_settings={**DEFAULT_TOKENIZER, **(tokenizer_settings or {})})
     return train_stage(stage, output_dir=output_dir, overwrite=overwrite, resume=resume, device=device,
                        progress=progress)
+
+
+def with_vector_size(path: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with `embedding_dim` set to the vectors' dimension; one given must match it."""
+    dim = vector_dim(path)
+    given = settings.get("embedding_dim")
+    if given is not None and int(given) != dim:
+        raise NlpLstmError(f"--embedding-dim {given} does not match the {dim}-dimensional vectors in {path}; "
+                           f"drop --embedding-dim (it follows the vectors) or pick vectors of {given} dimensions")
+    return {**settings, "embedding_dim": dim}
 
 
 def score_encoded(predictor: ClassifierPredictor, task: ClassificationTask, data: datasets.Dataset) -> dict[str, Any]:
@@ -285,7 +373,7 @@ def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str
     encoded = encode_classification(
         data, predictor.tokenizer, text_column=source.text_column, label_column=source.label_column,
         label_names=predictor.labels, multi_label=predictor.model.config.task == "multilabel",
-        max_length=predictor.max_length,
+        max_length=predictor.max_length, ngrams=predictor.ngrams,
     )
     metrics = score_encoded(predictor, task_for(predictor), encoded)
     metrics["split"] = split

@@ -169,7 +169,8 @@ def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto",
         vocab(source, vocab_dir, **settings)
 
     def stage_encode():
-        encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, overwrite=True)
+        encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, word_ngrams=pipe.model.word_ngrams,
+               overwrite=True)
 
     def stage_train():
         if summarizer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import datasets
 import torch
@@ -107,8 +107,9 @@ def start_run_dir(output: Path, *, overwrite: bool) -> None:
 
 
 def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str], tokenizer_dir: str | Path | None,
-                  settings: dict[str, Any] | None, *, reuse: bool) -> Tokenizer:
-    """The run's tokenizer: given, or fitted on `columns` of the training split.
+                  settings: dict[str, Any] | None, *, reuse: bool, fit: Callable[[], Tokenizer] | None = None
+                  ) -> Tokenizer:
+    """The run's tokenizer: given, made by `fit`, or fitted on `columns` of the training split.
 
     It is kept beside the checkpoints, so --resume (and DDP ranks other than 0, `reuse`) continue
     with the same ids.
@@ -118,6 +119,8 @@ def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str
         return load_tokenizer(kept)
     if tokenizer_dir is not None:
         tokenizer = load_tokenizer(tokenizer_dir)
+    elif fit is not None:
+        tokenizer = fit()
     else:
         tokenizer = fit_tokenizer(iter_texts(train_split, columns), **(settings or {}))
     tokenizer.save(kept)

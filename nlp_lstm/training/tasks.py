@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from nlp_lstm.config import TrainConfig
-from nlp_lstm.data.collate import collate_classification, collate_features, collate_summarization
+from nlp_lstm.data.collate import classifier_arguments, collate_classification, collate_features, collate_summarization
 from nlp_lstm.data.encode import ids_to_text
 from nlp_lstm.data.specials import EOS_ID
 from nlp_lstm.data.tokenize import Tokenizer
@@ -45,12 +45,12 @@ class ClassificationTask:
         self.unfreezing_groups: list[dict] | None = None  # set by `parameter_groups` for gradual unfreezing
 
     def logits(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        return model(batch[self.input_key], batch["lengths"], batch["pad_mask"])
+        return model(*classifier_arguments(batch, self.input_key))
 
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         # The forward goes through `model` (a DDP wrapper during distributed training, whose forward
         # sets up the gradient all-reduce); `loss` is a method of the module inside.
-        parts = model(batch[self.input_key], batch["lengths"], batch["pad_mask"], parts=True)
+        parts = model(*classifier_arguments(batch, self.input_key), parts=True)
         return distributed.unwrap(model).training_loss(parts, batch["labels"])
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 from tests.helpers import ROOT
 
 import nlp_lstm
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_dir import read_model_config
 
 FIXTURES = ROOT / "tests" / "fixtures" / "format1"
@@ -31,8 +32,8 @@ def test_a_format_1_classifier_loads_with_its_limits_and_predicts_as_before():
     assert predictions == expected["predictions"]
 
 
-def test_a_format_2_classifier_has_no_ngram_bag_and_predicts_as_before(tmp_path):
-    # Format 2 is format 1 with the length limit inside "model"; neither knew `ngram_buckets`.
+def test_a_format_2_classifier_has_no_linear_part_and_predicts_as_before(tmp_path):
+    # Format 2 is format 1 with the length limit inside "model"; neither had an n-gram part.
     directory = tmp_path / "classifier"
     shutil.copytree(FIXTURES / "classifier", directory)
     config = json.loads((directory / "config.json").read_text())
@@ -40,7 +41,7 @@ def test_a_format_2_classifier_has_no_ngram_bag_and_predicts_as_before(tmp_path)
     config["model"]["max_length"] = config.pop("max_length")
     (directory / "config.json").write_text(json.dumps(config))
     model_file = read_model_config(directory)
-    assert (model_file.format_version, model_file.model.ngram_buckets) == (2, 0)
+    assert (model_file.format_version, model_file.model.word_ngrams, model_file.model.has_linear_part) == (2, 0, False)
     expected = EXPECTED["classifier"]
     with pytest.warns(UserWarning, match="empty"):
         predictions = nlp_lstm.load(directory, device="cpu").predict(expected["texts"])
@@ -54,3 +55,15 @@ def test_a_format_1_summarizer_loads_with_its_limits_and_decodes_as_before():
     expected = EXPECTED["summarizer"]
     summarizer = nlp_lstm.load(FIXTURES / "summarizer", device="cpu")
     assert summarizer.summarize(expected["texts"], beam_size=2, max_length=5) == expected["summaries"]
+
+
+def test_a_format_3_classifier_with_a_hashed_bag_is_refused_with_the_fix(tmp_path):
+    directory = tmp_path / "classifier"
+    shutil.copytree(FIXTURES / "classifier", directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["format_version"] = 3
+    config["model"]["max_length"] = config.pop("max_length")
+    config["model"]["ngram_buckets"] = 1024
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NlpLstmError, match="hashed n-gram bag.*retrain"):
+        read_model_config(directory)

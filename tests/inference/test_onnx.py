@@ -7,7 +7,9 @@ copy code); the ONNX side is torch.nn.LSTM -> ONNX's LSTM op with sequence_lens,
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import sys
 
 import numpy as np
@@ -18,7 +20,7 @@ import nlp_lstm
 from nlp_lstm.artifacts import load_tensors, save_tensors
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.models.classifier import ClassifierConfig
-from nlp_lstm.data.collate import collate_classification, collate_summarization
+from nlp_lstm.data.collate import classifier_arguments, collate_classification, collate_summarization
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search
 from nlp_lstm.errors import NlpLstmError
@@ -87,16 +89,28 @@ def test_classifier_graph_matches_pytorch_for_stacked_and_unidirectional_encoder
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
-def test_ngram_bag_is_exported(task, tmp_path):
+def test_the_linear_part_is_exported(task, tmp_path):
     torch.manual_seed(7)
     model = TextClassifier(ClassifierConfig(num_labels=2 if task == "binary" else 4, task=task, vocab_size=VOCAB,
-                                            ngram_buckets=97, **SMALL)).eval()  # fmt: skip
+                                            ngram_features=97, **SMALL)).eval()  # fmt: skip
     with torch.no_grad():  # it starts at zero, where a graph without it would pass too
-        model.ngrams.table.weight.normal_(0.0, 2.0)
+        model.ngrams.table.normal_(0.0, 2.0)
+        model.ngrams.bias.normal_(0.0, 1.0)
     onnx_model = onnx_classifier(model, tmp_path / "classifier.onnx")
+    generator = torch.Generator().manual_seed(3)
     for batch, seed in [(1, 8), (37, 9)]:
-        collated = collate_classification([{"input_ids": ids} for ids in ragged_ids(batch, seed=seed)])
-        assert_same_predictions(model, onnx_model, collated["input_ids"], collated["lengths"], collated["pad_mask"])
+        examples = []
+        for ids in ragged_ids(batch, seed=seed):  # ragged feature lists too, some empty
+            count = int(torch.randint(0, 6, (1,), generator=generator))
+            examples.append({"input_ids": ids, "ngram_ids": torch.randint(0, 97, (count,), generator=generator).tolist(),
+                             "ngram_weights": torch.rand(count, generator=generator).tolist()})
+        collated = collate_classification(examples)
+        arguments = classifier_arguments(collated)
+        with torch.no_grad():
+            expected = model(*arguments)
+        torch.testing.assert_close(onnx_model(*arguments), expected, rtol=1e-4, atol=1e-4)
+        without = model(*arguments[:3], torch.zeros_like(arguments[3]), torch.zeros_like(arguments[4]))
+        assert (expected - without).abs().max() > 0.1  # the features really moved the logits
 
 
 def test_padding_past_the_longest_row_changes_nothing(tmp_path):
@@ -183,7 +197,8 @@ def test_onnx_json_describes_the_graph(trained):
     assert manifest["kind"] == "classifier" and manifest["opset"] == 17 and manifest["task"] == "binary"
     [graph] = manifest["graphs"].values()
     session = onnxruntime.InferenceSession(str(trained / "onnx" / graph["file"]), providers=["CPUExecutionProvider"])
-    assert [i["name"] for i in graph["inputs"]] == [i.name for i in session.get_inputs()] == ["input_ids", "lengths"]
+    assert [i["name"] for i in graph["inputs"]] == [i.name for i in session.get_inputs()] == [
+        "input_ids", "lengths", "ngram_ids", "ngram_weights"]  # the trained model has a linear part
     assert graph["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 1]}]
 
 
@@ -201,8 +216,29 @@ def test_graph_runs_from_onnxruntime_alone_as_the_docs_say(trained):
     input_ids = np.zeros((len(rows), lengths.max()), dtype=np.int64)
     for i, r in enumerate(rows):
         input_ids[i, : len(r)] = r
+    # The word n-gram features as the docs spell them out, from word_ngrams.json alone.
+    ngrams = json.loads((trained / "word_ngrams.json").read_text(encoding="utf-8"))
+    position = {gram: i for i, gram in enumerate(ngrams["vocabulary"])}
+    features = []
+    for text in texts:
+        tokens = re.findall(ngrams["token_pattern"], text.lower())
+        grams = [" ".join(tokens[i : i + n]) for n in range(1, ngrams["order"] + 1) for i in range(len(tokens) - n + 1)]
+        counts = {}
+        for gram in grams:
+            if gram in position:
+                counts[position[gram]] = counts.get(position[gram], 0) + 1
+        values = {i: (1 + math.log(c)) * ngrams["idf"][i] for i, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in values.values())) or 1.0
+        features.append([(i, v / norm) for i, v in values.items()] or [(0, 0.0)])
+    width = max(len(f) for f in features)
+    ngram_ids = np.zeros((len(texts), width), dtype=np.int64)
+    ngram_weights = np.zeros((len(texts), width), dtype=np.float32)
+    for row, pairs in enumerate(features):
+        for column, (i, v) in enumerate(pairs):
+            ngram_ids[row, column], ngram_weights[row, column] = i, v
     session = onnxruntime.InferenceSession(str(trained / "onnx" / "classifier.onnx"), providers=["CPUExecutionProvider"])
-    [logits] = session.run(["logits"], {"input_ids": input_ids, "lengths": lengths})
+    [logits] = session.run(["logits"], {"input_ids": input_ids, "lengths": lengths, "ngram_ids": ngram_ids,
+                                        "ngram_weights": ngram_weights})
     temperature = json.loads((trained / "config.json").read_text())["temperature"]
     positive = 1 / (1 + np.exp(-logits[:, 0] / temperature))  # binary: P(labels[1])
     expected = nlp_lstm.load(trained, device="cpu").predict(texts)

@@ -1,4 +1,4 @@
-"""Temperature scaling and the n-gram bag's weight, fitted at the end of training, saved, and used by
+"""Temperature scaling and the stacking of the BiLSTM with the linear part, fitted at the end of training, saved, and used by
 predict and evaluate."""
 
 import json
@@ -57,10 +57,11 @@ def test_the_saved_temperature_is_fitted_on_validation_and_scales_every_score(tm
     assert (tmp_path / "m" / "plots" / "reliability_diagram.png").is_file()
 
 
-def _bag_network(task: str, num_labels: int):
-    """A classifier whose BiLSTM says nothing (head weights and bias zero): its logits are the bag's."""
+def _stacked_network(task: str, num_labels: int):
+    """A classifier whose BiLSTM says nothing (head weights and bias zero) and whose linear part has
+    16 word n-gram features."""
     network = TextClassifier(ClassifierConfig(vocab_size=10, num_labels=num_labels, task=task, embedding_dim=4,
-                                              hidden_size=4, dropout=0.0, ngram_buckets=16))  # fmt: skip
+                                              hidden_size=4, dropout=0.0, ngram_features=16))  # fmt: skip
     with torch.no_grad():
         network.head.weight.zero_()
         network.head.bias.zero_()
@@ -68,38 +69,62 @@ def _bag_network(task: str, num_labels: int):
 
 
 def _validation(rows):
-    return datasets.Dataset.from_dict({"input_ids": [r[0] for r in rows], "length": [len(r[0]) for r in rows],
+    """Rows of (feature id, label): one token and one n-gram feature of TF-IDF value 1 per text."""
+    return datasets.Dataset.from_dict({"input_ids": [[3] for _ in rows], "length": [1 for _ in rows],
+                                       "ngram_ids": [[r[0]] for r in rows], "ngram_weights": [[1.0] for _ in rows],
                                        "labels": [r[1] for r in rows]})  # fmt: skip
 
 
-def test_the_bag_leads_when_it_alone_is_right_and_is_switched_off_when_it_misleads():
+def test_the_linear_part_leads_when_it_alone_is_right_and_is_switched_off_when_it_misleads():
     # The BiLSTM knows only a prior (its head's bias: every text leans positive), the labels are
-    # balanced, and the bag is right 4 times in 5 (not separable, so the temperature cannot make any
-    # weight perfect): the more the bag counts against that prior, the lower the NLL, so the largest
-    # weight wins; a backwards bag only hurts, so it gets 0.
-    rows = [([5], 1), ([6], 0)] * 20 + [([5], 0), ([6], 1)] * 5
-    for sign, expected in [(1.0, 4.0), (-1.0, 0.0)]:  # the bag right, then the bag backwards
-        network = _bag_network("binary", 2)
-        with torch.no_grad():  # token 5 -> positive, token 6 -> negative (times `sign`), nothing else
+    # balanced, and the linear part is right 4 times in 5 (not separable, so the temperature cannot
+    # make any mix perfect): the more it counts against that prior, the lower the NLL, so the whole
+    # share goes to it; a backwards linear part only hurts, so it gets none.
+    rows = [(5, 1), (6, 0)] * 20 + [(5, 0), (6, 1)] * 5
+    for sign, expected in [(1.0, 1.0), (-1.0, 0.0)]:  # the linear part right, then backwards
+        network = _stacked_network("binary", 2)
+        with torch.no_grad():  # feature 5 -> positive, feature 6 -> negative (times `sign`), nothing else
             network.head.bias.fill_(0.5)
-            network.ngrams.table.weight[5] = sign * 0.3
-            network.ngrams.table.weight[6] = -sign * 0.3
-        before = network.ngrams.table.weight.clone()
-        _, _, weight = calibrate(network, _validation(rows), labels=["neg", "pos"], device=torch.device("cpu"))
-        assert weight == expected
-        torch.testing.assert_close(network.ngrams.table.weight, before * expected)  # saved as the weight says
+            network.ngrams.table[5] = sign * 0.3
+            network.ngrams.table[6] = -sign * 0.3
+        before = network.ngrams.table.clone()
+        _, _, share = calibrate(network, _validation(rows), labels=["neg", "pos"], device=torch.device("cpu"))
+        assert share == expected
+        torch.testing.assert_close(network.ngrams.table, before * expected)  # saved as the share says
+        assert network.head.bias.item() == pytest.approx(0.5 * (1 - expected))
 
 
-def test_multilabel_bags_get_one_weight_per_label():
-    # Label 0 follows token 5, label 1 is the opposite of what the bag says about it. Multi-label
-    # weights are chosen without a temperature: for label 0 the bag is always right, so its NLL falls
-    # as the weight grows and the largest wins.
-    rows = [([5], [1.0, 1.0]), ([6], [0.0, 0.0])] * 20
-    network = _bag_network("multilabel", 2)
+def test_a_mix_wins_when_each_part_knows_something_the_other_does_not():
+    # The linear part knows features 5 (positive) and 6 (negative) and says nothing on feature 7;
+    # the BiLSTM (its bias) knows that feature-7 texts lean positive. Neither part alone is best: the
+    # share is the argmin over the grid of the NLL worked out here, strictly between 0 and 1.
+    rows = [(5, 1)] * 20 + [(7, 1)] * 14 + [(7, 0)] * 6 + [(6, 0)] * 20
+    network = _stacked_network("binary", 2)
     with torch.no_grad():
-        network.ngrams.table.weight[5] = torch.tensor([0.3, -0.3])
-        network.ngrams.table.weight[6] = torch.tensor([-0.3, 0.3])
-    _, thresholds, weight = calibrate(network, _validation(rows), labels=["a", "b"], device=torch.device("cpu"))
-    assert weight == [4.0, 0.0]
-    assert network.ngrams.table.weight[5].tolist() == pytest.approx([1.2, 0.0])
+        network.head.bias.fill_(0.8)
+        network.ngrams.table[5], network.ngrams.table[6] = 2.0, -2.0
+    _, _, share = calibrate(network, _validation(rows), labels=["neg", "pos"], device=torch.device("cpu"))
+
+    def nll(a: float) -> float:  # the best temperature's NLL, by a fine grid over T
+        logits = torch.tensor([(1 - a) * 0.8 + a * {5: 2.0, 6: -2.0, 7: 0.0}[f] for f, _ in rows], dtype=torch.float64)
+        labels = torch.tensor([y for _, y in rows], dtype=torch.float64)
+        return min(torch.nn.functional.binary_cross_entropy_with_logits(logits / t, labels).item()
+                   for t in torch.logspace(-2, 2, 4001, dtype=torch.float64).tolist())
+
+    expected = min([i / 10 for i in range(11)], key=nll)
+    assert 0.0 < expected < 1.0
+    assert share == expected
+
+
+def test_multilabel_models_get_one_share_per_label():
+    # Label 0 follows feature 5, label 1 is the opposite of what the linear part says about it.
+    # Multi-label shares are chosen without a temperature (such models predict at T = 1).
+    rows = [(5, [1.0, 1.0]), (6, [0.0, 0.0])] * 20
+    network = _stacked_network("multilabel", 2)
+    with torch.no_grad():
+        network.ngrams.table[5] = torch.tensor([0.3, -0.3])
+        network.ngrams.table[6] = torch.tensor([-0.3, 0.3])
+    _, thresholds, share = calibrate(network, _validation(rows), labels=["a", "b"], device=torch.device("cpu"))
+    assert share == [1.0, 0.0]
+    assert network.ngrams.table[5].tolist() == pytest.approx([0.3, 0.0])
     assert len(thresholds) == 2

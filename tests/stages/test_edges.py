@@ -124,7 +124,7 @@ def test_evaluating_restores_the_mode_the_model_had(tiny_model, tmp_path):
     model = nlp_lstm.load(tiny_model, device="cpu")
     ds = datasets.Dataset.from_list(sentiment_rows(20, seed=5))
     encoded = encode_classification(ds, model.tokenizer, text_column="text", label_column="label",
-                                    label_names=model.labels, max_length=6)
+                                    label_names=model.labels, max_length=6, ngrams=model.ngrams)
     assert not model.model.training
     score_encoded(model, ClassificationTask(model.labels), encoded)
     assert not model.model.training  # was: left in training mode, so dropout changed later predictions

@@ -1,0 +1,129 @@
+"""Word n-gram TF-IDF features: the input of the classifier's linear part (`nn/ngram_linear.py`).
+
+A linear model over word unigrams and bigrams with TF-IDF weights is the strong baseline of text
+classification (TF-IDF + logistic regression; Wang & Manning 2012). The classifier keeps one beside its
+BiLSTM, so this module computes exactly those features, from the raw text the user gave (not from the
+BiLSTM's subword pieces: a word bigram such as "not bad" is one feature here).
+
+For a text with tokens w_1..w_n (lower-cased, `TOKEN_PATTERN`), every n-gram of 1..`order` tokens that
+is in the vocabulary gets
+
+    value(g) = (1 + ln tf(g)) * idf(g),     idf(g) = ln((1 + D) / (1 + df(g))) + 1
+
+(sublinear tf, smoothed idf: D training texts, df(g) of them contain g), and the values of one text are
+divided by their L2 norm. The same features as scikit-learn's
+`TfidfVectorizer(token_pattern=TOKEN_PATTERN, ngram_range=(1, order), sublinear_tf=True, min_df=...)`:
+tests compare the two. The vocabulary keeps the n-grams in at least `min_df` training texts, at most
+`max_features` of them (the most frequent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nlp_lstm.artifacts import atomic_write_json, read_json
+from nlp_lstm.errors import NlpLstmError
+
+# Words and single punctuation marks: "!" and ":" carry sentiment, and one-letter words ("I", "a")
+# tell a statement from a question; scikit-learn's default `\b\w\w+\b` drops both.
+TOKEN_PATTERN = r"\w+|[^\w\s]"
+FILE_NAME = "word_ngrams.json"
+MAX_FEATURES = 500_000  # bounds the linear part's table whatever the corpus size
+
+
+class WordNgrams:
+    """A fitted word n-gram vocabulary with idf weights; `transform` gives sparse TF-IDF rows."""
+
+    def __init__(self, vocabulary: Sequence[str], idf: Sequence[float] | np.ndarray, *, order: int, min_df: int) -> None:
+        if len(vocabulary) != len(idf):
+            raise NlpLstmError(f"word n-gram vocabulary has {len(vocabulary)} entries but {len(idf)} idf values; "
+                               f"the {FILE_NAME} file is damaged: retrain the model")
+        self.vocabulary = list(vocabulary)
+        self.index = {gram: position for position, gram in enumerate(self.vocabulary)}
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.order, self.min_df = order, min_df
+        self._pattern = re.compile(TOKEN_PATTERN)
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(json.dumps([self.order, self.min_df, self.vocabulary]).encode())
+        digest.update(self.idf.tobytes())
+        return digest.hexdigest()[:16]
+
+    def grams(self, text: str) -> list[str]:
+        """Every n-gram (1..order tokens, space-joined) of `text`, with repeats."""
+        return text_grams(self._pattern.findall(text.lower()), self.order)
+
+    def transform(self, texts: Iterable[str]) -> tuple[list[list[int]], list[list[float]]]:
+        """Texts -> per text the feature indices and their L2-normalised TF-IDF values (float32-exact).
+
+        A text with no known n-gram gets empty lists: its linear logits are the bias alone.
+        """
+        all_ids, all_values = [], []
+        for text in texts:
+            counts = Counter(gram for gram in self.grams(text or "") if gram in self.index)
+            ids = [self.index[gram] for gram in counts]
+            values = np.array([1.0 + math.log(count) for count in counts.values()], dtype=np.float32)
+            values *= self.idf[ids] if ids else 0.0
+            norm = float(np.sqrt(np.dot(values, values)))
+            all_ids.append(ids)
+            all_values.append((values / norm).tolist() if norm > 0 else [])
+        return all_ids, all_values
+
+    def save(self, directory: str | Path) -> None:
+        atomic_write_json(Path(directory) / FILE_NAME, {
+            "order": self.order, "min_df": self.min_df, "token_pattern": TOKEN_PATTERN,
+            "vocabulary": self.vocabulary, "idf": self.idf.tolist(),  # float32 values, exact in JSON
+        })
+
+
+def text_grams(tokens: list[str], order: int) -> list[str]:
+    grams = list(tokens)
+    for n in range(2, order + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
+def fit_word_ngrams(texts: Iterable[str], *, order: int = 2, min_df: int = 1,
+                    max_features: int = MAX_FEATURES) -> WordNgrams:
+    """Count document frequencies over the training texts and keep the vocabulary (see the module doc)."""
+    if order < 1:
+        raise NlpLstmError(f"word n-gram order must be at least 1, got {order}")
+    pattern = re.compile(TOKEN_PATTERN)
+    frequency: Counter[str] = Counter()
+    documents = 0
+    for text in texts:
+        documents += 1
+        frequency.update(set(text_grams(pattern.findall((text or "").lower()), order)))
+    kept = [(gram, df) for gram, df in frequency.items() if df >= min_df]
+    if len(kept) > max_features:
+        kept = sorted(kept, key=lambda item: (-item[1], item[0]))[:max_features]
+    kept.sort()  # a stable order, whatever the counting order
+    if not kept:
+        raise NlpLstmError("the training texts have no words for the word n-gram features; check --text-column, "
+                           "or turn the linear part off with --set model.word_ngrams=0")
+    idf = [math.log((1 + documents) / (1 + df)) + 1.0 for _, df in kept]
+    return WordNgrams([gram for gram, _ in kept], idf, order=order, min_df=min_df)
+
+
+def load_word_ngrams(directory: str | Path) -> WordNgrams:
+    data = read_json(Path(directory) / FILE_NAME, what="word n-gram features")
+    try:
+        if data["token_pattern"] != TOKEN_PATTERN:
+            raise NlpLstmError(f"{Path(directory) / FILE_NAME} was written with another tokenization "
+                               f"({data['token_pattern']!r}); retrain the model with this version")
+        return WordNgrams(data["vocabulary"], data["idf"], order=int(data["order"]), min_df=int(data["min_df"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise NlpLstmError(f"{Path(directory) / FILE_NAME} is not a word n-gram file ({error}); "
+                           "retrain the model or copy its whole directory") from None
