@@ -146,7 +146,8 @@ class Registry:
         if not self.ready or not all(m.batcher is not None and m.batcher.running for m in self.models.values()):
             return "not ready: the models are starting or the server is shutting down"
         limit = self.settings.stuck_batch_s
-        stuck = {m.name: m.batcher.busy_for for m in self.models.values() if m.batcher.busy_for > limit}
+        running = {m.name: m.batcher.busy_for for m in self.models.values()}  # read once: batches end meanwhile
+        stuck = {name: seconds for name, seconds in running.items() if seconds > limit}
         if stuck:
             names = ", ".join(f"{name!r} for {seconds:.0f} s" for name, seconds in stuck.items())
             return (f"not ready: one batch has run longer than {limit:g} s (--stuck-batch-s) in model {names}; "
