@@ -3,14 +3,15 @@
     POST /v1/classify   {"texts": [...], "model"?}                              -> {"model", "results"}
     POST /v1/summarize  {"texts": [...], "model"?, "beam_size"?, "max_length"?} -> {"model", "results"}
     GET  /v1/models     every model's name, kind, labels, metrics.json, config.json, queue counters
-    GET  /health        the process answers (liveness);  GET /ready: models loaded, batchers running
-    GET  /docs          OpenAPI documentation
+    GET  /health        the process answers (liveness);  GET /ready: models loaded, batchers running, none stuck
+    GET  /openapi.json  the API's schema (no /docs or /redoc: their pages load scripts from a CDN)
 
 Every error is `{"error": "..."}` naming the problem: 400 malformed JSON or the wrong kind of model,
-404 an unknown model or path, 413 a body or a text list over its limit, 422 a body of the wrong
-shape, 503 a full queue (with `Retry-After`) or a server shutting down, 500 an internal error (its
+401 a missing or wrong API key, 404 an unknown model or path, 408 a body that never arrives, 413 a
+body or a text list over its limit, 422 a body of the wrong shape or a text that is not valid
+Unicode, 503 a full queue (with `Retry-After`) or a server shutting down, 500 an internal error (its
 traceback goes to the server log only). Texts are run by one `MicroBatcher` per model, started and
-stopped (drained) with the app's lifespan.
+stopped (drained) with the app's lifespan; one request's texts never fail another's (`batching`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.serve import schemas
 from nlp_lstm.serve.batching import BatcherClosed, QueueFull
+from nlp_lstm.serve.guards import ApiKey, BodyLimit, ShutdownGuard
 from nlp_lstm.serve.runners import Decoding, ServedModel, load_models
 
 logger = logging.getLogger("nlp_lstm.serve")
@@ -44,11 +46,20 @@ class ServeSettings:
     max_texts_per_request: int = 64
     max_body_bytes: int = 2 * 1024 * 1024  # a 1 MB text fits; the model reads only its first tokens
     retry_after_s: int = 1  # the Retry-After of a 503
+    stuck_batch_s: float = 30.0  # /ready answers 503 while one batch of a model has run longer
+    read_timeout_s: float = 15.0  # a request's headers, and then its body, must arrive within this
+    timeout_keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    limit_concurrency: int = 1024  # connections and requests at once; uvicorn answers 503 beyond
+    drain_timeout_s: float = 30.0  # after SIGTERM, the longest wait for requests in flight
 
     def __post_init__(self) -> None:
         for option, value, least in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                      ("--max-texts-per-request", self.max_texts_per_request, 1),
-                                     ("--max-body-bytes", self.max_body_bytes, 64), ("--max-wait-ms", self.max_wait_ms, 0)):
+                                     ("--max-body-bytes", self.max_body_bytes, 64), ("--max-wait-ms", self.max_wait_ms, 0),
+                                     ("--stuck-batch-s", self.stuck_batch_s, 0.1), ("--read-timeout-s", self.read_timeout_s, 0.1),
+                                     ("--timeout-keep-alive", self.timeout_keep_alive_s, 0.1),
+                                     ("--limit-concurrency", self.limit_concurrency, 1),
+                                     ("--drain-timeout-s", self.drain_timeout_s, 0)):
             if value < least:
                 raise NlpLstmError(f"{option} {value} is too small; use {least} or more")
         if self.max_queue < self.max_texts_per_request:
@@ -82,10 +93,24 @@ class Registry:
             raise HTTPException(400, f"model {name!r} is a {model.kind}, not a {kind}: {endpoint} cannot run it; use {right}")
         return model
 
-    def check_count(self, texts: list[str]) -> None:
+    def check_texts(self, texts: list[str]) -> None:
+        """413 for too many texts; 422 naming `texts[i]` for a text that is not valid Unicode.
+
+        JSON lets a client send a lone surrogate (`"x\\ud800y"`), which is no character and which
+        the tokenizers raise on; checked here, it fails its own request only, before any batch.
+        """
         limit = self.settings.max_texts_per_request
         if len(texts) > limit:
             raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {limit}: split them into several requests")
+        for index, text in enumerate(texts):
+            if text.isascii():
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:  # only a surrogate cannot be encoded
+                raise HTTPException(422, f"texts[{index}] holds a lone surrogate (U+{ord(text[error.start]):04X}) at "
+                                         f"character {error.start}, which is not a character; send valid UTF-8 "
+                                         "(a \\uD800-\\uDFFF escape only as half of a pair)") from None
 
     async def run(self, model: ServedModel, items: list) -> list[dict[str, Any]]:
         """The items' results from the model's batcher, awaited without blocking the event loop."""
@@ -99,7 +124,8 @@ class Registry:
                                 headers={"Retry-After": str(self.settings.retry_after_s)}) from None
         try:
             return await asyncio.wrap_future(future)
-        except Exception as error:  # the batcher logged the traceback once for the whole batch
+        except Exception as error:  # this request's own items failed (`batching`): log it once
+            logger.error("model %r failed on a request of %d text(s)", model.name, len(items), exc_info=error)
             raise HTTPException(500, f"internal error in model {model.name!r} ({type(error).__name__}); "
                                      "the traceback is in the server log") from None
 
@@ -115,28 +141,43 @@ class Registry:
         for model in self.models.values():
             model.close()
 
+    def not_ready(self) -> str | None:
+        """Why `/ready` answers 503 (starting, draining, or a model's batch running too long), or None."""
+        if not self.ready or not all(m.batcher is not None and m.batcher.running for m in self.models.values()):
+            return "not ready: the models are starting or the server is shutting down"
+        limit = self.settings.stuck_batch_s
+        running = {m.name: m.batcher.busy_for for m in self.models.values()}  # read once: batches end meanwhile
+        stuck = {name: seconds for name, seconds in running.items() if seconds > limit}
+        if stuck:
+            names = ", ".join(f"{name!r} for {seconds:.0f} s" for name, seconds in stuck.items())
+            return (f"not ready: one batch has run longer than {limit:g} s (--stuck-batch-s) in model {names}; "
+                    "its requests wait")
+        return None
+
     def describe(self, model: ServedModel) -> schemas.ModelInfo:
         batcher, settings = model.batcher, self.settings
         queue = None if batcher is None else schemas.QueueInfo(
             queued=batcher.queued, max_queue=batcher.max_queue, max_batch_size=batcher.max_batch_size,
             max_wait_ms=settings.max_wait_ms, requests=batcher.stats.requests, rejected=batcher.stats.rejected,
             batches=batcher.stats.batches, texts=batcher.stats.items, largest_batch=batcher.stats.largest_batch,
+            running_batch_s=round(batcher.busy_for, 3),
         )
         return schemas.ModelInfo(
             name=model.name, kind=model.kind, runtime=model.runtime, default=self.defaults.get(model.kind) == model.name,
             labels=list(model.model.labels) if model.kind == "classifier" else None,
-            max_input_tokens=model.max_input_tokens, metrics=model.metrics(), config=model.config(), queue=queue,
+            max_input_tokens=model.max_input_tokens, metrics=model.metrics, config=model.config, queue=queue,
         )
 
 
 def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = None, runtime: str = "torch",
-               device: str = "auto", bf16_output: bool = False) -> FastAPI:
+               device: str = "auto", bf16_output: bool = False, api_key: str | None = None) -> FastAPI:
     """The ASGI app serving `models`: {name: a loaded model (`nlp_lstm.load`) or its directory}.
 
     Directories are loaded now (a bad one raises `NlpLstmError`); batcher threads start with the
     app's lifespan (uvicorn, or `fastapi.testclient.TestClient` as a context manager) and are
     drained and stopped when it ends. `bf16_output`: summarizers decode with their output layer in
-    bfloat16 (`nlp_lstm.inference.bfloat16`).
+    bfloat16 (`nlp_lstm.inference.bfloat16`). `api_key`: every request but `/health` and `/ready`
+    must carry `Authorization: Bearer <api_key>` (`guards.ApiKey`).
     """
     registry = Registry(load_models(models, runtime=runtime, device=device, bf16_output=bf16_output),
                         settings or ServeSettings())
@@ -149,26 +190,32 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
         finally:
             await asyncio.to_thread(registry.close)  # runs what is still queued, then joins the threads
 
+    # No /docs or /redoc: FastAPI's pages load their scripts and styles from a CDN (blank on an
+    # offline host), and no installed package ships them; /openapi.json holds the same schema.
     app = FastAPI(title="nlp-lstm", summary="LSTM text classification and summarization, micro-batched.",
-                  version=_version(), lifespan=lifespan)
+                  version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.registry = registry
-    app.add_middleware(BodyLimit, max_bytes=registry.settings.max_body_bytes)
+    settings = registry.settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout=settings.read_timeout_s)
+    if api_key is not None:
+        app.add_middleware(ApiKey, key=api_key)
+    app.add_middleware(ShutdownGuard, retry_after_s=settings.retry_after_s)  # the last added runs first
     _add_error_handlers(app)
-    errors = {code: {"model": schemas.ErrorResponse} for code in (400, 404, 413, 422, 500, 503)}
+    errors = {code: {"model": schemas.ErrorResponse} for code in (400, 401, 404, 408, 413, 422, 500, 503)}
 
     @app.post("/v1/classify", response_model=schemas.ClassifyResponse, response_model_exclude_none=True,
               responses=errors)
     async def classify(body: schemas.ClassifyRequest) -> Any:
         """The top label, its probability, and every label's probability, per text."""
         model = registry.pick(body.model, kind="classifier")
-        registry.check_count(body.texts)
+        registry.check_texts(body.texts)
         return {"model": model.name, "results": await registry.run(model, body.texts)}
 
     @app.post("/v1/summarize", response_model=schemas.SummarizeResponse, responses=errors)
     async def summarize(body: schemas.SummarizeRequest) -> Any:
         """A summary per text (beam search; `beam_size` 1 is greedy)."""
         model = registry.pick(body.model, kind="summarizer")
-        registry.check_count(body.texts)
+        registry.check_texts(body.texts)
         default = model.default_decoding()
         decoding = Decoding(beam_size=body.beam_size or default.beam_size, max_length=body.max_length or default.max_length)
         return {"model": model.name, "results": await registry.run(model, [(text, decoding) for text in body.texts])}
@@ -185,9 +232,11 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
 
     @app.get("/ready", response_model=schemas.StatusResponse, responses={503: {"model": schemas.ErrorResponse}})
     async def ready() -> Any:
-        """Readiness: every model is loaded and its batcher runs (503 while starting or draining)."""
-        if not registry.ready or not all(m.batcher is not None and m.batcher.running for m in registry.models.values()):
-            return JSONResponse({"error": "not ready: the models are starting or the server is shutting down"}, 503)
+        """Readiness: every model is loaded, its batcher runs, and no batch has run past --stuck-batch-s
+        (503 naming the model otherwise, and while starting or draining)."""
+        problem = registry.not_ready()
+        if problem is not None:
+            return JSONResponse({"error": problem}, 503)
         return {"status": "ready", "models": list(registry.models)}
 
     return app
@@ -209,9 +258,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         detail = error.detail
         if error.status_code == 404 and detail == "Not Found":
-            detail = f"no such path {request.url.path}; see /docs for the API"
+            detail = f"no such path {request.url.path}; see /openapi.json for the API"
         elif error.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+            detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json for the API"
         return JSONResponse({"error": str(detail)}, error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -245,7 +294,7 @@ def describe_problem(problem: dict) -> str:
     if kind == "missing":
         return f"missing field {path!r}; {example}"
     if kind == "extra_forbidden":
-        return f"unknown field {path!r}; {example} (see /docs for the optional fields)"
+        return f"unknown field {path!r}; {example} (see /openapi.json for the optional fields)"
     if kind == "string_type":
         return f"{path} must be a string, not {_json_type(problem.get('input'))}"
     if kind == "list_type":
@@ -257,40 +306,3 @@ def _json_type(value: Any) -> str:
     names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
              list: "a list", dict: "an object"}
     return names.get(type(value), type(value).__name__)
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length or as it streams in.
-
-    A streamed (chunked) body is counted as it arrives; the handler reading it gets an
-    `HTTPException(413)`, which FastAPI passes through to the error handlers, so a client cannot
-    make the server buffer more than `max_bytes`.
-    """
-
-    def __init__(self, app, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _error(self) -> str:
-        return f"the request body is over the {self.max_bytes}-byte limit; send fewer or shorter texts per request"
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await JSONResponse({"error": self._error()}, 413)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._error())
-            return message
-
-        await self.app(scope, limited_receive, send)

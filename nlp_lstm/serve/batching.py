@@ -18,6 +18,11 @@ keeps parsing requests meanwhile (the batching idea of Clipper, Crankshaw et al.
 The queue is bounded in items: `submit` raises `QueueFull` when the items waiting (not yet handed to
 `run_batch`) would exceed `max_queue`, so a server under overload answers "retry later" instead of
 growing its memory and latency without bound.
+
+One request's items must not fail another's: when a batch holding several requests raises, each
+request's part is run again alone, so the error reaches only the request(s) whose items cause it
+(a deterministic failure costs one extra call per request in that batch, once). `busy_for` says how
+long the batch now running has run, so a server can report a model whose worker is stuck.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class MicroBatcher(Generic[Item, Result]):
 
     Args:
         run_batch: items -> one result per item, in the same order; called in the worker thread only,
-            so it needs no locking of its own. An exception fails every request in that batch.
+            so it needs no locking of its own. An exception fails only the requests whose items raise
+            again when each request's part of the batch is run alone.
         max_batch_size: most items per `run_batch` call.
         max_wait: seconds a batch waits for more items after its oldest item arrived.
         max_queue: most items waiting to run; `submit` raises `QueueFull` beyond it.
@@ -101,6 +107,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._queued_items = 0  # items submitted and not yet handed to run_batch
         self._condition = threading.Condition()
         self._closing = False
+        self._busy_since: float | None = None  # time.monotonic() when the batch now running began
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
 
     # --- caller side --------------------------------------------------------------------------
@@ -112,6 +119,12 @@ class MicroBatcher(Generic[Item, Result]):
     @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._closing
+
+    @property
+    def busy_for(self) -> float:
+        """Seconds the batch now running has run; 0.0 while the worker waits for work."""
+        since = self._busy_since  # one read: the worker may clear it meanwhile
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def queued(self) -> int:
@@ -212,21 +225,48 @@ class MicroBatcher(Generic[Item, Result]):
         self.stats.items += len(items)
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))
         try:
-            results = list(self.run_batch(items))
-            if len(results) != len(items):
-                raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+            results = self._call(items)
         except Exception as error:  # noqa: BLE001 - handed to the callers; the worker lives on
+            if len(batch) == 1:  # one request's part (a request appears at most once in a batch)
+                _settle(batch[0].request.future, error=error)
+                return
+            # Several requests shared the batch: run each one's part alone, so that a failing text
+            # fails only its own request (the others' results are the same, batch-independent).
             for part in batch:
-                _settle(part.request.future, error=error)
+                self._run_alone(part)
             return
         position = 0
         for part in batch:
-            request, count = part.request, part.stop - part.start
-            request.results[part.start : part.stop] = results[position : position + count]
+            count = part.stop - part.start
+            self._deliver(part, results[position : position + count])
             position += count
-            request.done += count
-            if request.done == len(request.items):
-                _settle(request.future, result=request.results)
+
+    def _run_alone(self, part: _Slice) -> None:
+        if part.request.future.done():  # an earlier part of the same request already failed
+            return
+        try:
+            results = self._call(list(part.request.items[part.start : part.stop]))
+        except Exception as error:  # noqa: BLE001
+            _settle(part.request.future, error=error)
+            return
+        self._deliver(part, results)
+
+    def _call(self, items: list) -> list:
+        self._busy_since = time.monotonic()
+        try:
+            results = list(self.run_batch(items))
+        finally:
+            self._busy_since = None
+        if len(results) != len(items):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+        return results
+
+    def _deliver(self, part: _Slice, results: list) -> None:
+        request = part.request
+        request.results[part.start : part.stop] = results
+        request.done += part.stop - part.start
+        if request.done == len(request.items):
+            _settle(request.future, result=request.results)
 
 
 def _settle(future: Future, *, result=None, error: BaseException | None = None) -> None:

@@ -18,7 +18,7 @@ as it would have truncated the whole text, and the result says `truncated`.
 from __future__ import annotations
 
 import inspect
-import logging
+import json
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -34,8 +34,6 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.load import load
 from nlp_lstm.serve.batching import MicroBatcher
 from nlp_lstm.serve.buckets import fixed_buckets, padded_length, plan_buckets, step_rows
-
-logger = logging.getLogger("nlp_lstm.serve")
 
 KINDS = ("classifier", "summarizer")
 RUNTIMES = ("torch", "onnx")
@@ -191,13 +189,24 @@ def summarize_batch(summarizer, items: list[tuple[str, Decoding]]) -> list[dict[
 
 @dataclass(eq=False)
 class ServedModel:
-    """One model behind the server: its name, the loaded object, where it came from, its batcher."""
+    """One model behind the server: its name, the loaded object, its batcher, and what `/v1/models`
+    shows of its directory (`config.json`, `metrics.json`), read once at load.
+
+    Nothing is read from the directory after load: editing, deleting or retraining into it while it
+    is served changes nothing served (the weights in memory stay the ones loaded).
+    """
 
     name: str
     model: Any
-    directory: Path | None = None
     runtime: str = "torch"
+    config: dict | None = None  # config.json, filesystem paths hidden (`without_paths`)
+    metrics: dict | None = None  # metrics.json, likewise
     batcher: MicroBatcher | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_directory(cls, name: str, model: Any, directory: Path, *, runtime: str) -> "ServedModel":
+        return cls(name=name, model=model, runtime=runtime, config=without_paths(_read_json(directory / "config.json")),
+                   metrics=without_paths(_read_json(directory / "metrics.json")))
 
     @property
     def kind(self) -> str:
@@ -209,17 +218,13 @@ class ServedModel:
 
     def default_decoding(self) -> Decoding:
         """The model's own decoding settings (config.json `decoding`), else `summarize`'s defaults."""
-        saved = (self.config() or {}).get("decoding") or {}
+        saved = (self.config or {}).get("decoding") or {}
         return Decoding(beam_size=int(saved.get("beam_size", 4)), max_length=int(saved.get("max_length", 30)))
 
     def run_batch(self, items: list) -> list[dict[str, Any]]:
-        try:
-            if self.kind == "classifier":
-                return classify_batch(self.model, items)
-            return summarize_batch(self.model, items)
-        except Exception:
-            logger.exception("model %r failed on a batch of %d item(s)", self.name, len(items))
-            raise
+        if self.kind == "classifier":
+            return classify_batch(self.model, items)
+        return summarize_batch(self.model, items)
 
     def start(self, *, max_batch_size: int, max_wait: float, max_queue: int) -> None:
         self.batcher = MicroBatcher(self.run_batch, max_batch_size=max_batch_size, max_wait=max_wait,
@@ -229,17 +234,29 @@ class ServedModel:
         if self.batcher is not None:
             self.batcher.close()
 
-    def config(self) -> dict | None:
-        return _read_json(self.directory / "config.json") if self.directory else None
 
-    def metrics(self) -> dict | None:
-        return _read_json(self.directory / "metrics.json") if self.directory else None
+PATH_KEYS = frozenset({"init_from"})  # config.json keys that hold a directory (`train --init-from`)
+HIDDEN_PATH = "(a path on the server, not shown)"
+
+
+def without_paths(value, key: str | None = None):
+    """`value` with every filesystem path replaced by `HIDDEN_PATH`: the values of `PATH_KEYS`, and
+    any string that is an absolute path (`/...`, `~...`, `C:\\...`). A client learns that a model was
+    initialised from another, not where the server keeps its files."""
+    if isinstance(value, dict):
+        return {name: without_paths(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [without_paths(item) for item in value]
+    if isinstance(value, str) and (key in PATH_KEYS or value.startswith(("/", "~", "\\")) or _DRIVE.match(value)):
+        return HIDDEN_PATH
+    return value
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def _read_json(path: Path) -> dict | None:
     """A JSON file's object with NaN and infinities as null (JSON has no such numbers), or None."""
-    import json
-
     try:
         return _finite(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
@@ -298,8 +315,8 @@ def load_models(models: Mapping[str, Any], *, runtime: str = "torch", device: st
     for name, value in models.items():
         if isinstance(value, (str, Path)):
             directory = Path(value)
-            served[name] = ServedModel(name=name, model=_load(directory, runtime=runtime, device=device),
-                                       directory=directory, runtime=runtime)
+            served[name] = ServedModel.from_directory(name, _load(directory, runtime=runtime, device=device), directory,
+                                                      runtime=runtime)
         else:
             served[name] = ServedModel(name=name, model=value, runtime=runtime)
         kind = getattr(served[name].model, "kind", None)

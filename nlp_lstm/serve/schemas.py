@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (pydantic models; FastAPI documents them at /docs)."""
+"""Request and response bodies of the HTTP API (pydantic models; FastAPI describes them at /openapi.json)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ class QueueInfo(BaseModel):
     batches: int = Field(description="Model calls since start.")
     texts: int = Field(description="Texts run since start.")
     largest_batch: int
+    running_batch_s: float = Field(0.0, description="Seconds the batch now running has run (0: idle); /ready "
+                                                    "answers 503 past --stuck-batch-s.")
 
 
 class ModelInfo(BaseModel):
@@ -69,8 +71,9 @@ class ModelInfo(BaseModel):
     default: bool = Field(description="Used when a request names no model.")
     labels: Optional[list[str]] = None
     max_input_tokens: Optional[int] = Field(None, description="Tokens of a text the model reads; the rest is truncated.")
-    metrics: Optional[dict[str, Any]] = Field(None, description="metrics.json of the model directory.")
-    config: Optional[dict[str, Any]] = Field(None, description="config.json of the model directory.")
+    metrics: Optional[dict[str, Any]] = Field(None, description="metrics.json of the model directory, read at load.")
+    config: Optional[dict[str, Any]] = Field(None, description="config.json of the model directory, read at load "
+                                                                "(filesystem paths hidden).")
     queue: Optional[QueueInfo] = None
 
 

@@ -126,7 +126,7 @@ def assert_matches_predict(results: list[dict], texts: list[str], classifier) ->
 # --------------------------------------------------------------------------------------------
 
 
-def test_health_ready_models_and_docs(server, trained):
+def test_health_ready_models_and_schema(server, trained):
     assert server.client.get("/health").json() == {"status": "ok"}
     assert server.client.get("/ready").json() == {"status": "ready", "models": ["cls", "sum"]}
     models = server.models()
@@ -137,8 +137,7 @@ def test_health_ready_models_and_docs(server, trained):
     assert models["cls"]["labels"] == ["neg", "pos"] and models["sum"]["labels"] is None
     assert models["cls"]["max_input_tokens"] == trained["classifier"].max_length
     assert models["sum"]["max_input_tokens"] == 12
-    assert "/v1/classify" in server.client.get("/openapi.json").json()["paths"]
-    assert "swagger" in server.client.get("/docs").text.lower()
+    assert "/v1/classify" in server.client.get("/openapi.json").json()["paths"]  # /docs is off (tests/serve/test_hardening.py)
 
 
 @pytest.mark.filterwarnings("ignore:empty or whitespace-only text")
