@@ -15,6 +15,8 @@ from nlp_lstm.data.columns import as_text_column, require_columns
 from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
 
+BOM = "\ufeff"  # the UTF-8 byte-order mark some editors write at the start of a file
+
 # Extension -> (datasets builder, builder keyword arguments). Each may also end in ".gz".
 FILE_FORMATS = {
     "csv": ("csv", {}),
@@ -182,7 +184,7 @@ def read_texts(path) -> list[str]:
         if invalid is not None:
             raise _unreadable(path, "text", ValueError("invalid UTF-8"))
         with _open_binary(path) as file:
-            text = file.read().decode("utf-8")
+            text = file.read().decode("utf-8").removeprefix(BOM)  # a byte-order mark is not part of the first text
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()  # the newline that ends the last line does not start another text
