@@ -120,3 +120,35 @@ def test_fitting_on_texts_with_lone_surrogates(kind):
     tokenizer = fit_tokenizer(iter(CORPUS + ["bad \ud800 text"] * 3), kind=kind, vocab_size=60, **(
         {"min_freq": 1} if kind == "spacy" else {}))
     assert tokenizer.encode("bad \ud800 text") == tokenizer.encode("bad \ufffd text")
+
+
+# --- issue 23: a library call asked to be quiet is quiet -----------------------------------------
+def test_train_with_progress_false_prints_no_datasets_bars(tmp_path, capfd):
+    import datasets
+
+    import nlp_lstm
+    from nlp_lstm.data.sources import DataSource
+    from nlp_lstm.stages.classification import default_training
+    from tests.helpers import sentiment_rows, write_csv
+
+    if datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not None:
+        pytest.skip("HF_DATASETS_DISABLE_PROGRESS_BARS is set in the environment: datasets' bars follow it")
+    disabled_before = datasets.utils.are_progress_bars_disabled()
+    datasets.enable_progress_bars()  # as in a fresh process (a CLI test in this process turns them off)
+    try:
+        # The probe sees the bars when they are on: a fresh file prints "Generating train split".
+        datasets.load_dataset("csv", data_files=str(write_csv(tmp_path / "probe.csv", sentiment_rows(5))), split="train")
+        assert "Generating train split" in capfd.readouterr().err
+        train = write_csv(tmp_path / "train.csv", sentiment_rows(80, seed=3))
+        nlp_lstm.train(output_dir=tmp_path / "model", source=DataSource(train_file=str(train)),
+                       tokenizer_settings={"kind": "spacy", "vocab_size": 100, "min_freq": 1},
+                       model={"embedding_dim": 8, "hidden_size": 8},
+                       training=default_training(epochs=1, batch_size=32),
+                       progress=False, device="cpu")
+        err = capfd.readouterr().err
+        for bar in ("Generating train split", "Filter", "Encoding", "Map", "%|"):
+            assert bar not in err, err
+        assert not datasets.utils.are_progress_bars_disabled()  # the switch is restored
+    finally:
+        if disabled_before:
+            datasets.disable_progress_bars()
