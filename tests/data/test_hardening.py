@@ -152,3 +152,106 @@ def test_train_with_progress_false_prints_no_datasets_bars(tmp_path, capfd):
     finally:
         if disabled_before:
             datasets.disable_progress_bars()
+
+
+# --- issue 23, item 12: data errors name the real problem and place, in one line -----------------
+def _rows(count: int) -> list[str]:
+    return [json.dumps({"text": f"film number {i}", "label": "pos" if i % 2 else "neg"}) for i in range(count)]
+
+
+def _logged(stderr: str) -> list[str]:
+    """stderr's lines less datasets' progress bars (on in this process; the CLI turns them off)."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and "examples" not in line]
+
+
+@pytest.mark.parametrize("name, count, bad_line, streaming", [
+    ("small.jsonl", 300, 151, False),
+    ("big.jsonl.gz", 60_000, 45_000, False),  # past the reader's first 1 MB block ("row 0" before)
+    ("stream.jsonl", 300, 151, True),
+])
+def test_broken_json_line_is_reported_by_its_line_number(tmp_path, capfd, name, count, bad_line, streaming):
+    from nlp_lstm.data.files import load_file
+    from nlp_lstm.errors import NlpLstmError
+
+    lines = _rows(count)
+    lines[bad_line - 1] = '{"text": "broken, "label": "pos"}'
+    content = ("\n".join(lines) + "\n").encode("utf-8")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
+    capfd.readouterr()
+    with pytest.raises(NlpLstmError) as raised:
+        load_file(path, streaming=streaming)
+    message = str(raised.value)
+    assert f"line {bad_line} is not valid JSON" in message and str(path) in message and "\n" not in message
+    assert "row" not in message
+    assert _logged(capfd.readouterr().err) == []  # no second line logged by the datasets library
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed middle", "not parquet"])
+def test_damaged_parquet_is_not_called_invalid_utf8(tmp_path, capfd, damage):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nlp_lstm.data.files import load_file
+    from nlp_lstm.errors import NlpLstmError
+
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": [f"film {i}" for i in range(2000)], "label": ["pos", "neg"] * 1000}), good)
+    data = good.read_bytes()
+    path = tmp_path / "bad.parquet"
+    path.write_bytes({"truncated": data[: len(data) // 2],
+                      "zeroed middle": data[: len(data) // 2] + b"\0" * 64 + data[len(data) // 2 + 64:],
+                      "not parquet": bytes(range(256)) * 8}[damage])
+    capfd.readouterr()
+    with pytest.raises(NlpLstmError) as raised:
+        load_file(path)
+    message = str(raised.value)
+    assert "UTF-8" not in message and "as parquet" in message and "damaged or not parquet" in message
+    assert _logged(capfd.readouterr().err) == []
+
+
+def test_label_column_mixing_strings_and_numbers(tmp_path):
+    from nlp_lstm.data.columns import label_names
+    from nlp_lstm.data.encode import encode_classification
+    from nlp_lstm.data.sources import DataSource, load_splits
+    from nlp_lstm.errors import NlpLstmError
+
+    path = tmp_path / "mixed.jsonl"
+    labels = ["pos" if i % 3 else 1 for i in range(90)]
+    path.write_text("".join(json.dumps({"text": f"t {i}", "label": label}) + "\n" for i, label in enumerate(labels)))
+    train = load_splits(DataSource(train_file=str(path)), splits=("train",))["train"]
+    names = label_names(train, "label")
+    assert names == ["1", "pos"]
+    tokenizer = fit_tokenizer(iter(CORPUS), kind="spacy", vocab_size=50, min_freq=1)
+    encoded = encode_classification(train, tokenizer, text_column="text", label_column="label", label_names=names)
+    assert sorted(set(encoded["labels"])) == [0, 1]
+    path.write_text(json.dumps({"text": "a", "label": "pos"}) + "\n" + json.dumps({"text": "b", "label": {"x": 1}}) + "\n")
+    with pytest.raises(NlpLstmError, match="mixes single labels with dicts"):
+        load_splits(DataSource(train_file=str(path), validation_fraction=0, test_fraction=0), splits=("train",))
+
+
+# --- issue 23, item 5: many labels are refused before training; no held-out row left -------------
+def test_more_labels_than_a_classifier_takes_are_refused_before_training():
+    import datasets
+
+    from nlp_lstm.data.columns import MAX_LABELS, label_names
+    from nlp_lstm.errors import NlpLstmError
+
+    at_cap = datasets.Dataset.from_dict({"label": [f"L{i}" for i in range(MAX_LABELS)] * 2})
+    assert len(label_names(at_cap, "label")) == MAX_LABELS
+    over = datasets.Dataset.from_dict({"label": [f"L{i}" for i in range(50_000)]})
+    with pytest.raises(NlpLstmError, match=f"has 50,000 distinct labels, more than the {MAX_LABELS:,}"):
+        label_names(over, "label")
+
+
+def test_no_held_out_row_left_is_one_clear_error(tmp_path):
+    import nlp_lstm
+    from nlp_lstm.data.sources import DataSource
+    from nlp_lstm.errors import NlpLstmError
+
+    path = tmp_path / "unique.jsonl"  # every label unique: no validation row has a training label
+    path.write_text("".join(json.dumps({"text": f"text {i}", "label": f"L{i}"}) + "\n" for i in range(200)))
+    with pytest.raises(NlpLstmError, match=r"no row of the validation split is left: none of its 20 row\(s\)"):
+        nlp_lstm.train(output_dir=tmp_path / "model", source=DataSource(train_file=str(path)),
+                       tokenizer_settings={"kind": "spacy", "vocab_size": 100, "min_freq": 1}, progress=False,
+                       device="cpu")
