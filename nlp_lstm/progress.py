@@ -1,4 +1,4 @@
-"""Progress bars on stderr (rich, as shipped with Typer); silent when disabled."""
+"""Progress bars on stderr (rich, as shipped with Typer); silent when disabled, datasets' own bars too."""
 
 from __future__ import annotations
 
@@ -35,3 +35,24 @@ def progress_bar(total: int, description: str, *, enabled: bool = True) -> Itera
     )
     with progress:
         yield _Bar(progress, progress.add_task(description, total=total, info=""))
+
+
+@contextmanager
+def datasets_bars(enabled: bool) -> Iterator[None]:
+    """The datasets library's own tqdm bars ("Generating train split", "Filter", "Encoding") off
+    while the block runs unless `enabled`; afterwards as they were, since the switch is process-wide.
+    An explicit `HF_DATASETS_DISABLE_PROGRESS_BARS=0` in the environment wins (datasets' rule)."""
+    if enabled:
+        yield
+        return
+    import datasets
+
+    forced_on = datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    if not forced_on:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not forced_on and not was_disabled:
+            datasets.enable_progress_bars()

@@ -94,10 +94,10 @@ def lines_of(text: str) -> list[str]:
 
 def read_inputs(texts: list[str] | None, input_file: Path | None) -> list[str]:
     """Texts from arguments, a file, or stdin (one per line), in that order of preference."""
-    from nlp_lstm.data.files import read_texts
+    from nlp_lstm.data.files import BOM, read_texts
 
     if texts:
-        return list(texts)
+        return [argument_text(index, text) for index, text in enumerate(texts)]
     if input_file is not None:
         return read_texts(input_file)
     if not sys.stdin.isatty():
@@ -106,5 +106,23 @@ def read_inputs(texts: list[str] | None, input_file: Path | None) -> list[str]:
             decoded = data.decode("utf-8")
         except UnicodeDecodeError as error:
             raise NlpLstmError(f"stdin is not valid UTF-8 (byte {error.start}); re-encode the input as UTF-8") from None
-        return lines_of(decoded)
+        return lines_of(decoded.removeprefix(BOM))  # a byte-order mark is not part of the first text
     raise NlpLstmError("no input texts; pass TEXT arguments, --input-file FILE, or pipe texts on stdin")
+
+
+def argument_text(index: int, text: str) -> str:
+    """A TEXT argument, refused like stdin when it is not valid UTF-8. Python keeps argv bytes that do
+    not decode as lone surrogates (surrogateescape), which no tokenizer can read."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        try:
+            given = text.encode("utf-8", "surrogateescape")  # the bytes as they were given
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte (a program calling the CLI)
+            given = text.encode("utf-8", "backslashreplace")
+        offset = len(text[: error.start].encode("utf-8"))
+        raise NlpLstmError(
+            f"text argument {index + 1} ({ascii(given)[2:-1][:80]}) is not valid UTF-8 (byte {offset}); "
+            "re-encode it as UTF-8, or pass the texts as a UTF-8 --input-file"
+        ) from None
+    return text

@@ -38,6 +38,12 @@ class Binarize:
 
 
 
+# The most classes a classifier is trained on. Its metrics keep a (C, C) confusion matrix (8 MB and
+# 1M cells in metrics.json at this cap; 50,000 labels needed 18 GB, allocated after training) and its
+# softmax, calibration and plots are built for tens to hundreds of classes, not extreme classification.
+MAX_LABELS = 1000
+
+
 def is_stream(ds) -> bool:
     """An `IterableDataset` (streaming=True): read as iterated, no length, no random access."""
     import datasets
@@ -90,6 +96,28 @@ def _class_label_names(ds, column: str):
             features=_replace_feature(ds, column, datasets.Sequence(datasets.Value("string"))),
         )
     return ds
+
+
+def _json_label_names(ds, column: str, where: str):
+    """A JSON label column whose values are of mixed kinds (strings and numbers: datasets reads it as a
+    `Json` column, which Arrow cannot sort or count) -> names, each value named as `label_key` does."""
+    import datasets
+
+    json_feature = getattr(datasets, "Json", None)
+    if json_feature is None or not isinstance(ds.features[column], json_feature):
+        return ds
+
+    def names(values):
+        for value in values:
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise NlpLstmError(
+                    f"label column {column!r} in {where} mixes single labels with {type(value).__name__}s "
+                    f"({json.dumps(value)[:60]}); give every row one label, or every row a list of labels"
+                )
+        return {column: [None if value is None else label_key(value) for value in values]}
+
+    return ds.map(names, input_columns=[column], batched=True,
+                  features=_replace_feature(ds, column, datasets.Value("string")))
 
 
 def _replace_feature(ds, column, feature):
@@ -169,7 +197,7 @@ def prepare_split(ds, source: DataSource, split: str, where: str):
                 f"{source.binarize.threshold}| < {source.binarize.margin}; lower the binarize margin"
             )
     elif source.label_column:
-        ds = _class_label_names(ds, source.label_column)
+        ds = _json_label_names(_class_label_names(ds, source.label_column), source.label_column, where)
         if source.label_separator:
             ds = split_labels(ds, source.label_column, source.label_separator)
     return ds
@@ -271,6 +299,12 @@ def drop_unknown_labels(ds, label_column: str, names: list[str], where: str):
                 for value in values]
 
     kept = ds.filter(keep, input_columns=[label_column], batched=True)
+    if len(kept) == 0 and len(ds) > 0:
+        raise NlpLstmError(
+            f"no row of {where} is left: none of its {len(ds)} row(s) has a label the training split has "
+            f"({len(names)} label(s)); each label needs rows in both, so give more rows per label "
+            "(or a --validation-file/--test-file whose labels occur in training)"
+        )
     if len(kept) < len(ds):
         warnings.warn(f"{len(ds) - len(kept)} row(s) of {where} have a label the training split does not have; "
                       "they are left out")
@@ -303,6 +337,12 @@ def label_names(dataset, label_column: str) -> list[str]:
         names = [str(int(v)) for v in sorted(values)]
     else:
         names = sorted({label_key(v) for v in values})
+    if len(names) > MAX_LABELS:
+        raise NlpLstmError(
+            f"label column {label_column!r} has {len(names):,} distinct labels, more than the {MAX_LABELS:,} a "
+            "classifier here takes (its output layer and confusion matrix grow with them); check --label-column "
+            "(an id or free-text column?), or merge rare labels into one before training"
+        )
     if len(names) < 2:
         found = f"only {names[0]!r}" if names else "no labels"
         raise NlpLstmError(

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import json
+import logging
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 from nlp_lstm.data.columns import as_text_column, require_columns
 from nlp_lstm.data.mapped_pages import MappedPages
 from nlp_lstm.errors import NlpLstmError
+
+BOM = "\ufeff"  # the UTF-8 byte-order mark some editors write at the start of a file
 
 # Extension -> (datasets builder, builder keyword arguments). Each may also end in ".gz".
 FILE_FORMATS = {
@@ -91,8 +96,30 @@ def find_invalid_utf8(path) -> tuple[int, int] | None:
                 return None
 
 
+def find_bad_json(path) -> tuple[int, str] | None:
+    """(1-based line, parser message) of the first line of a JSON Lines file that is not one JSON value,
+    or None. Only the diagnosis of a file the reader refused: the reader's own "row N" counts rows
+    within a block of the file, not lines."""
+    with _open_binary(Path(path)) as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue  # blank lines are skipped by the reader too
+            try:
+                json.loads(line)
+            except ValueError as error:
+                return number, getattr(error, "msg", str(error))
+    return None
+
+
 def _unreadable(path: Path, builder: str, error: Exception) -> NlpLstmError:
     """The most useful message for a file `datasets` could not read."""
+    if builder == "parquet":  # a binary format: a damaged file is no text-encoding problem
+        cause = error.__cause__ or error
+        message = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        return NlpLstmError(
+            f"cannot read {path} as parquet ({type(cause).__name__}: {message[:200]}); the file is damaged or not "
+            "parquet: write it again (or give it the extension of its real format)"
+        )
     try:
         invalid = find_invalid_utf8(path)
     except (OSError, EOFError, zlib.error) as read_error:
@@ -108,9 +135,31 @@ def _unreadable(path: Path, builder: str, error: Exception) -> NlpLstmError:
             return NlpLstmError(f"{path} is empty; give a file with data rows")
     if "corresponds to no data" in str(error):  # datasets' words for a file with a header and no rows
         return NlpLstmError(f"{path} is empty (no data rows); give a file with data rows")
+    if builder == "json" and _first_byte(path) == b"{":  # JSON Lines (a whole document starts with "[")
+        bad = find_bad_json(path)
+        if bad is not None:
+            line, message = bad
+            return NlpLstmError(f"{path} line {line} is not valid JSON ({message}); fix or remove that line")
     cause = error.__cause__ or error
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return NlpLstmError(f"cannot read {path} as {builder} ({type(cause).__name__}: {message}); check the file's format and extension")
+
+
+def _first_byte(path: Path) -> bytes:
+    with _open_binary(path) as file:
+        return file.read(4096).lstrip()[:1]
+
+
+@contextmanager
+def _datasets_errors_unlogged():
+    """datasets logs a reader's error before raising it; we raise one line of our own instead."""
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_file(path, *, split: str = "train", streaming: bool = False):
@@ -125,14 +174,15 @@ def load_file(path, *, split: str = "train", streaming: bool = False):
     if path.is_dir():
         return _load_arrow_dir(path, split, streaming=streaming)
     _, builder, kwargs = file_format(path)
-    try:
-        loaded = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, streaming=streaming, **kwargs)
-        if streaming:  # the reader only opens the file when iterated: read the first rows now, so a bad
-            next(iter(loaded.take(1)), None)  # file fails here with the same message as without streaming
-    except NlpLstmError:
-        raise
-    except Exception as error:  # datasets wraps reader errors in several types; diagnose from the file
-        raise _unreadable(path, builder, error) from None
+    with _datasets_errors_unlogged():
+        try:
+            loaded = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, streaming=streaming, **kwargs)
+            if streaming:  # the reader only opens the file when iterated: read the first rows now, so a bad
+                next(iter(loaded.take(1)), None)  # file fails here with the same message as without streaming
+        except NlpLstmError:
+            raise
+        except Exception as error:  # datasets wraps reader errors in several types; diagnose from the file
+            raise _unreadable(path, builder, error) from None
     if not streaming:
         _check_utf8(loaded, path, builder)
         MappedPages(loaded).release()  # the check read every string: drop those pages from RSS
@@ -182,7 +232,7 @@ def read_texts(path) -> list[str]:
         if invalid is not None:
             raise _unreadable(path, "text", ValueError("invalid UTF-8"))
         with _open_binary(path) as file:
-            text = file.read().decode("utf-8")
+            text = file.read().decode("utf-8").removeprefix(BOM)  # a byte-order mark is not part of the first text
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()  # the newline that ends the last line does not start another text

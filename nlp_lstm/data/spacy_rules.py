@@ -1,13 +1,49 @@
 """spaCy's rule-based word tokenizer for a language, and the inverse rules that detokenize its words.
 
-`spacy_tokenizer(lang)` is a blank pipeline's tokenizer (no model download). `word_joins` says which
-neighbouring words spaCy split from one another, so generated words are joined back without the
-spaces their text never had ("do n't" -> "don't", "( 1968 )" -> "(1968)").
+`spacy_tokenizer(lang)` is a blank pipeline's tokenizer (no model download); `bound_chunks(text)` is
+what it must be given instead of the raw text, so its work stays linear in the text's length.
+`word_joins` says which neighbouring words spaCy split from one another, so generated words are
+joined back without the spaces their text never had ("do n't" -> "don't", "( 1968 )" -> "(1968)").
 """
 
 from __future__ import annotations
 
+import re
+
 from nlp_lstm.errors import NlpLstmError
+
+# spaCy strips prefixes and suffixes from a whitespace-free chunk one at a time, and each strip
+# re-scans the rest of the chunk (slicing, `token_match`, `url_match`): a chunk of n affix
+# characters costs O(n^2) (`"(" * 10_000` took 11 s, `"$" * 10_000` 21 s). So a run of more than
+# MAX_SYMBOL_RUN punctuation/symbol characters (neither letter, digit nor space) is cut into pieces
+# of that many, and a chunk longer than MAX_CHUNK characters into pieces of MAX_CHUNK, with a space
+# between pieces: then no chunk spaCy sees is long and the work per character is bounded (100 KB of
+# any one character: about 0.05 s, of a random punctuation mix 0.5 s). Text without such runs or
+# chunks (ordinary text: words, URLs up to MAX_CHUNK characters) is tokenized exactly as before;
+# runs of single-character punctuation ("!!!!...", "((((...") give the same tokens as before too.
+MAX_SYMBOL_RUN = 16
+MAX_CHUNK = 200
+# Matched only where a run or chunk starts (the lookbehind), so finding them is linear as well.
+_LONG_SYMBOL_RUN = re.compile(r"(?<![^\w\s])[^\w\s]{%d,}" % (MAX_SYMBOL_RUN + 1))
+_LONG_CHUNK = re.compile(r"(?<!\S)\S{%d,}" % (MAX_CHUNK + 1))
+
+
+def _pieces(size: int):
+    def cut(match: re.Match) -> str:
+        run = match.group()
+        return " ".join(run[start : start + size] for start in range(0, len(run), size))
+
+    return cut
+
+
+_CUT_SYMBOL_RUN, _CUT_CHUNK = _pieces(MAX_SYMBOL_RUN), _pieces(MAX_CHUNK)
+
+
+def bound_chunks(text: str) -> str:
+    """`text` with long punctuation runs and long whitespace-free chunks cut by spaces (see above)."""
+    if len(text) <= MAX_SYMBOL_RUN:
+        return text
+    return _LONG_CHUNK.sub(_CUT_CHUNK, _LONG_SYMBOL_RUN.sub(_CUT_SYMBOL_RUN, text))
 
 _SPACY_PIPELINES: dict[str, object] = {}
 

@@ -15,13 +15,14 @@ import hashlib
 import io
 import itertools
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from nlp_lstm.artifacts import atomic_write_bytes
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
-from nlp_lstm.data.spacy_rules import spacy_tokenizer, word_joins
+from nlp_lstm.data.spacy_rules import bound_chunks, spacy_tokenizer, word_joins
 from nlp_lstm.errors import NlpLstmError
 
 TOKENIZER_KINDS = ("spacy", "sentencepiece")
@@ -33,6 +34,20 @@ FORMAT_VERSION = 1
 
 # Texts per spaCy `tokenizer.pipe` batch; larger batches gain nothing for the rule-based tokenizer.
 _PIPE_BATCH_SIZE = 1000
+# Versions the rules every text goes through before a tokenizer sees it (`clean_text`,
+# `bound_chunks`); part of `fingerprint`, so data encoded under older rules is not reused.
+_TEXT_RULES_VERSION = 2
+# A lone surrogate (JSON allows "\ud800"; Python keeps undecodable argv bytes as surrogates) is not
+# a character: spaCy raises UnicodeEncodeError and sentencepiece TypeError on it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str | None) -> str:
+    """What every tokenizer is given: None -> "", each lone surrogate -> U+FFFD (the replacement
+    character), so that no text can make tokenization raise."""
+    if text is None:
+        return ""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 class Tokenizer:
@@ -114,6 +129,7 @@ class Tokenizer:
         """A hash of everything that decides the ids; `datasets` caches encoded data under it."""
         if getattr(self, "_fingerprint", None) is None:
             digest = hashlib.sha256(json.dumps(self._tokenizer_json(), sort_keys=True).encode())
+            digest.update(f"text rules {_TEXT_RULES_VERSION}".encode())
             for name, content in sorted(self._model_files().items()):
                 digest.update(name.encode())
                 digest.update(content)
@@ -180,7 +196,7 @@ class SpacyTokenizer(Tokenizer):
         return [token.text for token in doc if not token.is_space]
 
     def _iter_tokenized(self, texts: Iterable[str]) -> Iterator[list[str]]:
-        texts = ("" if text is None else text for text in texts)
+        texts = (bound_chunks(clean_text(text)) for text in texts)
         for doc in self._tokenizer.pipe(texts, batch_size=_PIPE_BATCH_SIZE):
             yield self._words(doc)
 
@@ -222,7 +238,7 @@ class SpacyTokenizer(Tokenizer):
         if words not in self._split_cache:
             if len(self._split_cache) > 100_000:
                 self._split_cache.clear()
-            self._split_cache[words] = [t.text for t in self._tokenizer("".join(words))] == list(words)
+            self._split_cache[words] = [t.text for t in self._tokenizer(bound_chunks(clean_text("".join(words))))] == list(words)
         return self._split_cache[words]
 
     def _model_files(self) -> dict[str, bytes]:
@@ -271,10 +287,10 @@ class SentencePieceTokenizer(Tokenizer):
         return self._processor.get_piece_size()
 
     def tokenize_batch(self, texts: list[str]) -> list[list[str]]:
-        return self._processor.encode([("" if t is None else t) for t in texts], out_type=str)
+        return self._processor.encode([clean_text(t) for t in texts], out_type=str)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self._processor.encode([("" if t is None else t) for t in texts], out_type=int)
+        return self._processor.encode([clean_text(t) for t in texts], out_type=int)
 
     def token_to_id(self, token: str) -> int:
         return self._processor.piece_to_id(token)  # unk_id for unknown pieces
@@ -317,7 +333,7 @@ def _fit_sentencepiece(
         # Whitespace-only texts carry nothing to learn and are skipped.
         for text in itertools.islice((t for t in texts if t is not None and t.strip()), max_sentences):
             seen["count"] += 1
-            yield text
+            yield clean_text(text)
 
     model = io.BytesIO()
     try:

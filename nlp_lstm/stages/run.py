@@ -26,6 +26,7 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_card import write_model_card
 from nlp_lstm.model_dir import read_model_config
 from nlp_lstm.plots import plot_training_curves
+from nlp_lstm.progress import datasets_bars
 from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import Task, TrainResult, fit, iterate_batches, seed_everything
 
@@ -65,7 +66,7 @@ def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool
     rank 0's metrics.
     """
     output = Path(output_dir)
-    with distributed.process_group(pick_device(device)) as torch_device:
+    with datasets_bars(progress), distributed.process_group(pick_device(device)) as torch_device:
         main = distributed.is_main()
 
         def prepare() -> Prepared:
