@@ -1,0 +1,135 @@
+"""Probes of issue 23 against model directories, ONNX exports, training runs and pipelines: every file
+is checked before it is trusted, and `run` never deletes what it did not make.
+
+Model directories are the tiny format-1 fixtures (tests/fixtures/format1) copied and then edited the
+way a careless user or an attacker would; big inputs are sparse files made in the test.
+"""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.helpers import ROOT, assert_usage_error, invoke
+
+import nlp_lstm
+import nlp_lstm.inference.classifier
+from nlp_lstm.data.tokenize import load_tokenizer
+from nlp_lstm.errors import NlpLstmError
+
+FIXTURES = ROOT / "tests" / "fixtures" / "format1"
+
+
+def model_copy(tmp_path, kind="classifier", **changes):
+    """A copy of the fixture model of `kind` with top-level `changes` in config.json ("model.x": model keys)."""
+    directory = tmp_path / kind
+    shutil.copytree(FIXTURES / kind, directory)
+    edit_config(directory, **changes)
+    return directory
+
+
+def edit_config(directory, **changes):
+    config = json.loads((directory / "config.json").read_text())
+    for key, value in changes.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def refused_at_load(directory, *fragments):
+    assert_usage_error(invoke("classify", "--model", directory, "--device", "cpu", "a fine text"), *fragments)
+
+
+# --- item 4: sizes are checked against the weights' header and caps before anything is built ---------------------
+
+def test_a_size_the_weights_do_not_hold_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    directory = model_copy(tmp_path, **{"model.hidden_size": 6000})
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before its sizes were checked")
+
+    monkeypatch.setattr(nlp_lstm.inference.classifier, "TextClassifier", never)
+    with pytest.raises(NlpLstmError, match=r"does not match .*config.json: 'encoder.weight_ih_l0' is \[32, 8\] .* makes it \[24000, 8\]"):
+        nlp_lstm.load(directory, device="cpu")
+
+
+@pytest.mark.parametrize("key, value", [("model.num_layers", 10**6), ("model.hidden_size", 10**9),
+                                        ("model.vocab_size", 2**40), ("model.ngram_buckets", 2**30)])
+def test_sizes_past_their_cap_are_one_line_errors(tmp_path, key, value):
+    refused_at_load(model_copy(tmp_path, **{key: value}), "config.json [model]", f"'{key.split('.')[1]}' is {value}")
+
+
+def test_a_saved_beam_of_a_million_is_refused_when_the_summarizer_is_loaded(tmp_path):
+    directory = model_copy(tmp_path, "summarizer", decoding={"beam_size": 10**6})
+    assert_usage_error(invoke("summarize", "--model", directory, "--device", "cpu", "a text"),
+                       "config.json [decoding]", "beam_size=1000000", "use 1 to 256")
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer/vocab.txt", "tokenizer/tokenizer.json"])
+def test_a_3_gb_sparse_file_is_refused_without_reading_it(tmp_path, name):
+    directory = model_copy(tmp_path)
+    with open(directory / name, "r+b") as handle:
+        handle.truncate(3 * 2**30)  # sparse: costs no disk and, read whole, 3 GB of memory
+    refused_at_load(directory, name.split("/")[-1], "larger than")
+
+
+# --- item 7: config.json and tokenizer values are typed, one line naming the file and key, exit 2 ------------------
+
+@pytest.mark.parametrize("changes, fragments", [
+    ({"model.hidden_size": "8"}, ["[model] 'hidden_size'", "expected int"]),
+    ({"model.dropout": float("nan")}, ["[model] 'dropout'", "finite"]),
+    ({"labels": "neg,pos"}, ["'labels'", "list of label names"]),
+    ({"labels": ["neg"]}, ["'labels'", "names 1 labels but the model has num_labels=2"]),
+    ({"labels": ["neg", 7]}, ["'labels'"]),
+    ({"temperature": 0}, ["'temperature'", "must be > 0"]),
+    ({"temperature": float("nan")}, ["'temperature'", "finite number"]),
+    ({"temperature": "1.0"}, ["'temperature'", "finite number"]),
+    ({"threshold": 2}, ["'threshold'", "[0, 1]"]),
+    ({"thresholds": [0.5]}, ["'thresholds'", "1 values for 2 labels"]),
+    ({"columns": ["text"]}, ["'columns'"]),
+])
+def test_bad_config_values_are_one_line_errors_at_load(tmp_path, changes, fragments):
+    refused_at_load(model_copy(tmp_path, **changes), "config.json", *fragments)
+
+
+def test_deeply_nested_config_is_a_one_line_error(tmp_path):
+    directory = model_copy(tmp_path)
+    (directory / "config.json").write_text('{"kind": "classifier", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    refused_at_load(directory, "config.json", "nests deeper than")
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    directory = model_copy(tmp_path)
+    state = load_file(directory / "model.safetensors")
+    state["encoder.weight_hh_l0"][0, 0] = math.nan
+    save_file(state, directory / "model.safetensors")
+    refused_at_load(directory, "model.safetensors", "'encoder.weight_hh_l0'", "NaN")
+
+
+def test_a_string_where_the_tokenizer_wants_a_boolean_is_refused(tmp_path):
+    directory = model_copy(tmp_path)
+    config = json.loads((directory / "tokenizer/tokenizer.json").read_text())
+    config["settings"]["lowercase"] = "no"  # a non-empty string: bool("no") is True
+    (directory / "tokenizer/tokenizer.json").write_text(json.dumps(config))
+    refused_at_load(directory, "tokenizer.json", "settings.lowercase must be a bool")
+
+
+def test_an_empty_spm_model_is_a_one_line_error(tmp_path):
+    directory = tmp_path / "tokenizer"
+    shutil.copytree(FIXTURES / "classifier" / "tokenizer", directory)
+    config = json.loads((directory / "tokenizer.json").read_text())
+    config["kind"] = "sentencepiece"
+    (directory / "tokenizer.json").write_text(json.dumps(config))
+    (directory / "spm.model").write_bytes(b"")
+    with pytest.raises(NlpLstmError, match="spm.model is empty"):
+        load_tokenizer(directory)
+    (directory / "spm.model").write_bytes(b"\x00garbage")
+    with pytest.raises(NlpLstmError, match="spm.model is corrupt"):
+        load_tokenizer(directory)
+
+
+def test_the_untouched_fixtures_still_load(tmp_path):
+    assert nlp_lstm.load(model_copy(tmp_path), device="cpu").predict(["a fine text"])
