@@ -133,3 +133,72 @@ def test_an_empty_spm_model_is_a_one_line_error(tmp_path):
 
 def test_the_untouched_fixtures_still_load(tmp_path):
     assert nlp_lstm.load(model_copy(tmp_path), device="cpu").predict(["a fine text"])
+
+
+# --- item 8: ONNX export folders: bare graph names with their own sha256 -------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    directory = model_copy(tmp_path_factory.mktemp("onnx"))
+    nlp_lstm.export_onnx(directory)
+    return directory
+
+
+def onnx_copy(exported, tmp_path):
+    directory = tmp_path / "model"
+    shutil.copytree(exported, directory)
+    return directory
+
+
+def edit_manifest(directory, **graph_changes):
+    manifest = json.loads((directory / "onnx" / "onnx.json").read_text())
+    manifest["graphs"]["classifier"].update(graph_changes)
+    (directory / "onnx" / "onnx.json").write_text(json.dumps(manifest))
+
+
+def test_each_graph_has_its_sha256_in_onnx_json(exported):
+    entry = json.loads((exported / "onnx" / "onnx.json").read_text())["graphs"]["classifier"]
+    import hashlib
+
+    assert entry["sha256"] == hashlib.sha256((exported / "onnx" / entry["file"]).read_bytes()).hexdigest()
+    assert nlp_lstm.load_onnx(exported).predict(["a fine text"]) == nlp_lstm.load(exported, device="cpu").predict(["a fine text"])
+
+
+@pytest.mark.parametrize("file", ["../classifier.onnx", "/tmp/classifier.onnx", "sub/classifier.onnx", "..", ""])
+def test_a_graph_outside_the_export_folder_is_refused(exported, tmp_path, file):
+    directory = onnx_copy(exported, tmp_path)
+    shutil.copy(directory / "onnx" / "classifier.onnx", directory / "classifier.onnx")  # a graph it could reach
+    edit_manifest(directory, file=file)
+    with pytest.raises(NlpLstmError, match="'file' must be a plain file name"):
+        nlp_lstm.load_onnx(directory)
+
+
+def test_a_replaced_graph_is_refused_by_its_checksum(exported, tmp_path):
+    directory = onnx_copy(exported, tmp_path)
+    other = onnx_copy(exported, tmp_path / "other")
+    state = load_file(other / "model.safetensors")
+    state["encoder.weight_hh_l0"] += 1.0
+    save_file(state, other / "model.safetensors")
+    nlp_lstm.export_onnx(other, overwrite=True)
+    shutil.copy(other / "onnx" / "classifier.onnx", directory / "onnx" / "classifier.onnx")  # runs, gives other scores
+    assert_usage_error(invoke("classify", "--model", directory, "--runtime", "onnx", "a text"),
+                       "classifier.onnx does not match its sha256")
+
+
+def test_a_manifest_without_checksums_is_refused(exported, tmp_path):
+    directory = onnx_copy(exported, tmp_path)
+    edit_manifest(directory, sha256=None)
+    with pytest.raises(NlpLstmError, match="has no sha256"):
+        nlp_lstm.load_onnx(directory)
+
+
+def test_a_corrupt_graph_is_a_one_line_error(exported, tmp_path):
+    import hashlib
+
+    directory = onnx_copy(exported, tmp_path)
+    garbage = b"not an onnx graph" * 10
+    (directory / "onnx" / "classifier.onnx").write_bytes(garbage)
+    edit_manifest(directory, sha256=hashlib.sha256(garbage).hexdigest())  # even when the checksum is made to fit
+    assert_usage_error(invoke("classify", "--model", directory, "--runtime", "onnx", "a text"),
+                       "ONNX Runtime cannot load", "classifier.onnx")
