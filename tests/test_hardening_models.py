@@ -202,3 +202,97 @@ def test_a_corrupt_graph_is_a_one_line_error(exported, tmp_path):
     edit_manifest(directory, sha256=hashlib.sha256(garbage).hexdigest())  # even when the checksum is made to fit
     assert_usage_error(invoke("classify", "--model", directory, "--runtime", "onnx", "a text"),
                        "ONNX Runtime cannot load", "classifier.onnx")
+
+
+# --- items 13 and 14: a failed retrain leaves the old model as it was; what to run after a kill ---------------------
+
+TINY = ["--embedding-dim", "8", "--hidden-size", "8", "--epochs", "1", "--batch-size", "32", "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory):
+    from tests.helpers import sentiment_rows, write_csv
+
+    return write_csv(tmp_path_factory.mktemp("train") / "train.csv", sentiment_rows(120, seed=1))
+
+
+def train(train_file, output, *extra):
+    return invoke("train", "classifier", "--train-file", train_file, "--output-dir", output, *TINY, *extra)
+
+
+def tree(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("failure", ["disk full", "ctrl-c"])
+def test_a_failed_overwrite_retrain_leaves_the_old_model_exactly_as_it_was(train_file, tmp_path, monkeypatch, failure):
+    import errno
+    import os
+
+    import nlp_lstm.artifacts
+
+    output = tmp_path / "model"
+    assert train(train_file, output).exit_code == 0
+    before = tree(output)
+    assert any(name.startswith("checkpoints/step-") for name in before)
+    real = nlp_lstm.artifacts.atomic_write_bytes
+    real_fsync = os.fsync
+
+    def disk_full(fd):  # what a full disk does: the write fails inside, naming no file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fail_at_the_final_save(path, payload):
+        if path.name == "model.safetensors" and path.parent.name.startswith(f".{output.name}.staging"):
+            if failure == "ctrl-c":
+                raise KeyboardInterrupt
+            monkeypatch.setattr(nlp_lstm.artifacts.os, "fsync", disk_full)
+            try:
+                return real(path, payload)
+            finally:
+                monkeypatch.setattr(nlp_lstm.artifacts.os, "fsync", real_fsync)
+        return real(path, payload)
+
+    monkeypatch.setattr(nlp_lstm.artifacts, "atomic_write_bytes", fail_at_the_final_save)
+    result = train(train_file, output, "--overwrite", "--seed", "7")  # other checkpoints than the old run's
+    if failure == "disk full":
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert f"No space left on device: {output.parent}/.model.staging-" in lines[0], lines[0]
+        assert "model.safetensors" in lines[0], lines[0]
+    else:
+        assert result.exit_code == 130, result.output
+    assert tree(output) == before  # weights, config and the old run's checkpoints, byte for byte
+
+
+def test_killed_before_the_first_checkpoint_a_plain_rerun_just_starts(train_file, tmp_path):
+    from nlp_lstm.stages.run import run_work_dir
+
+    output = tmp_path / "model"
+    kept = run_work_dir(output) / "checkpoints" / "tokenizer"  # what a run killed that early leaves behind
+    kept.mkdir(parents=True)
+    assert_usage_error(train(train_file, output, "--resume"), "no checkpoint yet", "without --resume")
+    result = train(train_file, output)
+    assert result.exit_code == 0, result.output
+    assert (output / "model.safetensors").is_file() and not run_work_dir(output).exists()
+
+
+def test_killed_before_the_first_checkpoint_of_a_retrain_both_messages_say_overwrite(train_file, tmp_path):
+    from nlp_lstm.stages.run import run_work_dir
+
+    output = tmp_path / "model"
+    assert train(train_file, output).exit_code == 0
+    (run_work_dir(output) / "checkpoints" / "tokenizer").mkdir(parents=True)
+    assert_usage_error(train(train_file, output), "pass --overwrite")
+    assert_usage_error(train(train_file, output, "--resume"), "no checkpoint yet", "again with --overwrite")
+    assert train(train_file, output, "--overwrite").exit_code == 0
+
+
+def test_an_unfinished_runs_checkpoints_are_not_dropped_by_a_plain_rerun(train_file, tmp_path):
+    from nlp_lstm.stages.run import run_work_dir
+
+    output = tmp_path / "model"
+    assert train(train_file, output).exit_code == 0
+    shutil.move(output / "checkpoints", run_work_dir(output) / "checkpoints")  # as a run killed after one
+    shutil.rmtree(output)
+    assert_usage_error(train(train_file, output), "unfinished run", "--resume", "--overwrite")
+    assert train(train_file, output, "--resume").exit_code == 0
