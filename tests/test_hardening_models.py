@@ -8,6 +8,7 @@ way a careless user or an attacker would; big inputs are sparse files made in th
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -296,3 +297,125 @@ def test_an_unfinished_runs_checkpoints_are_not_dropped_by_a_plain_rerun(train_f
     shutil.rmtree(output)
     assert_usage_error(train(train_file, output), "unfinished run", "--resume", "--overwrite")
     assert train(train_file, output, "--resume").exit_code == 0
+
+
+# --- item 3: `nlp-lstm run` replaces only what it made; names are plain names -----------------------------------------
+
+PIPELINE = """
+[pipeline]
+name = {name}
+task = "classifier"
+{run_dir}
+
+[data]
+train_file = "{train_file}"
+
+[tokenizer]
+name = {tokenizer}
+kind = "spacy"
+min_freq = 1
+
+[model]
+embedding_dim = 8
+hidden_size = 8
+dropout = 0.0
+ngram_buckets = 0
+
+[train]
+epochs = 1
+batch_size = 32
+"""
+
+
+def pipeline_file(tmp_path, *, name='"tiny"', tokenizer='"tiny"', run_dir=None, train_file=None):
+    from tests.helpers import sentiment_rows, write_csv
+
+    train_file = train_file or write_csv(tmp_path / "train.csv", sentiment_rows(200, seed=1))
+    path = tmp_path / "tiny.toml"
+    path.write_text(PIPELINE.format(name=name, tokenizer=tokenizer, train_file=train_file,
+                                    run_dir=f"run_dir = {json.dumps(str(run_dir))}" if run_dir else ""))
+    return path
+
+
+@pytest.mark.parametrize("key, value", [("name", '"../../x"'), ("name", '""'), ("name", '"."'), ("name", '".."'),
+                                        ("name", '"a/b"'), ("name", '"a\\u0000b"'), ("tokenizer", '"../../x"'),
+                                        ("tokenizer", '"/tmp/x"'), ("tokenizer", '""'), ("tokenizer", '"a\\u0000"')])
+def test_names_in_a_pipeline_must_be_plain_names(tmp_path, monkeypatch, key, value):
+    monkeypatch.chdir(tmp_path)
+    path = pipeline_file(tmp_path, **{key: value})
+    section = "[pipeline]" if key == "name" else "[tokenizer]"
+    assert_usage_error(invoke("run", path), f"{section} name", "is not a plain name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml", "train.csv"]  # nothing written anywhere
+
+
+@pytest.mark.parametrize("subfolder", ["model", "encoded", "evaluation"])
+def test_run_never_replaces_a_directory_it_did_not_make(tmp_path, monkeypatch, subfolder):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine"
+    (mine / subfolder).mkdir(parents=True)
+    (mine / subfolder / "notes.txt").write_text("the user's")
+    assert_usage_error(invoke("run", pipeline_file(tmp_path, run_dir=mine)), f"{mine / subfolder}",
+                       "not made by `nlp-lstm run`", "--overwrite")
+    assert [p.name for p in mine.rglob("*")] == [subfolder, "notes.txt"]
+    assert not (tmp_path / "vocab").exists()  # refused before the first stage wrote anything
+
+
+def test_run_dir_dot_never_deletes_the_working_directorys_model_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(b"precious")
+    assert_usage_error(invoke("run", pipeline_file(tmp_path, run_dir=".")), "not made by `nlp-lstm run`")
+    assert (tmp_path / "model" / "weights.bin").read_bytes() == b"precious"
+
+
+def test_a_foreign_tokenizer_directory_is_not_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    foreign = tmp_path / "vocab" / "tiny"
+    shutil.copytree(FIXTURES / "classifier" / "tokenizer", foreign)
+    before = tree(foreign)
+    assert_usage_error(invoke("run", pipeline_file(tmp_path)), str(Path("vocab") / "tiny"), "--overwrite")
+    assert tree(foreign) == before
+
+
+def test_run_replaces_its_own_directories_and_others_only_with_overwrite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs" / "tiny"
+    (runs / "model").mkdir(parents=True)
+    (runs / "model" / "old.txt").write_text("the user's")
+    path = pipeline_file(tmp_path)
+    assert invoke("run", path).exit_code == 2
+    result = invoke("run", path, "--overwrite", "--quiet", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert (runs / "model" / "model.safetensors").is_file() and not (runs / "model" / "old.txt").exists()
+    for stage in ("model", "encoded", "evaluation"):
+        assert json.loads((runs / stage / ".stage.json").read_text())["inputs"]
+    result = invoke("run", path, "--force", "--quiet", "--threads", "1")  # its own directories: no --overwrite
+    assert result.exit_code == 0, result.output
+
+
+# --- pipeline data paths: relative to the working directory (the project root) ----------------------------------------
+
+def test_pipeline_data_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from nlp_lstm.stages.pipeline import load_pipeline
+    from tests.helpers import sentiment_rows, write_csv
+
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "data").mkdir()
+    write_csv(tmp_path / "data" / "train.csv", sentiment_rows(20, seed=1))
+    path = pipeline_file(tmp_path / "pipelines", train_file="data/train.csv")
+    monkeypatch.chdir(tmp_path)  # the project root, as `make demo` runs pipelines/sentiment.toml
+    assert load_pipeline("pipelines/tiny.toml").data.train_file == "data/train.csv"
+    assert Path(load_pipeline(path).data.train_file).resolve() == tmp_path / "data" / "train.csv"
+    shutil.move(tmp_path / "data", tmp_path / "pipelines" / "data")  # now only beside the pipeline file
+    with pytest.raises(NlpLstmError, match="relative to the directory `nlp-lstm run` is run from"):
+        load_pipeline(path)
+
+
+def test_shipped_pipelines_name_data_that_exists_from_the_repository_root(monkeypatch):
+    from nlp_lstm.stages.pipeline import load_pipeline
+
+    monkeypatch.chdir(ROOT)
+    for path in sorted((ROOT / "pipelines").glob("*.toml")):
+        assert "relative to the working directory" in path.read_text()  # the header says so
+        pipe = load_pipeline(path.relative_to(ROOT))
+        assert (ROOT / pipe.data.train_file).is_file(), path
