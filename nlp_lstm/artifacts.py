@@ -29,6 +29,10 @@ from nlp_lstm.errors import NlpLstmError
 # safetensors layout: 8-byte little-endian header length N, then N bytes of JSON header, then data.
 _SAFETENSORS_LENGTH_BYTES = 8
 _MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
+# JSON settings files (config.json, tokenizer.json, onnx.json, checkpoint state) are a few KB; a
+# checkpoint's trainer_state.json holds the RNG states (~40 KB). Anything past this is not ours.
+MAX_JSON_BYTES = 16 * 2**20
+MAX_JSON_DEPTH = 64  # nesting; deeper documents would reach Python's recursion limit
 
 # Read once: os.umask can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0o022)
@@ -64,6 +68,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         # mkstemp creates the file 0600; give it the permissions a plain open() would.
         os.chmod(temp_name, 0o666 & ~_UMASK)
         os.replace(temp_name, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        if error.filename is None and error.errno is not None:  # write/fsync name no file ("No space left on device: ;"): name it
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
@@ -97,8 +107,9 @@ def read_json(path: str | os.PathLike, *, what: str) -> dict:
         raise NlpLstmError(f"{what} file {path} does not exist; check the path")
     if not path.is_file():
         raise NlpLstmError(f"{what} file {path} is not a file; pass the path of a JSON file")
+    raw = read_capped_bytes(path, limit=MAX_JSON_BYTES, what=f"{what} file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise NlpLstmError(
             f"{what} file {path} is not valid UTF-8 text ({error}); re-create the file"
@@ -110,12 +121,42 @@ def read_json(path: str | os.PathLike, *, what: str) -> dict:
             f"{what} file {path} is not valid JSON (line {error.lineno}, column {error.colno}: "
             f"{error.msg}); fix or re-create the file"
         ) from None
+    except RecursionError:
+        obj = None  # reported below with the depth
+    if obj is None or json_depth(obj) > MAX_JSON_DEPTH:
+        raise NlpLstmError(
+            f"{what} file {path} nests deeper than {MAX_JSON_DEPTH} levels; fix or re-create the file"
+        )
     if not isinstance(obj, dict):
         raise NlpLstmError(
             f"{what} file {path} must hold a JSON object ({{...}}), found {type(obj).__name__}; "
             "fix or re-create the file"
         )
     return obj
+
+
+def read_capped_bytes(path: str | os.PathLike, *, limit: int, what: str) -> bytes:
+    """The bytes of `path`, refusing a file larger than `limit` before reading it (a sparse 3 GB
+    file costs nothing to create and would otherwise be read whole)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NlpLstmError(
+            f"{what} {path} is larger than {limit // 2**20} MiB, far more than any such file nlp-lstm "
+            "writes; re-create it"
+        )
+    return data
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar: 0), iteratively, so no depth reaches the recursion limit."""
+    depth, level = 0, [obj]
+    while level:
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        depth += 1
+    return depth - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,14 +202,9 @@ def save_tensors(
     atomic_write_bytes(path, save(prepared, metadata=metadata))
 
 
-def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load named tensors (on CPU) from a safetensors file. Never unpickles.
-
-    Raises:
-        NlpLstmError: the file is missing, is a pickle / `torch.save` file, or is not a complete
-            safetensors file.
-    """
-    path = Path(path)
+def _check_safetensors(path: Path) -> int:
+    """Refuse a missing, pickled or truncated weights file before any parser sees it; return the
+    length of its JSON header."""
     if not path.exists():
         raise NlpLstmError(f"weights file {path} does not exist; check the model directory")
     if not path.is_file():
@@ -191,21 +227,50 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path} is a Python pickle (e.g. a legacy torch.save file), not a safetensors "
             f"file; {_NOT_SAFETENSORS_FIX}"
         )
-
-    def corrupt(detail: str) -> NlpLstmError:
-        return NlpLstmError(
-            f"{path} is corrupt or truncated ({detail}); re-save or re-train the model"
-        )
-
     if len(head) < _SAFETENSORS_LENGTH_BYTES:
-        raise corrupt(f"{size} bytes, shorter than the 8-byte safetensors header length")
+        raise _corrupt(path, f"{size} bytes, shorter than the 8-byte safetensors header length")
     (header_length,) = struct.unpack("<Q", head)
     if header_length > min(size - _SAFETENSORS_LENGTH_BYTES, _MAX_SAFETENSORS_HEADER):
-        raise corrupt(
+        raise _corrupt(
+            path,
             f"header claims {header_length} bytes but the file has only {size}; "
-            "this is not a safetensors file or it was cut short"
+            "this is not a safetensors file or it was cut short",
         )
+    return header_length
 
+
+def _corrupt(path: Path, detail: str) -> NlpLstmError:
+    return NlpLstmError(f"{path} is corrupt or truncated ({detail}); re-save or re-train the model")
+
+
+def read_tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape from a safetensors file's header, without reading any tensor data.
+
+    Lets a loader compare the sizes a config asks for with what the weights hold before it
+    allocates anything.
+    """
+    path = Path(path)
+    header_length = _check_safetensors(path)
+    with open(path, "rb") as handle:
+        handle.seek(_SAFETENSORS_LENGTH_BYTES)
+        raw = handle.read(header_length)
+    try:
+        header = json.loads(raw)
+        return {name: tuple(int(size) for size in entry["shape"])
+                for name, entry in header.items() if name != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        raise _corrupt(path, f"unreadable header: {type(error).__name__}") from None
+
+
+def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load named tensors (on CPU) from a safetensors file. Never unpickles.
+
+    Raises:
+        NlpLstmError: the file is missing, is a pickle / `torch.save` file, or is not a complete
+            safetensors file.
+    """
+    path = Path(path)
+    _check_safetensors(path)
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -214,7 +279,7 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             for name in reader.keys():  # noqa: SIM118 - safe_open is not a mapping
                 tensors[name] = reader.get_tensor(name)
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise corrupt(str(error).strip() or type(error).__name__) from None
+        raise _corrupt(path, str(error).strip() or type(error).__name__) from None
     return tensors
 
 

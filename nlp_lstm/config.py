@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -21,6 +22,16 @@ from typing import Any, TypeVar
 from nlp_lstm.errors import NlpLstmError
 
 T = TypeVar("T")
+
+# Upper bounds on the sizes a model file may ask for, checked before anything is built from them:
+# far above any model nlp-lstm trains on one machine, low enough that a size passing them can be
+# allocated (a saved num_layers of 10**6 or hidden_size of 10**6 is refused, not tried).
+SIZE_CAPS = {
+    "vocab_size": 2**22, "embedding_dim": 2**14, "hidden_size": 2**14, "input_size": 2**14,
+    "num_layers": 64, "encoder_layers": 64, "decoder_layers": 64, "num_labels": 2**20,
+    "ngram_buckets": 2**24, "softmax_candidates": 2**22,
+    "max_length": 2**20, "max_source_length": 2**20, "max_target_length": 2**16,
+}
 
 @dataclass
 class TrainConfig:
@@ -83,6 +94,14 @@ def check_fraction(name: str, value: float) -> None:
         raise NlpLstmError(f"{name} must be in [0, 1), got {value}")
 
 
+def check_size_caps(config: Any, *, where: str) -> None:
+    """Refuse a dataclass whose size fields (`SIZE_CAPS`) exceed their cap or are below 0."""
+    for name, cap in SIZE_CAPS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not 0 <= value <= cap:
+            raise NlpLstmError(f"{where} '{name}' is {value}; it must be between 0 and {cap}: fix or re-create the file")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str) -> T:
     """Build dataclass `cls` from plain data, rejecting unknown keys and wrong types.
 
@@ -106,7 +125,10 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str) -> T:
     ]
     if missing:
         raise NlpLstmError(f"{where}: missing required key(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except NlpLstmError as error:  # a dataclass's own check (__post_init__): say which file it was
+        raise NlpLstmError(f"{where}: {error}") from None
 
 
 def _coerce(value: Any, hint: Any, *, where: str) -> Any:
@@ -142,6 +164,8 @@ def _coerce(value: Any, hint: Any, *, where: str) -> Any:
             return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # JSON readers accept NaN and Infinity; no setting means them
+                raise NlpLstmError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
     elif hint is str:
         if isinstance(value, str):

@@ -14,20 +14,21 @@ a format-3 classifier with a bag cannot be rebuilt (retrain it), one without is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nlp_lstm.artifacts import atomic_write_json, load_tensors, read_json, save_tensors
-from nlp_lstm.config import from_dict, TrainConfig
+from nlp_lstm.artifacts import atomic_write_json, load_tensors, read_json, read_tensor_shapes, save_tensors
+from nlp_lstm.config import check_size_caps, from_dict, TrainConfig
 from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.models.classifier import ClassifierConfig
-from nlp_lstm.models.language_model import LanguageModelConfig
-from nlp_lstm.models.summarizer import SummarizerConfig
+from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig
+from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
 
 FORMAT_VERSION = 4
 KINDS = ("classifier", "summarizer", "language_model")
@@ -126,24 +127,98 @@ def read_model_config(directory: str | Path, *, expect: str | None = None) -> Mo
     decoding = None
     if kind == "summarizer":
         decoding = from_dict(DecodeConfig, data.get("decoding", {}), where=f"{where} [decoding]")
-    return ModelFile(
+    model_file = ModelFile(
         kind=kind,
         model=from_dict(_model_config_class(kind), data["model"], where=f"{where} [model]"),
         training=from_dict(TrainConfig, data.get("training", {}), where=f"{where} [training]"),
-        labels=list(data.get("labels", [])),
-        threshold=float(data.get("threshold", 0.5)),
-        thresholds=data.get("thresholds"),
-        temperature=float(data.get("temperature", 1.0)),
         decoding=decoding,
-        columns=dict(data.get("columns", {})),
-        format_version=int(data.get("format_version", 1)),
         path=path,
+        **checked_top_level(data, where=where),
     )
+    check_label_count(model_file, where=where)
+    check_weight_shapes(path, model_file)
+    return model_file
+
+
+# --- checks of a config.json before anything is built from it (issue 23, items 4 and 7) -------------
+
+def _fail(where: str, key: str, problem: str) -> NlpLstmError:
+    return NlpLstmError(f"{where} '{key}' {problem}; fix it or re-save the model directory")
+
+
+def _number(data: dict[str, Any], key: str, default: float, *, where: str) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(where, key, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def checked_top_level(data: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """`config.json`'s own keys (labels, thresholds, temperature, columns, format_version), type-checked:
+    each wrong value is one line naming the file and the key."""
+    labels = data.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise _fail(where, "labels", f"must be a list of label names (strings), got {labels!r:.60}")
+    if len(set(labels)) != len(labels):
+        raise _fail(where, "labels", "names a label twice")
+    threshold = _number(data, "threshold", 0.5, where=where)
+    thresholds = data.get("thresholds")
+    if thresholds is not None and (not isinstance(thresholds, list) or not all(
+            not isinstance(t, bool) and isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thresholds)):
+        raise _fail(where, "thresholds", f"must be null or a list of numbers in [0, 1], got {thresholds!r:.60}")
+    if not 0.0 <= threshold <= 1.0:
+        raise _fail(where, "threshold", f"must be in [0, 1], got {threshold}")
+    temperature = _number(data, "temperature", 1.0, where=where)
+    if not temperature > 0:
+        raise _fail(where, "temperature", f"must be > 0 (logits are divided by it), got {temperature}")
+    columns = data.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise _fail(where, "columns", f"must map names to column names (strings), got {columns!r:.60}")
+    version = data.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _fail(where, "format_version", f"must be an integer, got {version!r}")
+    return {"labels": list(labels), "threshold": threshold, "temperature": temperature, "columns": dict(columns),
+            "thresholds": None if thresholds is None else [float(t) for t in thresholds], "format_version": version}
+
+
+def check_label_count(model_file: ModelFile, *, where: str) -> None:
+    """A classifier names exactly one label per output (else every prediction fails, or is unnamed)."""
+    if model_file.kind != "classifier":
+        return
+    count = model_file.model.num_labels
+    if len(model_file.labels) != count:
+        raise _fail(where, "labels", f"names {len(model_file.labels)} labels but the model has num_labels={count}")
+    if model_file.thresholds is not None and len(model_file.thresholds) != count:
+        raise _fail(where, "thresholds", f"has {len(model_file.thresholds)} values for {count} labels")
+
+
+MODULES = {"classifier": TextClassifier, "summarizer": Summarizer, "language_model": LanguageModel}
+
+
+def check_weight_shapes(directory: Path, model_file: ModelFile) -> None:
+    """Refuse sizes in `config.json` that the weights do not hold, before any real tensor exists.
+
+    The sizes are first held to `SIZE_CAPS`; the module is then built on PyTorch's "meta" device
+    (shapes only, no memory) and its state's shapes compared with the safetensors header's.
+    """
+    where = str(directory / "config.json")
+    check_size_caps(model_file.model, where=f"{where} [model]")
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in MODULES[model_file.kind](model_file.model).state_dict().items()}
+    weights = directory / "model.safetensors"
+    found = read_tensor_shapes(weights)
+    for name, shape in expected.items():
+        if found.get(name, shape) != shape:
+            raise NlpLstmError(
+                f"{weights} does not match {where}: '{name}' is {list(found[name])} in the weights but the config "
+                f"makes it {list(shape)}; re-save the model directory as a whole"
+            )
 
 
 def load_state(directory: Path, module: torch.nn.Module) -> None:
     """Load `model.safetensors` into `module`, naming the file on any mismatch."""
     state = load_tensors(directory / "model.safetensors")
+    check_finite(directory / "model.safetensors", state)
     try:
         module.load_state_dict(state)
     except RuntimeError as error:
@@ -152,6 +227,13 @@ def load_state(directory: Path, module: torch.nn.Module) -> None:
             f"{directory / 'model.safetensors'} does not match {directory / 'config.json'} ({first}); "
             "re-save the model directory as a whole"
         ) from None
+
+
+def check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """NaN or infinite weights give NaN scores (served as null) for every text: refuse them at load."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NlpLstmError(f"{path}: tensor '{name}' holds NaN or infinite values; re-train the model")
 
 
 def load_model_tokenizer(directory: Path, model_file: ModelFile) -> Tokenizer:

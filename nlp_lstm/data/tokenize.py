@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from nlp_lstm.artifacts import atomic_write_bytes
+from nlp_lstm.artifacts import MAX_JSON_BYTES, atomic_write_bytes, read_capped_bytes
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
 from nlp_lstm.data.spacy_rules import bound_chunks, spacy_tokenizer, word_joins
 from nlp_lstm.errors import NlpLstmError
@@ -31,6 +31,12 @@ TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
 SPM_FILE = "spm.model"
 FORMAT_VERSION = 1
+
+# The types of the settings `fit_tokenizer` saves in tokenizer.json, checked when it is loaded
+# (`"lowercase": "no"` must not read as true). A vocabulary file is a few MB at the largest vocab.
+SETTING_TYPES = {"lowercase": bool, "lang": str, "vocab_size": int, "min_freq": int, "model_type": str,
+                 "max_sentences": int}
+MAX_VOCAB_FILE_BYTES = 256 * 2**20
 
 # Texts per spaCy `tokenizer.pipe` batch; larger batches gain nothing for the rule-based tokenizer.
 _PIPE_BATCH_SIZE = 1000
@@ -417,7 +423,7 @@ def _from_files(kind: str, settings: dict, files: dict[str, bytes], *, where: st
         return SpacyTokenizer(tokens, settings)
     try:
         return SentencePieceTokenizer(files[SPM_FILE], settings)
-    except (RuntimeError, ValueError, TypeError) as error:
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
         raise NlpLstmError(f"{where}/{SPM_FILE} is corrupt ({error}); re-create it with `nlp-lstm vocab`") from None
 
 
@@ -430,11 +436,14 @@ def load_tokenizer(directory) -> Tokenizer:
     if not config_path.is_file():
         raise NlpLstmError(f"{config_path} is missing; give a directory made by `nlp-lstm vocab` (or re-create it)")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(read_capped_bytes(config_path, limit=MAX_JSON_BYTES, what="tokenizer file"))
         kind, settings = config["kind"], config["settings"]
         if not isinstance(settings, dict):
             raise TypeError("settings is not an object")
-    except (ValueError, KeyError, TypeError) as error:
+        for key, value in settings.items():
+            if key in SETTING_TYPES and (type(value) is not SETTING_TYPES[key]):
+                raise TypeError(f"settings.{key} must be a {SETTING_TYPES[key].__name__}, got {value!r}")
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise NlpLstmError(f"{config_path} is corrupt ({type(error).__name__}: {error}); re-create it with `nlp-lstm vocab`") from None
     if kind not in TOKENIZER_KINDS:
         raise NlpLstmError(f"{config_path} names an unknown tokenizer kind {kind!r}; known kinds: {', '.join(TOKENIZER_KINDS)}")
@@ -442,7 +451,10 @@ def load_tokenizer(directory) -> Tokenizer:
     model_path = directory / file_name
     if not model_path.is_file():
         raise NlpLstmError(f"{model_path} is missing (needed by the {kind} tokenizer in {config_path}); re-create it with `nlp-lstm vocab`")
-    tokenizer = _from_files(kind, settings, {file_name: model_path.read_bytes()}, where=str(directory))
+    content = read_capped_bytes(model_path, limit=MAX_VOCAB_FILE_BYTES, what="tokenizer file")
+    if not content:
+        raise NlpLstmError(f"{model_path} is empty; re-create it with `nlp-lstm vocab`")
+    tokenizer = _from_files(kind, settings, {file_name: content}, where=str(directory))
     expected = config.get("vocab_size")
     if expected is not None and expected != tokenizer.vocab_size:
         raise NlpLstmError(

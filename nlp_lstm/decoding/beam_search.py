@@ -26,10 +26,17 @@ from dataclasses import dataclass
 
 import torch
 
+from nlp_lstm.config import SIZE_CAPS
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID
 from nlp_lstm.decoding.topk import top_k
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.nn.modes import evaluation_mode
+
+
+# Caps on saved or requested decoding sizes: a served summarizer decodes every request with its saved
+# settings, so a beam of 10**6 (6 GB on the first summary) must be refused when the model is loaded.
+MAX_BEAM_SIZE = 256
+MAX_DECODE_LENGTH = 4096
 
 
 @dataclass
@@ -52,11 +59,16 @@ class DecodeConfig:
             max_length=self.max_length,
             no_repeat_ngram_size=self.no_repeat_ngram_size,
         )
-        if self.beam_size < 1:
-            raise NlpLstmError(f"beam_size={self.beam_size} is invalid: use 1 or more")
+        if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
+            raise NlpLstmError(f"beam_size={self.beam_size} is invalid: use 1 to {MAX_BEAM_SIZE}")
         if isinstance(self.shortlist, bool) or not isinstance(self.shortlist, int) or self.shortlist < 0:
             raise NlpLstmError(
                 f"shortlist={self.shortlist!r} is invalid: use 0 (the whole vocabulary) or a positive count"
+            )
+        if self.max_length > MAX_DECODE_LENGTH or self.shortlist > SIZE_CAPS["vocab_size"]:
+            raise NlpLstmError(
+                f"max_length={self.max_length} / shortlist={self.shortlist} is too large: use at most "
+                f"{MAX_DECODE_LENGTH} tokens and {SIZE_CAPS['vocab_size']} pieces"
             )
         if self.coverage_penalty < 0:
             raise NlpLstmError(

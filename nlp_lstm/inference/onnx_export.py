@@ -63,8 +63,13 @@ EXPORT_COMMAND = "nlp-lstm export --model {model} --format onnx"
 
 def weights_digest(model_dir: Path) -> str:
     """SHA-256 of `model.safetensors`: ties an export to the weights it was made from."""
+    return file_digest(Path(model_dir) / "model.safetensors")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, hex."""
     digest = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -232,6 +237,8 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, 
                      "coverage": loaded.model.config.coverage, "max_source_length": loaded.max_source_length}
         atomic_write_json(staging / "onnx.json", {
             "format_version": ONNX_FORMAT_VERSION, "kind": loaded.kind, "opset": OPSET, "torch": torch.__version__,
-            "weights_sha256": weights_digest(model_dir), "model_config": dataclasses.asdict(loaded.model.config), **extra, "graphs": graphs,
+            "weights_sha256": weights_digest(model_dir), "model_config": dataclasses.asdict(loaded.model.config), **extra,
+            # Each graph's own checksum: `load_onnx` runs only the bytes written here.
+            "graphs": {name: {**graph, "sha256": file_digest(staging / graph["file"])} for name, graph in graphs.items()},
         })  # fmt: skip
     return output

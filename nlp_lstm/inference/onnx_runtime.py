@@ -11,6 +11,8 @@ ONNX Runtime is an optional dependency (`pip install 'nlp-lstm[onnx]'`), importe
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,14 +49,23 @@ class OnnxGraph:
     such as `src_ext_ids` without copying), so callers can always pass the full set.
     """
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(self, path: Path, *, threads: int, sha256: str | None = None) -> None:
+        """`sha256`: the digest `onnx.json` records; the bytes checked are the bytes run (read once)."""
         onnxruntime = import_onnxruntime()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: warnings would interleave with the CLI's output
-        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])  # fmt: skip
+        content = path.read_bytes()
+        if sha256 is not None and hashlib.sha256(content).hexdigest() != sha256:
+            raise NlpLstmError(f"{path} does not match its sha256 in onnx.json (changed or corrupt since the export); "
+                               "re-run the export with --overwrite")  # fmt: skip
+        try:
+            self.session = onnxruntime.InferenceSession(content, sess_options=options,
+                                                        providers=["CPUExecutionProvider"])  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own exception classes are not public API
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise NlpLstmError(f"ONNX Runtime cannot load {path} ({first}); re-run the export with --overwrite") from None
         self.input_names = {value.name for value in self.session.get_inputs()}
         self.output_names = [value.name for value in self.session.get_outputs()]
 
@@ -198,10 +209,31 @@ def read_manifest(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
     if manifest.get("weights_sha256") != weights_digest(model_dir):
         raise NlpLstmError(f"{onnx_dir} was exported from other weights than {model_dir / 'model.safetensors'}; "
                            f"re-run `{command} --overwrite`")  # fmt: skip
+    check_graph_entries(manifest, onnx_dir / "onnx.json", command=command)
     for graph in manifest["graphs"].values():
         if not (onnx_dir / graph["file"]).is_file():
             raise NlpLstmError(f"{onnx_dir / graph['file']} is missing; re-run `{command} --overwrite`")
     return manifest
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_graph_entries(manifest: dict[str, Any], where: Path, *, command: str) -> None:
+    """Every graph is a bare file name inside the export folder with its own sha256: an `onnx.json`
+    can never point at a graph elsewhere on disk (`../x.onnx`, `/tmp/x.onnx`)."""
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict) or not graphs:
+        raise NlpLstmError(f"{where} 'graphs' must be a table of graphs; re-run `{command} --overwrite`")
+    for name, graph in graphs.items():
+        file = graph.get("file") if isinstance(graph, dict) else None
+        if not isinstance(file, str) or file in ("", ".", "..") or "\x00" in file or Path(file).name != file \
+                or "\\" in file:
+            raise NlpLstmError(f"{where} graph {name!r}: 'file' must be a plain file name inside {where.parent}, "
+                               f"got {file!r}; re-run `{command} --overwrite`")  # fmt: skip
+        if not isinstance(graph.get("sha256"), str) or not SHA256.fullmatch(graph["sha256"]):
+            raise NlpLstmError(f"{where} graph {name!r} has no sha256 (an export from an older nlp-lstm, or edited); "
+                               f"re-run `{command} --overwrite`")  # fmt: skip
 
 
 def load_onnx(model_dir: str | Path, *, onnx_dir: str | Path | None = None, threads: int | None = None):
@@ -227,7 +259,8 @@ def load_onnx(model_dir: str | Path, *, onnx_dir: str | Path | None = None, thre
         raise NlpLstmError(f"{onnx_dir} holds a {manifest['kind']} export but {model_dir} a {predictor.kind}; "
                            f"re-run `{EXPORT_COMMAND.format(model=model_dir)} --overwrite`")  # fmt: skip
     threads = threads or torch.get_num_threads()
-    graphs = {name: OnnxGraph(onnx_dir / graph["file"], threads=threads) for name, graph in manifest["graphs"].items()}
+    graphs = {name: OnnxGraph(onnx_dir / graph["file"], threads=threads, sha256=graph["sha256"])
+              for name, graph in manifest["graphs"].items()}
     config = predictor.model.config
     if predictor.kind == "classifier":
         predictor.model = OnnxTextClassifier(graphs["classifier"], config)

@@ -4,6 +4,13 @@ A pipeline is a TOML file (see `pipelines/`). Each stage declares its inputs (se
 and one output directory; a stage whose inputs hash to the value recorded in its output directory is
 skipped, so editing `[train]` reruns training and evaluation but not tokenization (as in spaCy
 projects / weasel).
+
+Paths in a pipeline file (`[data]` files, `[model] init_from`, `[pipeline] run_dir`) are relative to
+the working directory, the project root you run `nlp-lstm run` from, as are the `runs/<name>/` and
+`vocab/<name>/` folders it writes; `pipelines/*.toml` name `data/...` and are run from the repository
+root (`make demo`). A pipeline file is shared and copied, so `run` confines what it replaces: names
+are plain names (one path component), and a stage replaces only a directory that `run` made (it holds
+the stage marker `.stage.json`), a new one or an empty one, unless `--overwrite` is given.
 """
 
 from __future__ import annotations
@@ -79,6 +86,27 @@ SECTIONS = {"pipeline": PipelineSection, "data": DataSource, "tokenizer": Tokeni
             "evaluate": EvaluateSection, "decoding": DecodeConfig, "model": None}
 
 
+def check_plain_name(value: str, *, where: str) -> None:
+    """`[pipeline] name` and `[tokenizer] name` become folder names (runs/<name>, vocab/<name>): one
+    path component, never empty, `.`, `..`, a path or a NUL."""
+    if value in ("", ".", "..") or "\x00" in value or "/" in value or "\\" in value or Path(value).name != value:
+        raise NlpLstmError(f"{where} name {value!r} is not a plain name; use one folder name such as "
+                           "'sentiment' (letters, digits, '-', '_'), not a path")
+
+
+def check_data_paths(source: DataSource, *, file: Path) -> None:
+    """A relative data path that is missing from the working directory but present beside the pipeline
+    file: say where paths are resolved (the working directory), and from where to run."""
+    for key in ("train_file", "validation_file", "test_file"):
+        value = getattr(source, key)
+        if not value or Path(value).is_absolute() or Path(value).exists():
+            continue
+        if (file.parent / value).exists():
+            raise NlpLstmError(f"{file} [data] {key} {value!r} is not in the working directory {Path.cwd()}: paths in "
+                               "a pipeline file are relative to the directory `nlp-lstm run` is run from (the project "
+                               f"root); run from there, or write the path as {str(file.parent / value)!r}")
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     file = Path(path)
     if not file.is_file():
@@ -95,6 +123,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if "pipeline" not in data:
         raise NlpLstmError(f"{file}: missing table [pipeline]; see pipelines/ for examples")
     header = from_dict(PipelineSection, data["pipeline"], where=f"{file} [pipeline]")
+    check_plain_name(header.name, where=f"{file} [pipeline]")
+    if "\x00" in header.run_dir:
+        raise NlpLstmError(f"{file} [pipeline] run_dir {header.run_dir!r} holds a NUL character; write a directory path")
     if header.task not in MODEL_CONFIGS:
         raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {header.task!r}")
     sections: dict[str, Any] = {"pipeline": header}
@@ -106,6 +137,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     for name in ("data", "tokenizer"):
         if name not in sections:
             raise NlpLstmError(f"{file}: missing table [{name}]; see pipelines/ for examples")
+    check_plain_name(sections["tokenizer"].name, where=f"{file} [tokenizer]")
+    check_data_paths(sections["data"], file=file)
     sections.setdefault("model", MODEL_CONFIGS[header.task]())
     if header.task == "summarizer":
         sections["data"] = replace(sections["data"], label_column=None)  # TOML has no null; no label column here
@@ -153,9 +186,30 @@ def stage_hashes(pipe: Pipeline) -> dict[str, str]:
     return hashes
 
 
-def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto", progress: bool = True,
-                 echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage whose inputs changed; return the evaluation metrics."""
+def check_output(output: Path, *, stage: str, overwrite: bool) -> None:
+    """Stage `stage` may write `output` if it is new, empty or made by `run` (it holds the marker); any
+    other existing directory only with `overwrite`."""
+    if output.exists() and not output.is_dir():
+        raise NlpLstmError(f"[{stage}] output {output} is a file; move it away or choose another run_dir")
+    if output.is_dir() and not (output / MARKER).is_file() and any(output.iterdir()) and not overwrite:
+        raise NlpLstmError(f"[{stage}] output {output} exists and was not made by `nlp-lstm run` (no {MARKER}); "
+                           "pass --overwrite to let the stage replace it, or choose another run_dir or name")
+
+
+def claim_output(output: Path, *, stage: str) -> None:
+    """Mark `output` as `run`'s before its stage writes, so a stage that fails leaves a directory that
+    the next `run` may replace."""
+    if not (output / MARKER).is_file():
+        atomic_write_json(output / MARKER, {"stage": stage, "inputs": None})
+
+
+def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = False, device: str = "auto",
+                 progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage whose inputs changed; return the evaluation metrics.
+
+    `overwrite` lets a stage replace an existing directory that `run` did not make (see the module
+    docstring); without it such a directory is refused before anything is written.
+    """
     pipe = load_pipeline(path)
     source = pipe.data
     run_dir = pipe.run_dir
@@ -193,10 +247,14 @@ def run_pipeline(path: str | Path, *, force: bool = False, device: str = "auto",
     if not summarizer:
         stages.append(("encode", encoded_dir, stage_encode))
     stages += [("train", model_dir, stage_train), ("evaluate", eval_dir, stage_evaluate)]
+    for name, output, _ in stages:  # every output is checked before any stage writes
+        if force or not _up_to_date(output, hashes[name]):
+            check_output(output, stage=name, overwrite=overwrite)
     for name, output, action in stages:
         if not force and _up_to_date(output, hashes[name]):
             echo(f"[{name}] skipped: inputs unchanged ({output})")
             continue
+        claim_output(output, stage=name)
         echo(f"[{name}] running -> {output}")
         action()
         atomic_write_json(output / MARKER, {"stage": name, "inputs": hashes[name]})

@@ -2,6 +2,11 @@
 
     prepare (rank 0 first) -> seed -> build -> fit -> rank 0: score, save a staged model directory -> broadcast
 
+A run keeps its checkpoints, kept tokenizer and log in a work directory beside the model directory
+(`run_work_dir`: `DIR.partial/`) and moves them into the model directory only when it succeeds, so a
+run that fails or is interrupted (a full disk, Ctrl-C, a kill) leaves an earlier model in `DIR`
+exactly as it was, and `--resume` continues from `DIR.partial/`.
+
 A model kind supplies a `TrainingStage`: how to prepare its data and tokenizer, build its network and
 task adapter, and score and save the result. This file alone decides which rank prepares first,
 which rank saves, and when the others wait, so no task can deadlock under torchrun by drifting.
@@ -28,6 +33,7 @@ from nlp_lstm.model_dir import read_model_config
 from nlp_lstm.plots import plot_training_curves
 from nlp_lstm.progress import datasets_bars
 from nlp_lstm.training import distributed
+from nlp_lstm.training.checkpoint import list_checkpoints
 from nlp_lstm.training.loop import Task, TrainResult, fit, iterate_batches, seed_everything
 
 
@@ -66,15 +72,18 @@ def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool
     rank 0's metrics.
     """
     output = Path(output_dir)
+    work = run_work_dir(output)
+    if resume:
+        check_resumable(output, work)
     with datasets_bars(progress), distributed.process_group(pick_device(device)) as torch_device:
         main = distributed.is_main()
 
         def prepare() -> Prepared:
-            # Rank 0 first (`main_first`): it clears the output, fits and saves the tokenizer and fills
-            # the datasets cache; the other ranks then reuse them (the kept tokenizer, as on --resume).
+            # Rank 0 first (`main_first`): it clears the work directory, fits and saves the tokenizer and
+            # fills the datasets cache; the other ranks then reuse them (the kept tokenizer, as on --resume).
             if not resume and main:
                 start_run_dir(output, overwrite=overwrite)
-            return stage.prepare(output, reuse_tokenizer=resume or not main)
+            return stage.prepare(work, reuse_tokenizer=resume or not main)
 
         prepared = distributed.main_first(prepare)
         if "validation" not in prepared.encoded:
@@ -83,7 +92,7 @@ def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool
         network = stage.build(prepared)
         result = fit(
             network, task=stage.task(prepared), train_data=prepared.encoded["train"],
-            validation_data=prepared.encoded["validation"], config=stage.training, run_dir=output,
+            validation_data=prepared.encoded["validation"], config=stage.training, run_dir=work,
             device=torch_device, resume=resume, progress=progress,
         )
         metrics: dict[str, Any] | None = None
@@ -97,14 +106,35 @@ def train_stage(stage: TrainingStage, *, output_dir: str | Path, overwrite: bool
                 data, hub_dataset = stage.describe_data()
                 write_model_card(staging, read_model_config(staging), metrics, data=data, hub_dataset=hub_dataset)
                 plot_training_curves(result.log, staging / "plots" / "training_curves.png")
-                keep_run_files(output, staging)
+                keep_run_files(work, staging)
+            shutil.rmtree(work, ignore_errors=True)  # its files are in the model directory now
         return distributed.broadcast_object(metrics)
 
 
+def run_work_dir(output: Path) -> Path:
+    """Where a run into model directory `output` keeps its checkpoints and log until it succeeds."""
+    output = Path(output).absolute()
+    return output.parent / f"{output.name}.partial"
+
+
 def start_run_dir(output: Path, *, overwrite: bool) -> None:
-    """A new (not resumed) run: refuse a non-empty output without --overwrite; drop old checkpoints."""
+    """A new (not resumed) run: refuse a non-empty output, or an unfinished run's checkpoints, without
+    --overwrite; start from an empty work directory. The output itself is replaced only on success."""
     check_output_dir(output, overwrite=overwrite)
-    shutil.rmtree(output / "checkpoints", ignore_errors=True)
+    work = run_work_dir(output)
+    if not overwrite and list_checkpoints(work / "checkpoints"):
+        raise NlpLstmError(f"{work} holds the checkpoints of an unfinished run into {output}; pass --resume to "
+                           "continue it or --overwrite to start over")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def check_resumable(output: Path, work: Path) -> None:
+    """--resume needs a checkpoint; without one, say the command that works instead."""
+    if list_checkpoints(work / "checkpoints"):
+        return
+    again = "--overwrite" if output.is_dir() and any(output.iterdir()) else "the same command without --resume"
+    raise NlpLstmError(f"--resume: no checkpoint yet in {work / 'checkpoints'} (the run stopped before its first "
+                       f"one); start the run again with {again}")
 
 
 def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str], tokenizer_dir: str | Path | None,
@@ -112,8 +142,8 @@ def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str
                   ) -> Tokenizer:
     """The run's tokenizer: given, made by `fit`, or fitted on `columns` of the training split.
 
-    It is kept beside the checkpoints, so --resume (and DDP ranks other than 0, `reuse`) continue
-    with the same ids.
+    It is kept beside the checkpoints (`output`: the run's work directory), so --resume (and DDP
+    ranks other than 0, `reuse`) continue with the same ids.
     """
     kept = output / "checkpoints" / "tokenizer"
     if reuse and kept.is_dir():
@@ -128,11 +158,11 @@ def run_tokenizer(output: Path, train_split: datasets.Dataset, columns: list[str
     return tokenizer
 
 
-def keep_run_files(output: Path, staging: Path) -> None:
+def keep_run_files(work: Path, staging: Path) -> None:
     """Carry the training log and checkpoints into the staged model directory before it is swapped in."""
     for name in ("train_log.jsonl", "checkpoints"):
-        if (output / name).exists():
-            shutil.move(str(output / name), str(staging / name))
+        if (work / name).exists():
+            shutil.move(str(work / name), str(staging / name))
 
 
 def score_dataset(model: torch.nn.Module, task: Task, data: datasets.Dataset, device: torch.device) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """`nlp-lstm train summarizer`, `summarize` and `evaluate` end to end through the command line."""
 
 import json
+import shutil
 
 import pytest
 
-from tests.helpers import assert_usage_error, invoke, write_jsonl
+from tests.helpers import ROOT, assert_usage_error, invoke, write_jsonl
 from tests.helpers import credit_rows
 
 
@@ -112,9 +113,8 @@ def test_bf16_output_summarizes_and_evaluates_like_the_float_model(model_dir, da
 def test_bf16_output_is_refused_with_onnx_and_for_classifiers(model_dir, data, tmp_path):
     result = invoke("summarize", "--model", model_dir, "x", "--runtime", "onnx", "--bf16-output")
     assert_usage_error(result, "--bf16-output", "--runtime onnx")
-    (tmp_path / "config.json").write_text(json.dumps({"kind": "classifier", "model": {}}))
-    (tmp_path / "model.safetensors").write_bytes(b"")
-    result = invoke("evaluate", "--model", tmp_path, "--test-file", data["test"], "--bf16-output")
+    classifier = shutil.copytree(ROOT / "tests" / "fixtures" / "format1" / "classifier", tmp_path / "classifier")
+    result = invoke("evaluate", "--model", classifier, "--test-file", data["test"], "--bf16-output")
     assert_usage_error(result, "--bf16-output is for summarizers", "drop the option")
 
 

@@ -20,6 +20,7 @@ from nlp_lstm.artifacts import load_tensors
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.errors import NlpLstmError, TrainingInterrupted
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
+from nlp_lstm.stages.run import run_work_dir
 from nlp_lstm.training.checkpoint import list_checkpoints
 from nlp_lstm.training.loop import fit
 from nlp_lstm.training.tasks import ClassificationTask
@@ -284,14 +285,14 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(cli_reference, tm
     for _ in range(12):
         args = cli_args(train_file, output) + (["--resume"] if resumed else ["--overwrite"])
         process = start_cli(args)
-        latest = max((p.name for p in list_checkpoints(output / "checkpoints")), default="")
-        if wait_for_checkpoint(process, output / "checkpoints", newer_than=latest):
+        latest = max((p.name for p in list_checkpoints(run_work_dir(output) / "checkpoints")), default="")
+        if wait_for_checkpoint(process, run_work_dir(output) / "checkpoints", newer_than=latest):
             time.sleep(rng.uniform(0.0, 0.05))  # somewhere in the next few steps, maybe mid-write
         if process.poll() is None:
             process.kill()  # SIGKILL
             process.communicate()
             kills += 1
-            resumed = bool(list_checkpoints(output / "checkpoints"))
+            resumed = bool(list_checkpoints(run_work_dir(output) / "checkpoints"))
             continue
         _, stderr = process.communicate()
         assert process.returncode == 0, stderr
@@ -302,6 +303,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(cli_reference, tm
     print(f"survived {kills} SIGKILLs")
     assert_same_tensors(expected, final_tensors(output))
     assert not list(output.glob(".*tmp*")) and not list((output / "checkpoints").glob(".tmp-*"))
+    assert not run_work_dir(output).exists()  # its checkpoints moved into the model directory
 
 
 @pytest.mark.slow
@@ -309,7 +311,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(cli_reference, tmp_pat
     train_file, expected = cli_reference
     output = tmp_path / "run"
     process = start_cli(cli_args(train_file, output))
-    assert wait_for_checkpoint(process, output / "checkpoints")
+    assert wait_for_checkpoint(process, run_work_dir(output) / "checkpoints")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]
