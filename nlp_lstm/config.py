@@ -29,7 +29,7 @@ T = TypeVar("T")
 SIZE_CAPS = {
     "vocab_size": 2**22, "embedding_dim": 2**14, "hidden_size": 2**14, "input_size": 2**14,
     "num_layers": 64, "encoder_layers": 64, "decoder_layers": 64, "num_labels": 2**20,
-    "ngram_buckets": 2**24, "softmax_candidates": 2**22,
+    "ngram_features": 2**24, "softmax_candidates": 2**22,
     "max_length": 2**20, "max_source_length": 2**20, "max_target_length": 2**16,
 }
 

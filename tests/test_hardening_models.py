@@ -58,7 +58,7 @@ def test_a_size_the_weights_do_not_hold_is_refused_before_the_model_is_built(tmp
 
 
 @pytest.mark.parametrize("key, value", [("model.num_layers", 10**6), ("model.hidden_size", 10**9),
-                                        ("model.vocab_size", 2**40), ("model.ngram_buckets", 2**30)])
+                                        ("model.vocab_size", 2**40), ("model.ngram_features", 2**30)])
 def test_sizes_past_their_cap_are_one_line_errors(tmp_path, key, value):
     refused_at_load(model_copy(tmp_path, **{key: value}), "config.json [model]", f"'{key.split('.')[1]}' is {value}")
 
@@ -319,7 +319,7 @@ min_freq = 1
 embedding_dim = 8
 hidden_size = 8
 dropout = 0.0
-ngram_buckets = 0
+word_ngrams = 0
 
 [train]
 epochs = 1
