@@ -85,7 +85,7 @@ SETTINGS["spacy-candidate"] = {**SETTINGS["candidate"], "tokenizer": SETTINGS["p
 SETTINGS["concat"] = {**SETTINGS["candidate"], "model": {**SETTINGS["candidate"]["model"], "pooling": "concat"}}
 # The CLI defaults with one change each (model settings over the defaults; tokenizer and training as the CLI's).
 VARIANTS = {"defaults+glove": {"embeddings": "vectors/glove.6B.50d.npy"},
-            "defaults+glove-tuned": {"embeddings": "vectors/glove.6B.50d.npy", "freeze_embeddings": False},
+            "defaults+glove-frozen": {"embeddings": "vectors/glove.6B.50d.npy", "freeze_embeddings": True},
             "lstm-only": {"word_ngrams": 0}}
 
 

@@ -30,7 +30,7 @@ from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.models.summarizer import SummarizerConfig
-from nlp_lstm.stages.classification import encode, evaluate_classifier, train
+from nlp_lstm.stages.classification import encode, evaluate_classifier, train, with_vector_size
 from nlp_lstm.stages.language_model import with_encoder_sizes
 from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
@@ -131,9 +131,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
     sections: dict[str, Any] = {"pipeline": header}
     if header.task == "classifier" and data.get("model", {}).get("init_from"):
         data["model"] = with_encoder_sizes(data["model"]["init_from"], data["model"])  # sizes not given: the LM's
+    if header.task == "classifier" and data.get("model", {}).get("embeddings"):
+        data["model"] = with_vector_size(data["model"]["embeddings"], data["model"])  # the vectors' size
     for name, cls in SECTIONS.items():
         if name in data and name != "pipeline":
             sections[name] = from_dict(cls or MODEL_CONFIGS[header.task], data[name], where=f"{file} [{name}]")
+    if "tokenizer" not in sections and getattr(sections.get("model"), "embeddings", None):
+        sections["tokenizer"] = TokenizerSection(name=header.name)  # unused: the vectors bring a word tokenizer
     for name in ("data", "tokenizer"):
         if name not in sections:
             raise NlpLstmError(f"{file}: missing table [{name}]; see pipelines/ for examples")
@@ -181,7 +185,8 @@ def stage_hashes(pipe: Pipeline) -> dict[str, str]:
     decoding = asdict(pipe.decoding) if pipe.decoding else None
     hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
     hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None))
-    hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding)
+    hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding,
+                            _file_digest(getattr(pipe.model, "embeddings", None)))
     hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
     return hashes
 
@@ -216,6 +221,7 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
     vocab_dir = Path("vocab") / pipe.tokenizer.name
     encoded_dir, model_dir, eval_dir = run_dir / "encoded", run_dir / "model", run_dir / "evaluation"
     summarizer = pipe.pipeline.task == "summarizer"
+    vectors = not summarizer and pipe.model.embeddings is not None  # no [tokenizer] stage: the vectors' words
     hashes = stage_hashes(pipe)
     settings = {k: v for k, v in asdict(pipe.tokenizer).items() if k != "name"}
 
@@ -231,6 +237,9 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
             train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
                              training=pipe.train, decoding=pipe.decoding, overwrite=True, device=device,
                              progress=progress)
+        elif vectors:  # word vectors bring their own word tokenizer: trained from the data itself
+            train(output_dir=model_dir, source=source, model=pipe.model, training=pipe.train, overwrite=True,
+                  device=device, progress=progress)
         else:
             train(output_dir=model_dir, encoded_dir=encoded_dir, model=pipe.model, training=pipe.train,
                   overwrite=True, device=device, progress=progress)
@@ -243,8 +252,8 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
         results.update(evaluate(model_dir, source, split=pipe.evaluate.split, plots_dir=eval_dir, device=device))
         atomic_write_json(eval_dir / "metrics.json", results)
 
-    stages: list[tuple[str, Path, Callable[[], None]]] = [("vocab", vocab_dir, stage_vocab)]
-    if not summarizer:
+    stages: list[tuple[str, Path, Callable[[], None]]] = [] if vectors else [("vocab", vocab_dir, stage_vocab)]
+    if not summarizer and not vectors:
         stages.append(("encode", encoded_dir, stage_encode))
     stages += [("train", model_dir, stage_train), ("evaluate", eval_dir, stage_evaluate)]
     for name, output, _ in stages:  # every output is checked before any stage writes

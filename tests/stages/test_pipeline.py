@@ -102,3 +102,43 @@ def test_peer_comparison_pipeline_keeps_the_peers_sizes():
     assert (train.epochs, train.batch_size, train.learning_rate) == (6, 64, 2e-3)
     assert model.copy and model.coverage and pipe.decoding.beam_size == 4
     assert pipe.data.train_file.endswith("splits/wiki/train.jsonl.gz")
+
+
+VECTORS_PIPELINE = """
+[pipeline]
+name = "tiny-vectors"
+run_dir = "{run_dir}"
+
+[data]
+train_file = "{train_file}"
+
+[model]
+embeddings = "vectors.txt"
+hidden_size = 8
+dropout = 0.0
+
+[train]
+epochs = 8
+batch_size = 16
+learning_rate = 0.02
+"""
+
+
+def test_a_pipeline_with_word_vectors_trains_from_the_data_and_reruns_when_the_vectors_change(tmp_path, monkeypatch):
+    from tests.cli.test_vectors_cli import vectors_file
+
+    monkeypatch.chdir(tmp_path)  # the vectors path is relative to the working directory, as data paths are
+    vectors = vectors_file(tmp_path / "vectors.txt")
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(300, seed=1))
+    path = tmp_path / "vectors.toml"
+    path.write_text(VECTORS_PIPELINE.format(run_dir=tmp_path / "runs", train_file=train_file))
+    lines: list[str] = []
+    metrics = run_pipeline(path, progress=False, echo=lines.append)
+    assert [line.split("]")[0] for line in lines] == ["[train", "[evaluate"]  # no [vocab]/[encode]: the vectors' words
+    assert metrics["accuracy"] > 0.8
+    config = json.loads((tmp_path / "runs/model/config.json").read_text())
+    assert config["model"]["embedding_dim"] == 8  # the vectors' size, not the default
+    vectors.write_text(vectors.read_text().replace("0.0", "0.5", 1))  # other vectors: the model must retrain
+    lines.clear()
+    run_pipeline(path, progress=False, echo=lines.append)
+    assert ["running" in line for line in lines] == [True, True]
