@@ -19,6 +19,8 @@ def encode_command(
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Tokens kept per text.")] = 256,
     word_ngrams: Annotated[int, typer.Option(
         "--word-ngrams", min=0, max=5, help="Longest word n-gram of the classifier's linear part; 0: none.")] = 2,
+    char_ngrams: Annotated[int, typer.Option(
+        "--char-ngrams", min=0, max=8, help="Longest character n-gram (from 2) of the linear part; 0: none.")] = 5,
     num_proc: Annotated[Optional[int], typer.Option(
         "--num-proc", min=1, help="Processes that encode in parallel (datasets map num_proc); for large corpora on many cores.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")] = False,
@@ -29,7 +31,7 @@ def encode_command(
         import nlp_lstm
 
         source = data_source(options, text_column=text_column, label_column=label_column, label_separator=label_separator)
-        encoded = nlp_lstm.encode(source, tokenizer, output_dir, max_length=max_length, word_ngrams=word_ngrams,
+        encoded = nlp_lstm.encode(source, tokenizer, output_dir, max_length=max_length, word_ngrams=word_ngrams, char_ngrams=char_ngrams,
                                   num_proc=num_proc, overwrite=overwrite)
         sizes = ", ".join(f"{split} {len(data)}" for split, data in encoded.items())
         typer.echo(f"encoded {sizes} to {output_dir}")

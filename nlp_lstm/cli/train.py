@@ -109,6 +109,8 @@ def classifier_command(
     word_ngrams: Annotated[Optional[int], typer.Option(
         "--word-ngrams", min=0, max=5,
         help="Longest word n-gram of the TF-IDF linear part beside the BiLSTM (default 2); 0 turns it off.")] = None,
+    char_ngrams: Annotated[Optional[int], typer.Option(
+        "--char-ngrams", min=0, max=8, help="Longest character n-gram (from 2) of the linear part (default 5); 0: none.")] = None,
     dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.99, help="Dropout rate.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
     embeddings: Annotated[Optional[Path], typer.Option(
@@ -128,7 +130,7 @@ def classifier_command(
 
         model = {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
                  "pooling": pooling, "peephole": peephole, "dropout": dropout, "max_length": max_length,
-                 "word_ngrams": word_ngrams, "embeddings": None if embeddings is None else str(embeddings)}
+                 "word_ngrams": word_ngrams, "char_ngrams": char_ngrams, "embeddings": None if embeddings is None else str(embeddings)}
         model = {key: value for key, value in model.items() if value is not None}
         if init_from is not None:
             model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model

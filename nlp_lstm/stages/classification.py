@@ -48,8 +48,8 @@ def default_training(**settings) -> TrainConfig:
 
 
 def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path, *, max_length: int = 256,
-           word_ngrams: int = ClassifierConfig.word_ngrams, num_proc: int | None = None,
-           overwrite: bool = False) -> datasets.DatasetDict:
+           word_ngrams: int = ClassifierConfig.word_ngrams, char_ngrams: int = ClassifierConfig.char_ngrams,
+           num_proc: int | None = None, overwrite: bool = False) -> datasets.DatasetDict:
     """Tokenize every split into ids and save it (Arrow, `save_to_disk`) with the label names, and
     the word n-gram features of the classifier's linear part (fitted on the training split; 0: none).
 
@@ -64,7 +64,7 @@ def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path
     splits = load_splits(source)
     names = label_names(splits["train"], source.label_column)
     multi_label = is_multilabel(splits["train"], source.label_column)
-    ngrams = fit_ngrams(splits["train"], source.text_column, order=word_ngrams)
+    ngrams = fit_ngrams(splits["train"], source.text_column, order=word_ngrams, char_order=char_ngrams)
     encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label, max_length=max_length,
                              ngrams=ngrams, num_proc=num_proc)
     with staged_directory(output) as staging:
@@ -79,11 +79,11 @@ def encode(source: DataSource, tokenizer_dir: str | Path, output_dir: str | Path
     return encoded
 
 
-def fit_ngrams(train: datasets.Dataset, text_column: str, *, order: int) -> WordNgrams | None:
-    """The linear part's word n-gram vocabulary, fitted on the training texts (None for order 0)."""
+def fit_ngrams(train: datasets.Dataset, text_column: str, *, order: int, char_order: int) -> WordNgrams | None:
+    """The linear part's n-gram vocabulary, fitted on the training texts (None for word order 0)."""
     if not order:
         return None
-    return fit_word_ngrams(iter_texts(train, [text_column]), order=order)
+    return fit_word_ngrams(iter_texts(train, [text_column]), order=order, char_order=char_order)
 
 
 def _encode_splits(splits, tokenizer: Tokenizer, source: DataSource, names: list[str], *, multi_label: bool,
@@ -149,10 +149,12 @@ class ClassificationStage:
                                "drop --tokenizer / --encoded and train from the raw data")
         if self.encoded_dir is not None:
             encoded, tokenizer, ngrams, meta = load_encoded(self.encoded_dir)
-            if self.model.word_ngrams and (ngrams is None or ngrams.order != self.model.word_ngrams):
-                raise NlpLstmError(f"--encoded {self.encoded_dir} has no word {self.model.word_ngrams}-gram features; "
-                                   f"re-encode with --word-ngrams {self.model.word_ngrams}, or train with "
-                                   f"--word-ngrams {ngrams.order if ngrams else 0}")
+            wanted = (self.model.word_ngrams, self.model.char_ngrams if self.model.word_ngrams else 0)
+            found = (ngrams.order, ngrams.char_order) if ngrams is not None else (0, 0)
+            if self.model.word_ngrams and wanted != found:
+                raise NlpLstmError(f"--encoded {self.encoded_dir} has n-gram features of orders {found} (words, "
+                                   f"characters), not {wanted}; re-encode with --word-ngrams {wanted[0]} --char-ngrams "
+                                   f"{wanted[1]}, or train with --word-ngrams {found[0]} --char-ngrams {found[1]}")
             if self.model.init_from is not None and tokenizer.fingerprint != load_tokenizer(tokenizer_dir).fingerprint:
                 raise NlpLstmError(f"--encoded {self.encoded_dir} was encoded with another tokenizer than --init-from "
                                    f"{self.model.init_from}'s; encode with --tokenizer {tokenizer_dir}")
@@ -180,7 +182,8 @@ class ClassificationStage:
         tokenizer = run_tokenizer(output, splits["train"], [source.text_column], tokenizer_dir,
                                   self.tokenizer_settings, reuse=reuse_tokenizer,
                                   fit=fit_from_vectors if self.model.embeddings is not None else None)
-        ngrams = fit_ngrams(splits["train"], source.text_column, order=self.model.word_ngrams)
+        ngrams = fit_ngrams(splits["train"], source.text_column, order=self.model.word_ngrams,
+                            char_order=self.model.char_ngrams)
         encoded = _encode_splits(splits, tokenizer, source, names, multi_label=multi_label,
                                  max_length=self.model.max_length, ngrams=ngrams)
         return ClassifierData(encoded, tokenizer, names, multi_label, self.model.max_length, ngrams,

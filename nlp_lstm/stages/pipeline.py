@@ -184,7 +184,8 @@ def stage_hashes(pipe: Pipeline) -> dict[str, str]:
     data_hash = _hash({**asdict(source), **files})
     decoding = asdict(pipe.decoding) if pipe.decoding else None
     hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
-    hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None))
+    hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None),
+                             getattr(pipe.model, "word_ngrams", None), getattr(pipe.model, "char_ngrams", None))
     hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding,
                             _file_digest(getattr(pipe.model, "embeddings", None)))
     hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
@@ -230,7 +231,7 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
 
     def stage_encode():
         encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, word_ngrams=pipe.model.word_ngrams,
-               overwrite=True)
+               char_ngrams=pipe.model.char_ngrams, overwrite=True)
 
     def stage_train():
         if summarizer:

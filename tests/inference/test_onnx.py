@@ -222,14 +222,25 @@ def test_graph_runs_from_onnxruntime_alone_as_the_docs_say(trained):
     features = []
     for text in texts:
         tokens = re.findall(ngrams["token_pattern"], text.lower())
-        grams = [" ".join(tokens[i : i + n]) for n in range(1, ngrams["order"] + 1) for i in range(len(tokens) - n + 1)]
-        counts = {}
-        for gram in grams:
-            if gram in position:
-                counts[position[gram]] = counts.get(position[gram], 0) + 1
-        values = {i: (1 + math.log(c)) * ngrams["idf"][i] for i, c in counts.items()}
-        norm = math.sqrt(sum(v * v for v in values.values())) or 1.0
-        features.append([(i, v / norm) for i, v in values.items()] or [(0, 0.0)])
+        words = [" ".join(tokens[i : i + n]) for n in range(1, ngrams["order"] + 1) for i in range(len(tokens) - n + 1)]
+        chars = []
+        for word in text.lower().split():
+            padded = f" {word} "
+            for n in range(ngrams["char_min"], ngrams["char_order"] + 1):
+                if len(padded) <= n:
+                    chars.append(ngrams["char_prefix"] + padded)
+                    break
+                chars += [ngrams["char_prefix"] + padded[i : i + n] for i in range(len(padded) - n + 1)]
+        row = []
+        for block in (words, chars):
+            counts = {}
+            for gram in block:
+                if gram in position:
+                    counts[position[gram]] = counts.get(position[gram], 0) + 1
+            values = {i: (1 + math.log(c)) * ngrams["idf"][i] for i, c in counts.items()}
+            norm = math.sqrt(sum(v * v for v in values.values())) or 1.0
+            row += [(i, v / norm) for i, v in values.items()]
+        features.append(row or [(0, 0.0)])
     width = max(len(f) for f in features)
     ngram_ids = np.zeros((len(texts), width), dtype=np.int64)
     ngram_weights = np.zeros((len(texts), width), dtype=np.float32)

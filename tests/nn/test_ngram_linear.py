@@ -8,7 +8,7 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from nlp_lstm.data.word_ngrams import TOKEN_PATTERN, fit_word_ngrams, load_word_ngrams
+from nlp_lstm.data.word_ngrams import CHAR_PREFIX, TOKEN_PATTERN, fit_word_ngrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.nn.ngram_linear import NgramLinear
@@ -34,6 +34,24 @@ def test_features_equal_scikit_learns_tfidf_with_the_same_settings():
     assert ids[-1] == [] and values[-1] == []  # an empty text has no features
 
 
+def test_character_block_equals_scikit_learns_char_wb_and_each_block_is_normalised_alone():
+    ngrams = fit_word_ngrams(TEXTS, order=2, char_order=5)
+    words = TfidfVectorizer(token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), sublinear_tf=True).fit(TEXTS)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True).fit(TEXTS)
+    expected_words, expected_chars = words.transform(TEXTS).toarray(), chars.transform(TEXTS).toarray()
+    ids, values = ngrams.transform(TEXTS)
+    for row, (row_ids, row_values) in enumerate(zip(ids, values)):
+        ours = {ngrams.vocabulary[i]: v for i, v in zip(row_ids, row_values)}
+        theirs = {gram: expected_words[row, j] for gram, j in words.vocabulary_.items() if expected_words[row, j] > 0}
+        theirs.update({CHAR_PREFIX + gram: expected_chars[row, j] for gram, j in chars.vocabulary_.items()
+                       if expected_chars[row, j] > 0})
+        assert ours.keys() == theirs.keys()
+        for gram in ours:
+            assert ours[gram] == pytest.approx(theirs[gram], abs=1e-6)
+        if row_values:  # two unit blocks: squared values sum to 2
+            assert sum(v * v for v in row_values) == pytest.approx(2.0, abs=1e-5)
+
+
 def test_min_df_and_max_features_bound_the_vocabulary():
     texts = ["a b c", "a b d", "a e f"]
     assert set(fit_word_ngrams(texts, order=1, min_df=2).vocabulary) == {"a", "b"}
@@ -41,7 +59,7 @@ def test_min_df_and_max_features_bound_the_vocabulary():
 
 
 def test_unknown_words_only_give_no_features_and_a_save_round_trip_is_exact(tmp_path):
-    ngrams = fit_word_ngrams(TEXTS, order=2)
+    ngrams = fit_word_ngrams(TEXTS, order=2, char_order=4)
     assert ngrams.transform(["zzz qqq"]) == ([[]], [[]])
     ngrams.save(tmp_path)
     again = load_word_ngrams(tmp_path)
