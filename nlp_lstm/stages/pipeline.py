@@ -131,7 +131,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     sections: dict[str, Any] = {"pipeline": header}
     if header.task == "classifier" and data.get("model", {}).get("init_from"):
         data["model"] = with_encoder_sizes(data["model"]["init_from"], data["model"])  # sizes not given: the LM's
-    if header.task == "classifier" and data.get("model", {}).get("embeddings"):
+    if header.task == "classifier" and data.get("model", {}).get("embeddings") and "embedding_dim" not in data["model"]:
         data["model"] = with_vector_size(data["model"]["embeddings"], data["model"])  # the vectors' size
     for name, cls in SECTIONS.items():
         if name in data and name != "pipeline":

@@ -32,14 +32,21 @@ def test_a_format_1_classifier_loads_with_its_limits_and_predicts_as_before():
     assert predictions == expected["predictions"]
 
 
-def test_a_format_2_classifier_has_no_linear_part_and_predicts_as_before(tmp_path):
-    # Format 2 is format 1 with the length limit inside "model"; neither had an n-gram part.
+def classifier_of_format(tmp_path, version: int, **model):
+    """The format-1 fixture rewritten as format `version` (the length limit inside "model"), with `model` keys."""
     directory = tmp_path / "classifier"
     shutil.copytree(FIXTURES / "classifier", directory)
     config = json.loads((directory / "config.json").read_text())
-    config["format_version"] = 2
+    config["format_version"] = version
     config["model"]["max_length"] = config.pop("max_length")
+    config["model"].update(model)
     (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_a_format_2_classifier_has_no_linear_part_and_predicts_as_before(tmp_path):
+    # Format 2 is format 1 with the length limit inside "model"; neither had an n-gram part.
+    directory = classifier_of_format(tmp_path, 2)
     model_file = read_model_config(directory)
     assert (model_file.format_version, model_file.model.word_ngrams, model_file.model.has_linear_part) == (2, 0, False)
     expected = EXPECTED["classifier"]
@@ -58,12 +65,6 @@ def test_a_format_1_summarizer_loads_with_its_limits_and_decodes_as_before():
 
 
 def test_a_format_3_classifier_with_a_hashed_bag_is_refused_with_the_fix(tmp_path):
-    directory = tmp_path / "classifier"
-    shutil.copytree(FIXTURES / "classifier", directory)
-    config = json.loads((directory / "config.json").read_text())
-    config["format_version"] = 3
-    config["model"]["max_length"] = config.pop("max_length")
-    config["model"]["ngram_buckets"] = 1024
-    (directory / "config.json").write_text(json.dumps(config))
+    directory = classifier_of_format(tmp_path, 3, ngram_buckets=1024)
     with pytest.raises(NlpLstmError, match="hashed n-gram bag.*retrain"):
         read_model_config(directory)
