@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "== 1/2 sentiment classification: pipelines/sentiment.toml =="
-	$(CLI) run pipelines/sentiment.toml
-	$(CLI) classify --model runs/sentiment/model \
+	@echo "== 1/2 sentiment classification from GloVe word vectors: pipelines/sentiment_glove.toml =="
+	$(PY) benchmarks/get_glove.py
+	$(CLI) run pipelines/sentiment_glove.toml
+	$(CLI) classify --model runs/sentiment-glove/model \
 		"What a wonderful, heartfelt film." \
 		"The battery died after two days and support never answered." \
 		"Not bad at all, I would buy it again." \
