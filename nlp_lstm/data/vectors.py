@@ -23,6 +23,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -173,14 +174,10 @@ def load_pretrained_embedding(path: str | Path, texts: Iterable[str], *, lang: s
     path = check_vectors_path(path)
     counts: Counter[str] = Counter()  # training words as written (case kept)
     reader = SpacyTokenizer(list(SPECIALS), {"lowercase": False, "lang": lang})
-    chunk: list[str] = []
-    for text in (*texts, None):  # a None flushes the last chunk
-        if text is not None:
-            chunk.append(text)
-        if len(chunk) == 1000 or (text is None and chunk):
-            for words in reader.tokenize_batch(chunk):
-                counts.update(words)
-            chunk = []
+    texts = iter(texts)
+    while chunk := list(islice(texts, 1000)):  # streamed: only the counts are held
+        for words in reader.tokenize_batch(chunk):
+            counts.update(words)
     training = [word for word, _ in counts.most_common(MAX_TRAINING_WORDS) if "\n" not in word and word not in SPECIALS]
     wanted = set(training) | {word.lower() for word in training}
     found: dict[str, np.ndarray] = {}
