@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_lstm.artifacts import atomic_write_json, read_json
+from nlp_lstm.artifacts import atomic_write_bytes, atomic_write_json, read_capped_bytes, read_json
 from nlp_lstm.errors import NlpLstmError
 
 # Words and single punctuation marks: "!" and ":" carry sentiment, and one-letter words ("I", "a")
@@ -42,7 +42,9 @@ from nlp_lstm.errors import NlpLstmError
 TOKEN_PATTERN = r"\w+|[^\w\s]"
 CHAR_MIN = 2
 CHAR_PREFIX = "#c:"  # marks a character n-gram in the vocabulary (no word n-gram can start so)
-FILE_NAME = "word_ngrams.json"
+FILE_NAME = "word_ngrams.json"  # the settings
+VOCABULARY_FILE = "word_ngrams.tsv"  # one line per feature, "idf<TAB>n-gram", in id order
+MAX_VOCABULARY_BYTES = 256 * 2**20  # a cap on what loading reads (1M features take about 25 MB)
 MAX_FEATURES = 500_000  # bounds the linear part's table whatever the corpus size
 
 
@@ -101,10 +103,14 @@ class WordNgrams:
         return all_ids, all_values
 
     def save(self, directory: str | Path) -> None:
-        atomic_write_json(Path(directory) / FILE_NAME, {
+        """Settings as JSON; the vocabulary as text (an n-gram holds no tab or newline: its tokens and
+        words hold no whitespace), each idf written exactly (the shortest repr of its float32)."""
+        directory = Path(directory)
+        lines = "".join(f"{float(idf)!r}\t{gram}\n" for idf, gram in zip(self.idf, self.vocabulary))
+        atomic_write_bytes(directory / VOCABULARY_FILE, lines.encode("utf-8"))
+        atomic_write_json(directory / FILE_NAME, {
             "order": self.order, "char_order": self.char_order, "char_min": CHAR_MIN, "min_df": self.min_df,
-            "token_pattern": TOKEN_PATTERN, "char_prefix": CHAR_PREFIX,
-            "vocabulary": self.vocabulary, "idf": self.idf.tolist(),  # float32 values, exact in JSON
+            "token_pattern": TOKEN_PATTERN, "char_prefix": CHAR_PREFIX, "features": len(self.vocabulary),
         })
 
 
@@ -157,14 +163,22 @@ def fit_word_ngrams(texts: Iterable[str], *, order: int = 2, char_order: int = 0
 
 
 def load_word_ngrams(directory: str | Path) -> WordNgrams:
-    data = read_json(Path(directory) / FILE_NAME, what="word n-gram features")
+    directory = Path(directory)
+    data = read_json(directory / FILE_NAME, what="word n-gram features")
+    where = directory / VOCABULARY_FILE
+    if not where.is_file():
+        raise NlpLstmError(f"{where} is missing; copy the whole model directory, or retrain the model")
+    lines = read_capped_bytes(where, limit=MAX_VOCABULARY_BYTES, what="word n-gram vocabulary").decode(
+        "utf-8", errors="replace").splitlines()
     try:
-        if (data["token_pattern"], data.get("char_prefix", CHAR_PREFIX), data.get("char_min", CHAR_MIN)) != (
-                TOKEN_PATTERN, CHAR_PREFIX, CHAR_MIN):
-            raise NlpLstmError(f"{Path(directory) / FILE_NAME} was written with another tokenization "
+        if (data["token_pattern"], data["char_prefix"], data["char_min"]) != (TOKEN_PATTERN, CHAR_PREFIX, CHAR_MIN):
+            raise NlpLstmError(f"{directory / FILE_NAME} was written with another tokenization "
                                f"({data['token_pattern']!r}); retrain the model with this version")
-        return WordNgrams(data["vocabulary"], data["idf"], order=int(data["order"]), min_df=int(data["min_df"]),
-                          char_order=int(data.get("char_order", 0)))
+        pairs = [line.split("\t", 1) for line in lines]
+        if len(pairs) != int(data["features"]) or any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"{len(pairs)} lines for {data['features']} features")
+        return WordNgrams([gram for _, gram in pairs], [float(idf) for idf, _ in pairs], order=int(data["order"]),
+                          min_df=int(data["min_df"]), char_order=int(data["char_order"]))
     except (KeyError, TypeError, ValueError) as error:
-        raise NlpLstmError(f"{Path(directory) / FILE_NAME} is not a word n-gram file ({error}); "
-                           "retrain the model or copy its whole directory") from None
+        raise NlpLstmError(f"{where} is not the word n-gram vocabulary of {directory / FILE_NAME} ({error}); "
+                           "copy the whole model directory, or retrain the model") from None

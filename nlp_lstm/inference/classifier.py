@@ -129,11 +129,11 @@ def load_classifier(path: Path, model_file: ModelFile, *, device: torch.device) 
 
 
 def load_model_ngrams(path: Path, model: TextClassifier) -> WordNgrams | None:
-    """The word n-gram features of a model with a linear part (`word_ngrams.json` beside its config)."""
+    """The n-gram features of a model with a linear part (`word_ngrams.json` and `.tsv` beside its config)."""
     if not model.config.has_linear_part:
         return None
     ngrams = load_word_ngrams(path)
     if len(ngrams) != model.config.ngram_features:
         raise NlpLstmError(f"{path} has {len(ngrams)} word n-grams but the model expects {model.config.ngram_features}; "
-                           "the word_ngrams.json file does not belong to this model")
+                           "the word_ngrams files do not belong to this model")
     return ngrams

@@ -216,9 +216,11 @@ def test_graph_runs_from_onnxruntime_alone_as_the_docs_say(trained):
     input_ids = np.zeros((len(rows), lengths.max()), dtype=np.int64)
     for i, r in enumerate(rows):
         input_ids[i, : len(r)] = r
-    # The word n-gram features as the docs spell them out, from word_ngrams.json alone.
+    # The n-gram features as the docs spell them out, from word_ngrams.json and word_ngrams.tsv alone.
     ngrams = json.loads((trained / "word_ngrams.json").read_text(encoding="utf-8"))
-    position = {gram: i for i, gram in enumerate(ngrams["vocabulary"])}
+    lines = (trained / "word_ngrams.tsv").read_text(encoding="utf-8").splitlines()
+    ngrams["idf"] = [float(line.split("\t", 1)[0]) for line in lines]
+    position = {line.split("\t", 1)[1]: i for i, line in enumerate(lines)}
     features = []
     for text in texts:
         tokens = re.findall(ngrams["token_pattern"], text.lower())

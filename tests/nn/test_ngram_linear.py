@@ -147,3 +147,18 @@ def test_a_label_missing_from_training_is_never_predicted():
     logits = torch.from_numpy(rows.toarray()).float() @ fit.table + fit.bias
     assert (logits.argmax(1) != 2).all()
     assert (logits.argmax(1).numpy() == labels).mean() > 0.8
+
+
+def test_a_vocabulary_far_past_the_json_cap_saves_and_loads(tmp_path):
+    # A corpus of long texts gives up to 2 x 500,000 n-grams: more than the 16 MiB a JSON file may hold.
+    from nlp_lstm.data.word_ngrams import WordNgrams
+
+    vocabulary = [f"gram number {i} of a large vocabulary" for i in range(600_000)]
+    idf = np.linspace(1.0, 9.0, len(vocabulary), dtype=np.float32)
+    WordNgrams(vocabulary, idf, order=2, min_df=1, char_order=5).save(tmp_path)
+    assert (tmp_path / "word_ngrams.tsv").stat().st_size > 16 * 2**20
+    again = load_word_ngrams(tmp_path)
+    assert again.vocabulary == vocabulary and np.array_equal(again.idf, idf) and again.char_order == 5
+    (tmp_path / "word_ngrams.tsv").write_text("1.0\ta\n", encoding="utf-8")  # one line for 600,000 features
+    with pytest.raises(NlpLstmError, match="not the word n-gram vocabulary"):
+        load_word_ngrams(tmp_path)
