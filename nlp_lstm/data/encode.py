@@ -116,14 +116,14 @@ def classification_inputs(tokenizer, ngrams, texts: list[str], *, max_length: in
     Returns:
         (examples, truncated): one dict per text, and how many texts were cut to `max_length`.
     """
-    rows = tokenizer.encode_batch(_texts(texts))
+    texts = _texts(texts)
+    rows = tokenizer.encode_batch(texts)
     truncated = sum(len(row) > max_length for row in rows)
     examples = [{"input_ids": row[:max_length] or [tokenizer.unk_id]} for row in rows]
     for example in examples:
         example["length"] = len(example["input_ids"])
     if ngrams is not None:
-        read = [tokenizer.decode(row[:max_length]) if len(row) > max_length else text
-                for row, text in zip(rows, _texts(texts))]
+        read = [tokenizer.decode(row[:max_length]) if len(row) > max_length else text for row, text in zip(rows, texts)]
         for example, ngram_ids, ngram_weights in zip(examples, *ngrams.transform(read)):
             example["ngram_ids"], example["ngram_weights"] = ngram_ids, ngram_weights
     return examples, truncated
@@ -136,9 +136,8 @@ def classification_ids(tokenizer, texts: list[str], *, max_length: int) -> tuple
         (ids, truncated): one id list per text, cut to `max_length` (an empty text becomes `[unk_id]`,
         so every example has at least one step for the LSTM), and how many texts were cut.
     """
-    rows = tokenizer.encode_batch(_texts(texts))
-    truncated = sum(len(row) > max_length for row in rows)
-    return [row[:max_length] or [tokenizer.unk_id] for row in rows], truncated
+    examples, truncated = classification_inputs(tokenizer, None, texts, max_length=max_length)
+    return [example["input_ids"] for example in examples], truncated
 
 
 def encode_classification(

@@ -12,7 +12,7 @@ import torch
 
 from nlp_lstm.artifacts import atomic_write_json, check_output_dir, read_json, staged_directory
 from nlp_lstm.config import from_dict, TrainConfig
-from nlp_lstm.data.collate import classifier_arguments
+from nlp_lstm.data.collate import classifier_arguments, take_rows
 from nlp_lstm.data.columns import drop_unknown_labels, is_multilabel, is_stream, iter_texts, label_names
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.sampler import LengthBucketSampler
@@ -256,10 +256,10 @@ def fit_linear_part(network: TextClassifier, encoded: datasets.DatasetDict) -> d
     """Fit the linear part's weights (a logistic regression on the word n-gram features of the
     training split, its L2 strength chosen on validation: `training/linear_fit.py`), in place."""
     def rows(split: str):
-        data = encoded[split].select_columns(["ngram_ids", "ngram_weights", "labels"])
-        columns = data.to_dict()
-        return (sparse_rows(columns["ngram_ids"], columns["ngram_weights"], network.config.ngram_features),
-                np.asarray(columns["labels"]))
+        data = encoded[split]
+        columns = take_rows(data, np.arange(len(data)))  # Arrow columns, as training batches read them
+        return (sparse_rows(columns.column("ngram_ids"), columns.column("ngram_weights"), network.config.ngram_features),
+                np.asarray(data["labels"]))
     train, train_labels = rows("train")
     validation, validation_labels = rows("validation")
     fit = fit_linear(train, train_labels, validation, validation_labels, task=network.config.task,

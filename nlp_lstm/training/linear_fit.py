@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 # Inverse L2 strengths tried on validation, ascending, each fit warm-started from the previous one.
@@ -30,14 +31,16 @@ class LinearFit:
     validation_score: float
 
 
-def sparse_rows(ids: Sequence[Sequence[int]], values: Sequence[Sequence[float]], num_features: int):
-    """Per-row feature ids and values -> a scipy CSR matrix (rows, num_features)."""
+def sparse_rows(ids: pa.ListArray, values: pa.ListArray, num_features: int):
+    """Arrow list columns of per-row feature ids and values (the encoded `ngram_ids` and
+    `ngram_weights`) -> a scipy CSR matrix (rows, num_features), without a Python object per value:
+    the list offsets are the CSR row pointers."""
     from scipy.sparse import csr_matrix
 
-    lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    flat_ids = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(indptr[-1]))
-    flat_values = np.fromiter((v for row in values for v in row), dtype=np.float32, count=int(indptr[-1]))
+    offsets = ids.offsets.to_numpy()
+    indptr = (offsets - offsets[0]).astype(np.int64)  # a sliced array's offsets need not start at 0
+    flat_ids = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    flat_values = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     return csr_matrix((flat_values, flat_ids, indptr), shape=(len(ids), num_features))
 
 

@@ -3,6 +3,7 @@ scikit-learn's TfidfVectorizer, the linear layer against sums by hand, and its l
 (nlp_lstm/training/linear_fit.py) against scikit-learn's LogisticRegression on the same features."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -102,6 +103,12 @@ def test_classifier_adds_the_linear_parts_logits_and_needs_its_features():
         ClassifierConfig(word_ngrams=9)
 
 
+def arrow(features):
+    """`transform`'s lists as the Arrow list columns an encoded dataset holds."""
+    ids, values = features
+    return pa.array(ids, type=pa.list_(pa.int32())), pa.array(values, type=pa.list_(pa.float32()))
+
+
 def _corpus(seed: int, rows: int, classes: int):
     """Texts whose label is signalled by a few words among noise words, not separably."""
     rng = np.random.default_rng(seed)
@@ -122,8 +129,8 @@ def test_the_fit_is_scikit_learns_logistic_regression_with_c_chosen_on_validatio
     train_texts, train_labels = _corpus(1, 300, classes)
     validation_texts, validation_labels = _corpus(2, 100, classes)
     ngrams = fit_word_ngrams(train_texts, order=2)
-    train = sparse_rows(*ngrams.transform(train_texts), len(ngrams))
-    validation = sparse_rows(*ngrams.transform(validation_texts), len(ngrams))
+    train = sparse_rows(*arrow(ngrams.transform(train_texts)), len(ngrams))
+    validation = sparse_rows(*arrow(ngrams.transform(validation_texts)), len(ngrams))
     task = "binary" if classes == 2 else "multiclass"
     fit = fit_linear(train, train_labels, validation, validation_labels, task=task, num_labels=classes)
     # The reference: one fresh fit at the chosen C (no warm start), to tight tolerance.
@@ -142,7 +149,7 @@ def test_the_fit_is_scikit_learns_logistic_regression_with_c_chosen_on_validatio
 def test_a_label_missing_from_training_is_never_predicted():
     texts, labels = _corpus(3, 200, 2)
     ngrams = fit_word_ngrams(texts)
-    rows = sparse_rows(*ngrams.transform(texts), len(ngrams))
+    rows = sparse_rows(*arrow(ngrams.transform(texts)), len(ngrams))
     fit = fit_linear(rows, labels, rows, labels, task="multiclass", num_labels=3)  # label 2 never seen
     logits = torch.from_numpy(rows.toarray()).float() @ fit.table + fit.bias
     assert (logits.argmax(1) != 2).all()
@@ -162,3 +169,20 @@ def test_a_vocabulary_far_past_the_json_cap_saves_and_loads(tmp_path):
     (tmp_path / "word_ngrams.tsv").write_text("1.0\ta\n", encoding="utf-8")  # one line for 600,000 features
     with pytest.raises(NlpLstmError, match="not the word n-gram vocabulary"):
         load_word_ngrams(tmp_path)
+
+
+def test_sparse_rows_read_a_filtered_encoded_split_row_for_row():
+    # A filtered dataset is a view (an indices mapping over the table): its rows, not the table's.
+    import datasets
+
+    from nlp_lstm.data.collate import take_rows
+
+    data = datasets.Dataset.from_dict({"ngram_ids": [[1, 2], [3], [], [4, 5, 6]],
+                                       "ngram_weights": [[0.1, 0.2], [0.3], [], [0.4, 0.5, 0.6]]})
+    view = data.select([1, 2, 3])
+    columns = take_rows(view, np.arange(len(view)))
+    matrix = sparse_rows(columns.column("ngram_ids"), columns.column("ngram_weights"), 8).toarray()
+    expected = np.zeros((3, 8), dtype=np.float32)
+    expected[0, 3] = 0.3
+    expected[2, [4, 5, 6]] = [0.4, 0.5, 0.6]
+    np.testing.assert_allclose(matrix, expected)
