@@ -102,7 +102,7 @@ def _text_rows(path: Path) -> Iterator[tuple[str, np.ndarray]]:
                 parts = line.rstrip("\n\r").rstrip(" ").split(" ")
                 if number == 1 and len(parts) == 2 and all(part.isdigit() for part in parts):
                     continue  # the word2vec / fastText header "COUNT DIM"
-                if len(parts) < 2 or (len(parts) == 1 and not parts[0]):
+                if len(parts) < 2:  # a blank line, or a word without values
                     continue
                 if dim is None:
                     dim = len(parts) - 1
