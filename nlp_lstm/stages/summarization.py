@@ -23,7 +23,7 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.load import load_predictor
+from nlp_lstm.inference.runtime import load_predictor
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
