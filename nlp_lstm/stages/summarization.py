@@ -28,7 +28,7 @@ from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
-from nlp_lstm.stages.run import run_tokenizer, train_stage
+from nlp_lstm.stages.run import StageKind, run_tokenizer, train_stage
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tasks import SummarizationTask
 
@@ -191,3 +191,20 @@ def evaluate_summarizer(model_dir: str | Path, source: DataSource, *, split: str
     if plots_dir is not None:
         _plot_first(summarizer, sources, Path(plots_dir) / "attention_example.png", config)
     return metrics
+
+
+# --- what `nlp-lstm run` and `evaluate` do for a summarizer (`stages/kinds.py`) -----------------------
+
+def _pipeline_train(pipe, *, source: DataSource, model_dir: Path, vocab_dir: Path, encoded_dir: Path, device: str,
+                    progress: bool) -> None:
+    train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
+                     training=pipe.train, decoding=pipe.decoding, overwrite=True, device=device, progress=progress)
+
+
+def _finish_pipeline(sections: dict[str, Any], file: Path) -> None:
+    sections["data"] = replace(sections["data"], label_column=None)  # TOML has no null; no label column here
+    sections.setdefault("decoding", DecodeConfig(max_length=sections["model"].max_target_length))
+
+
+STAGE = StageKind(kind="summarizer", evaluate=evaluate_summarizer, decodes=True, pipeline_train=_pipeline_train,
+                  finish_pipeline=_finish_pipeline)
