@@ -29,7 +29,7 @@ from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.models.transfer import init_classifier_from_language_model
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.language_model import language_model_weights, read_language_model, with_encoder_sizes
-from nlp_lstm.stages.run import StageKind, run_tokenizer, score_dataset, train_stage
+from nlp_lstm.stages.run import DEFAULT_TOKENIZER, StageKind, run_tokenizer, score_dataset, train_stage
 from nlp_lstm.training.linear_fit import fit_linear, sparse_rows
 from nlp_lstm.training.loop import TrainResult, iterate_batches
 from nlp_lstm.nn.modes import evaluation_mode
@@ -38,7 +38,6 @@ from nlp_lstm.training.tasks import ClassificationTask
 ENCODE_META = "encode.json"
 # A classifier's defaults, measured on three corpora (BENCHMARKS.md, "Classifier defaults"): subword
 # pieces so no word is unknown, and a shorter, more regularised schedule than the shared TrainConfig's.
-DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 DEFAULT_TRAINING = {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.1, "patience": 2}
 
 

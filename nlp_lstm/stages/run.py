@@ -37,6 +37,9 @@ from nlp_lstm.training import distributed
 from nlp_lstm.training.checkpoint import list_checkpoints
 from nlp_lstm.training.loop import Task, TrainResult, fit, iterate_batches, seed_everything
 
+# The tokenizer `train`, `train summarizer` and `pretrain` fit when none is given: subwords, so no word is unknown.
+DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
+
 
 class Prepared(Protocol):
     """What a stage's `prepare` returns: at least the encoded train and validation splits."""

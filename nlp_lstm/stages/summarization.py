@@ -28,11 +28,10 @@ from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
-from nlp_lstm.stages.run import StageKind, run_tokenizer, train_stage
+from nlp_lstm.stages.run import DEFAULT_TOKENIZER, StageKind, run_tokenizer, train_stage
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tasks import SummarizationTask
 
-DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 
 
 def summarization_source(source: DataSource) -> DataSource:
@@ -40,9 +39,7 @@ def summarization_source(source: DataSource) -> DataSource:
     DataSource default "label" means nothing here)."""
     if not source.summary_column:
         raise NlpLstmError("a summarizer needs --summary-column (the reference summaries)")
-    if source.label_column is None and source.binarize is None:
-        return source
-    return replace(source, label_column=None, binarize=None)
+    return source.without_labels()
 
 
 def score_texts(summarizer: SummarizerPredictor, sources: list[str], references: list[str], *,
@@ -202,7 +199,7 @@ def _pipeline_train(pipe, *, source: DataSource, model_dir: Path, vocab_dir: Pat
 
 
 def _finish_pipeline(sections: dict[str, Any], file: Path) -> None:
-    sections["data"] = replace(sections["data"], label_column=None)  # TOML has no null; no label column here
+    sections["data"] = sections["data"].without_labels()  # TOML has no null to unset the default label column
     sections.setdefault("decoding", DecodeConfig(max_length=sections["model"].max_target_length))
 
 
