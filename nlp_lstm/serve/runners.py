@@ -28,9 +28,20 @@ from nlp_lstm.inference.bfloat16 import bfloat16_output
 from nlp_lstm.inference.runtime import bfloat16_applies, check_runtime_options, load_runtime
 from nlp_lstm.serve.batching import MicroBatcher
 from nlp_lstm.serve.endpoints import ENDPOINTS
-from nlp_lstm.serve.buckets import padded_length, plan_buckets, step_rows
+from nlp_lstm.serve.buckets import fixed_buckets, padded_length, plan_buckets, step_rows
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def classify_batch(classifier, texts: list[str], *, bucket_rows: int | None = None) -> list[dict[str, Any]]:
+    """`classifier.predict_batch` over the length buckets the server plans for a micro-batch
+    (`buckets.plan_buckets`, each padded to the shape ladder); `bucket_rows` N: sorted chunks of N
+    instead, as `predict` runs them (benchmarks/bench_serve.py --buckets compares the two)."""
+    if bucket_rows is not None:
+        return classifier.predict_batch(texts, plan=lambda lengths: fixed_buckets(lengths, size=bucket_rows))
+    config = classifier.model.config
+    return classifier.predict_batch(texts, plan=lambda lengths: plan_buckets(lengths, step_rows=step_rows(config)),
+                                    pad_length=padded_length)
 
 
 def _classify_by_predict(classifier, texts: list[str]) -> list[dict[str, Any]]:
@@ -94,9 +105,7 @@ class ServedModel:
         if not hasattr(self.model, "predict_batch"):
             return _classify_by_predict(self.model, items)
         if self.takes_bucket_plan:  # one LSTM pass per bucket (a classifier): buckets planned for this batch
-            config = self.model.model.config
-            return self.model.predict_batch(items, plan=lambda lengths: plan_buckets(lengths, step_rows=step_rows(config)),
-                                            pad_length=padded_length)
+            return classify_batch(self.model, items)
         return self.model.predict_batch(items)
 
     @functools.cached_property
