@@ -15,7 +15,8 @@ from nlp_lstm.inference.language_model import LanguageModelPredictor
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.model_dir import read_model_config
 
-PREDICTORS = {predictor.kind: predictor for predictor in (ClassifierPredictor, SummarizerPredictor, LanguageModelPredictor)}
+PREDICTORS = {predictor.kind: predictor
+              for predictor in (ClassifierPredictor, SummarizerPredictor, LanguageModelPredictor)}
 
 
 def load(directory: str | Path, *, device: str = "auto", expect: str | None = None

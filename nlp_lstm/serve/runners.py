@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.clip import CLIP_CHARS_PER_TOKEN, clip_text, clip_texts  # noqa: F401 - served names
 from nlp_lstm.inference.bfloat16 import bfloat16_output
+from nlp_lstm.inference.clip import clip_text, clip_texts  # noqa: F401 - clip_text: imported from here by tests
 from nlp_lstm.inference.runtime import bfloat16_applies, check_runtime_options, load_runtime
 from nlp_lstm.serve.batching import MicroBatcher
-from nlp_lstm.serve.endpoints import ENDPOINTS
 from nlp_lstm.serve.buckets import fixed_buckets, padded_length, plan_buckets, step_rows
+from nlp_lstm.serve.endpoints import ENDPOINTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
