@@ -16,11 +16,12 @@ from nlp_lstm.inference.load import load
 from nlp_lstm.inference.onnx import export_onnx, load_onnx
 from nlp_lstm.model_dir import ModelFile, read_model_config
 from nlp_lstm.inference.predict import classify, summarize
-from nlp_lstm.stages.classification import encode, evaluate_classifier, train
+from nlp_lstm.stages.classification import encode, train
+from nlp_lstm.stages.kinds import STAGE_KINDS
 from nlp_lstm.stages.language_model import pretrain
 from nlp_lstm.stages.pipeline import run_pipeline
 from nlp_lstm.stages.sequences import fit_sequences
-from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
+from nlp_lstm.stages.summarization import train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
 
 __all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",
@@ -31,14 +32,14 @@ _DEFAULT_COLUMNS = {"text": DataSource.text_column, "label": DataSource.label_co
 
 def with_model_columns(source: DataSource, model_file: ModelFile) -> DataSource:
     """`source` with each column it leaves at the DataSource default replaced by the column the model
-    was trained on (saved in `config.json`), so a model evaluates on its own kind of file unasked."""
+    was trained on (saved in `config.json`: a model saves the columns of its kind only, `label` or
+    `summary`), so a model evaluates on its own kind of file unasked."""
     saved = model_file.columns
     changes: dict[str, Any] = {}
     if source.text_column == _DEFAULT_COLUMNS["text"] and saved.get("text"):
         changes["text_column"] = saved["text"]
-    if model_file.kind == "summarizer":
-        if source.summary_column is None and saved.get("summary"):
-            changes["summary_column"] = saved["summary"]
+    if source.summary_column is None and saved.get("summary"):
+        changes["summary_column"] = saved["summary"]
     elif source.label_column == _DEFAULT_COLUMNS["label"] and saved.get("label") and source.binarize is None:
         changes["label_column"] = saved["label"]
     return replace(source, **changes) if changes else source
@@ -52,9 +53,13 @@ def evaluate(model_dir: str | Path, source: DataSource, *, split: str = "test", 
     their defaults are the ones the model was trained on."""
     model_file = read_model_config(model_dir)
     source = with_model_columns(source, model_file)
-    if model_file.kind == "summarizer":
-        return evaluate_summarizer(model_dir, source, split=split, device=device, plots_dir=plots_dir,
-                                   bf16_output=bf16_output, **decoding)
+    if model_file.kind not in STAGE_KINDS:  # a language model is scored through the classifier it initialises
+        raise NlpLstmError(f"{model_dir} holds a {model_file.kind} model, which `nlp-lstm evaluate` does not score; "
+                           f"use `nlp-lstm {model_file.spec.command}` with it")
+    stage = STAGE_KINDS[model_file.kind]
+    if stage.decodes:
+        return stage.evaluate(model_dir, source, split=split, device=device, plots_dir=plots_dir,
+                              bf16_output=bf16_output, **decoding)
     if bf16_output:
         raise NlpLstmError(f"--bf16-output is for summarizers; {model_dir} holds a {model_file.kind} model: drop the option")
-    return evaluate_classifier(model_dir, source, split=split, plots_dir=plots_dir, device=device)
+    return stage.evaluate(model_dir, source, split=split, plots_dir=plots_dir, device=device)

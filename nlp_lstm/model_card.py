@@ -16,12 +16,6 @@ from typing import Any
 from nlp_lstm.artifacts import atomic_write_text
 from nlp_lstm.model_dir import ModelFile
 
-PIPELINE_TAGS = {"classifier": "text-classification", "summarizer": "summarization", "language_model": "text-generation"}
-WHAT = {
-    "classifier": "a bidirectional LSTM text classifier (embedding -> BiLSTM -> {pooling} pooling -> linear{ngrams})",
-    "summarizer": "an LSTM pointer-generator summarizer (BiLSTM encoder, attention decoder with copy{coverage}; See et al. 2017)",
-    "language_model": "a forward + backward LSTM language model (AWD-LSTM regularisation; Merity et al. 2018)",
-}
 
 
 def _yaml_list(values: list[str]) -> str:
@@ -33,39 +27,36 @@ def _held_out(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return split, metrics.get(split, {})
 
 
-def _metrics_table(kind: str, scores: dict[str, Any]) -> list[str]:
-    if kind == "classifier":
-        support = [values["support"] for values in scores.get("per_class", {}).values()]
-        majority = max(support) / sum(support) if support and sum(support) else None
-        rows = ["| metric | this model | majority-class baseline |", "|---|---|---|",
-                f"| accuracy | {scores.get('accuracy', float('nan')):.4f} | "
-                f"{'' if majority is None else f'{majority:.4f}'} |",
-                f"| macro-F1 | {scores.get('macro_f1', float('nan')):.4f} | |"]
-        for name in ("ece", "brier"):
-            if name in scores:
-                rows.append(f"| {name} | {scores[name]:.4f} | |")
-        return rows
-    if kind == "summarizer":
-        lead = scores.get("lead_baseline", {})
-        rows = [f"| ROUGE (F1 x 100) | this model | lead-{lead.get('k', '?')} baseline |", "|---|---|---|"]
-        for name in ("rouge1", "rouge2", "rougeL"):
-            if name in scores:
-                rows.append(f"| {name} | {scores[name]:.2f} | {lead.get(name, float('nan')):.2f} |")
-        return rows
+def _classifier_table(scores: dict[str, Any]) -> list[str]:
+    support = [values["support"] for values in scores.get("per_class", {}).values()]
+    majority = max(support) / sum(support) if support and sum(support) else None
+    rows = ["| metric | this model | majority-class baseline |", "|---|---|---|",
+            f"| accuracy | {scores.get('accuracy', float('nan')):.4f} | "
+            f"{'' if majority is None else f'{majority:.4f}'} |",
+            f"| macro-F1 | {scores.get('macro_f1', float('nan')):.4f} | |"]
+    for name in ("ece", "brier"):
+        if name in scores:
+            rows.append(f"| {name} | {scores[name]:.4f} | |")
+    return rows
+
+
+def _summarizer_table(scores: dict[str, Any]) -> list[str]:
+    lead = scores.get("lead_baseline", {})
+    rows = [f"| ROUGE (F1 x 100) | this model | lead-{lead.get('k', '?')} baseline |", "|---|---|---|"]
+    for name in ("rouge1", "rouge2", "rougeL"):
+        if name in scores:
+            rows.append(f"| {name} | {scores[name]:.2f} | {lead.get(name, float('nan')):.2f} |")
+    return rows
+
+
+def _plain_table(scores: dict[str, Any]) -> list[str]:
+    """Every numeric metric, one row each: the table of a kind with no baseline of its own here."""
     return ["| metric | value |", "|---|---|"] + [
         f"| {name} | {value:.3f} |" for name, value in scores.items() if isinstance(value, (int, float))]
 
 
-def _usage(kind: str) -> str:
-    if kind == "classifier":
-        return ("```bash\nnlp-lstm classify --model DIR \"some text\"\nnlp-lstm serve --model DIR\n```\n\n"
-                "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.predict([\"some text\"])\n```")
-    if kind == "summarizer":
-        return ("```bash\nnlp-lstm summarize --model DIR \"a long text ...\"\nnlp-lstm serve --model DIR\n```\n\n"
-                "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.summarize([\"a long text ...\"])\n```")
-    return ("```bash\nnlp-lstm train classifier --init-from DIR --train-file labelled.csv --output-dir runs/clf\n```\n\n"
-            "```python\nimport nlp_lstm\nlm = nlp_lstm.load(\"DIR\")\nlm.perplexity([\"some text\"])\n"
-            "lm.sample(\"the film\", max_new_tokens=20)\n```")
+# A kind whose card sets its metrics beside a baseline registers its table here; others get `_plain_table`.
+METRICS_TABLES = {"classifier": _classifier_table, "summarizer": _summarizer_table}
 
 
 def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub_dataset: str | None = None,
@@ -74,25 +65,24 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
 
     `data` describes the training data; `hub_dataset` (a hub name) also goes into the `datasets` field.
     """
-    kind, config = model_file.kind, model_file.model
+    spec, config = model_file.spec, model_file.model
     split, scores = _held_out(metrics)
-    metric_names = {"classifier": ["accuracy", "f1"], "summarizer": ["rouge"], "language_model": ["perplexity"]}[kind]
     hub_datasets = [hub_dataset] if hub_dataset else []
-    what = WHAT[kind].format(pooling=getattr(config, "pooling", ""),
+    what = spec.description.format(pooling=getattr(config, "pooling", ""),
                              ngrams=", stacked with a TF-IDF logistic regression over word n-grams"
                              if getattr(config, "word_ngrams", 0) else "",
                              coverage=" and coverage" if getattr(config, "coverage", False) else "")
     lines = [
         "---",
         "library_name: nlp-lstm",
-        f"pipeline_tag: {PIPELINE_TAGS[kind]}",
+        f"pipeline_tag: {spec.pipeline_tag}",
         f"license: {license}",
         f"datasets:{_yaml_list(hub_datasets)}",
-        f"metrics:{_yaml_list(metric_names)}",
+        f"metrics:{_yaml_list(list(spec.metrics))}",
         "tags:\n- lstm\n- nlp-lstm",
         "---",
         "",
-        f"# {kind.replace('_', ' ')} (nlp-lstm)",
+        f"# {spec.title} (nlp-lstm)",
         "",
         f"This is {what}, trained with [nlp-lstm](https://pypi.org/project/nlp-lstm/). "
         "Weights are `model.safetensors`; `config.json` rebuilds the model; `tokenizer/` holds its tokenizer.",
@@ -106,8 +96,8 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
     ]
     if model_file.labels:
         lines += ["", f"Labels: {', '.join(f'`{label}`' for label in model_file.labels)}."]
-    lines += ["", f"## Results ({split} split)", "", *_metrics_table(kind, scores)]
-    if kind == "classifier" and model_file.temperature != 1.0:
+    lines += ["", f"## Results ({split} split)", "", *METRICS_TABLES.get(spec.name, _plain_table)(scores)]
+    if spec.labels and model_file.temperature != 1.0:
         lines += ["", f"Scores are temperature-scaled probabilities (T = {model_file.temperature:.3f}, fitted on the "
                       "validation split; Guo et al. 2017)."]
     lines += [
@@ -115,7 +105,7 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
         "```json", json.dumps({"model": dataclasses.asdict(config), "training": dataclasses.asdict(model_file.training),
                                **({"decoding": dataclasses.asdict(model_file.decoding)} if model_file.decoding else {})},
                               indent=2), "```",
-        "", "## How to use", "", _usage(kind),
+        "", "## How to use", "", spec.usage,
         "", "## Upload", "",
         "The directory is already in the hub's layout: `huggingface-cli upload USER/NAME DIR .`",
         "", "## Limitations", "",

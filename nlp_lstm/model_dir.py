@@ -24,23 +24,18 @@ import torch
 from nlp_lstm.artifacts import atomic_write_json, load_tensors, read_json, read_tensor_shapes, save_tensors
 from nlp_lstm.config import check_size_caps, from_dict, TrainConfig
 from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
-from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
-from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig
-from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
+from nlp_lstm.kinds import KindSpec, kind_spec
 
 FORMAT_VERSION = 4
-KINDS = ("classifier", "summarizer", "language_model")
-COMMANDS = {"classifier": "classify", "summarizer": "summarize", "language_model": "train classifier --init-from"}
 
 
 @dataclass
 class ModelFile:
     """A model directory's `config.json`, typed.
 
-    `model` is the kind's own config dataclass (`ClassifierConfig`, `SummarizerConfig` or
-    `LanguageModelConfig`); `decoding` a `DecodeConfig` for summarizers.
+    `model` is the kind's own config dataclass (`kinds.KindSpec.config`); `decoding` its decoding
+    settings where the kind has them (`KindSpec.decoding`: a `DecodeConfig` for summarizers).
     """
 
     kind: str
@@ -55,19 +50,19 @@ class ModelFile:
     format_version: int = FORMAT_VERSION
     path: Path | None = None
 
+    @property
+    def spec(self) -> KindSpec:
+        return kind_spec(self.kind)
+
     def to_json(self) -> dict[str, Any]:
         data = {"kind": self.kind, "format_version": FORMAT_VERSION, "model": dataclasses.asdict(self.model),
                 "training": dataclasses.asdict(self.training), "columns": self.columns}
-        if self.kind == "classifier":
+        if self.spec.labels:
             data.update(labels=self.labels, threshold=self.threshold, thresholds=self.thresholds,
                         temperature=self.temperature)
         if self.decoding is not None:
             data["decoding"] = dataclasses.asdict(self.decoding)
         return data
-
-
-def _model_config_class(kind: str) -> type:
-    return {"classifier": ClassifierConfig, "summarizer": SummarizerConfig, "language_model": LanguageModelConfig}[kind]
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
@@ -115,21 +110,20 @@ def read_model_config(directory: str | Path, *, expect: str | None = None) -> Mo
     if not (path / "config.json").is_file():
         raise NlpLstmError(f"{path} is not a model directory (no config.json); pass the --output-dir of `nlp-lstm train`")
     data = read_json(path / "config.json", what="model config")
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise NlpLstmError(f"{path / 'config.json'}: unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    spec = kind_spec(data.get("kind"), where=str(path / "config.json"))
+    kind = spec.name
     if expect is not None and kind != expect:
-        raise NlpLstmError(f"{path} holds a {kind} model, not a {expect}; use `nlp-lstm {COMMANDS[kind]}` with it")
+        raise NlpLstmError(f"{path} holds a {kind} model, not a {expect}; use `nlp-lstm {spec.command}` with it")
     if not (path / "model.safetensors").is_file():
         raise NlpLstmError(f"{path} is missing model.safetensors; re-train or copy the whole model directory")
     data = _upgrade(data)
     where = str(path / "config.json")
     decoding = None
-    if kind == "summarizer":
-        decoding = from_dict(DecodeConfig, data.get("decoding", {}), where=f"{where} [decoding]")
+    if spec.decoding is not None:
+        decoding = from_dict(spec.decoding, data.get("decoding", {}), where=f"{where} [decoding]")
     model_file = ModelFile(
         kind=kind,
-        model=from_dict(_model_config_class(kind), data["model"], where=f"{where} [model]"),
+        model=from_dict(spec.config, data["model"], where=f"{where} [model]"),
         training=from_dict(TrainConfig, data.get("training", {}), where=f"{where} [training]"),
         decoding=decoding,
         path=path,
@@ -183,16 +177,13 @@ def checked_top_level(data: dict[str, Any], *, where: str) -> dict[str, Any]:
 
 def check_label_count(model_file: ModelFile, *, where: str) -> None:
     """A classifier names exactly one label per output (else every prediction fails, or is unnamed)."""
-    if model_file.kind != "classifier":
+    if not model_file.spec.labels:
         return
     count = model_file.model.num_labels
     if len(model_file.labels) != count:
         raise _fail(where, "labels", f"names {len(model_file.labels)} labels but the model has num_labels={count}")
     if model_file.thresholds is not None and len(model_file.thresholds) != count:
         raise _fail(where, "thresholds", f"has {len(model_file.thresholds)} values for {count} labels")
-
-
-MODULES = {"classifier": TextClassifier, "summarizer": Summarizer, "language_model": LanguageModel}
 
 
 def check_weight_shapes(directory: Path, model_file: ModelFile) -> None:
@@ -204,7 +195,7 @@ def check_weight_shapes(directory: Path, model_file: ModelFile) -> None:
     where = str(directory / "config.json")
     check_size_caps(model_file.model, where=f"{where} [model]")
     with torch.device("meta"):
-        expected = {name: tuple(t.shape) for name, t in MODULES[model_file.kind](model_file.model).state_dict().items()}
+        expected = {name: tuple(t.shape) for name, t in model_file.spec.module(model_file.model).state_dict().items()}
     weights = directory / "model.safetensors"
     found = read_tensor_shapes(weights)
     for name, shape in expected.items():

@@ -25,6 +25,7 @@ def pretrain_command(
     def action():
         import nlp_lstm
         from nlp_lstm.models.language_model import LanguageModelConfig
+        from nlp_lstm.stages.run import DEFAULT_TOKENIZER
 
         sections = configs(LanguageModelConfig, {"embedding_dim": embedding_dim, "hidden_size": hidden_size,
                                                  "num_layers": num_layers, "weight_drop": weight_drop}, options)
@@ -32,7 +33,7 @@ def pretrain_command(
         source = data_source(options, text_column=columns[0])
         metrics = nlp_lstm.pretrain(
             output_dir=options.output_dir, source=source, text_columns=columns, tokenizer_dir=options.tokenizer,
-            tokenizer_settings=tokenizer_settings(options, kind="sentencepiece", vocab_size=8000),
+            tokenizer_settings=tokenizer_settings(options, **DEFAULT_TOKENIZER),
             model=sections["model"], training=sections["train"], max_length=max_length, overwrite=options.overwrite,
             resume=options.resume, device=options.device, progress=not options.quiet,
         )

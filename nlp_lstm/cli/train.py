@@ -134,7 +134,8 @@ def classifier_command(
         model = {key: value for key, value in model.items() if value is not None}
         if init_from is not None:
             model = with_encoder_sizes(init_from, model)  # sizes not given come from the language model
-        from nlp_lstm.stages.classification import DEFAULT_TOKENIZER, DEFAULT_TRAINING, with_vector_size
+        from nlp_lstm.stages.classification import DEFAULT_TRAINING, with_vector_size
+        from nlp_lstm.stages.run import DEFAULT_TOKENIZER
 
         if embeddings is not None:
             model = with_vector_size(embeddings, model)  # the embedding's size is the vectors'
@@ -187,6 +188,7 @@ def summarizer_command(
     def action():
         import nlp_lstm
         from nlp_lstm.models.summarizer import SummarizerConfig
+        from nlp_lstm.stages.run import DEFAULT_TOKENIZER
 
         model = {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "attention": attention, "copy": copy,
                  "coverage": coverage_from_epoch > 0, "coverage_from_epoch": coverage_from_epoch,
@@ -196,7 +198,7 @@ def summarizer_command(
         source = data_source(options, text_column=text_column, summary_column=summary_column)
         metrics = nlp_lstm.train_summarizer(
             output_dir=options.output_dir, source=source, tokenizer_dir=options.tokenizer,
-            tokenizer_settings=tokenizer_settings(options, kind="sentencepiece", vocab_size=8000),
+            tokenizer_settings=tokenizer_settings(options, **DEFAULT_TOKENIZER),
             model=sections["model"], training=sections["train"], decoding=sections["decoding"],
             overwrite=options.overwrite, resume=options.resume, device=options.device, progress=not options.quiet,
         )

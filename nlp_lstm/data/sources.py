@@ -11,11 +11,12 @@ is written or mapped, and the split cut is the same rows as without streaming (`
 
 from __future__ import annotations
 
+
 import hashlib
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nlp_lstm.data.columns import Binarize, is_stream, prepare_split, prepare_stream, unlabelled
@@ -52,6 +53,13 @@ class DataSource:
     validation_split: str | None = None
     test_split: str | None = None
     label_separator: str | None = None  # multi-label from csv/tsv: "sports|politics" -> two labels
+
+    def without_labels(self) -> "DataSource":
+        """This source read by a kind that has no labels (summarizer, language model): the default
+        `label_column` ("label", the classifier's) and any `binarize` mean nothing there."""
+        if self.label_column is None and self.binarize is None:
+            return self
+        return replace(self, label_column=None, binarize=None)
 
     def split_disabled(self, split: str) -> bool:
         return {"validation": self.validation_split, "test": self.test_split}.get(split) == "none"

@@ -5,15 +5,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from nlp_lstm.data.collate import classifier_arguments, collate_classification, collate_features
 from nlp_lstm.data.encode import classification_inputs
+from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.data.word_ngrams import WordNgrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.inference.clip import clip_and_count
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.classifier import TextClassifier
 
@@ -54,6 +57,15 @@ class ClassifierPredictor:
     def max_length(self) -> int:
         return self.model.config.max_length
 
+    @property
+    def max_input_length(self) -> int:
+        """Tokens of a text the model reads (the rest is truncated); the same name on every predictor."""
+        return self.max_length
+
+    @classmethod
+    def load(cls, path: Path, model_file: ModelFile, *, device: torch.device) -> "ClassifierPredictor":
+        return load_classifier(path, model_file, device=device)
+
     @torch.no_grad()
     def predict(self, texts: str | Iterable[str], *, batch_size: int = 64) -> list[dict[str, Any]]:
         """Label and score per text: `{"text", "label", "score"}` (multi-label: `"labels"`, `"scores"`).
@@ -86,6 +98,40 @@ class ClassifierPredictor:
         for start in range(0, len(order), batch_size):  # collated as predict reaches them, not all at once
             chunk = order[start : start + batch_size]
             yield chunk, collate_classification([examples[i] for i in chunk])
+
+    @torch.no_grad()
+    def predict_batch(self, texts: list[str], *, plan: Callable[[list[int]], list[list[int]]] | None = None,
+                      pad_length: Callable[[int], int] | None = None) -> list[dict[str, Any]]:
+        """What the server runs per batch. Per text: `{"label", "score", "scores": {label: probability},
+        "truncated"}` (+ `"labels"` multi-label): the top label, as `predict` gives it, and every label's.
+
+        Long texts are clipped first (`clip.py`). The texts are tokenized once to learn their lengths;
+        `plan(lengths)` groups them into buckets (indices; default: one bucket), and each bucket runs as
+        one forward pass through `batches`, the path `predict` takes, padded to `pad_length(T)` steps
+        when given (padding is masked, so the result does not change).
+        """
+        limit = self.max_length
+        clipped, truncated, counts = clip_and_count(texts, self.tokenizer, limit)
+        lengths = [min(max(count, 1), limit) for count in counts]  # as batches() runs them: empty -> [unk]
+        buckets = plan(lengths) if plan is not None else [list(range(len(texts)))]
+        labels, multilabel = self.labels, self.model.config.task == "multilabel"
+        cuts = self.thresholds or [self.threshold] * len(labels)  # multi-label: per label, from validation
+        rows: list[dict[str, Any]] = [{}] * len(texts)
+        for bucket in buckets:
+            for indices, batch in self.batches([clipped[i] for i in bucket], batch_size=len(bucket)):
+                if pad_length is not None:
+                    extra = pad_length(batch["input_ids"].shape[1]) - batch["input_ids"].shape[1]
+                    batch = {**batch, "input_ids": F.pad(batch["input_ids"], (0, extra), value=PAD_ID),  # (B, T')
+                             "pad_mask": F.pad(batch["pad_mask"], (0, extra), value=True)}  # (B, T')
+                for position, row in zip(indices, self.probabilities(batch).tolist()):  # (B, num_labels)
+                    index = bucket[position]
+                    best = max(range(len(row)), key=row.__getitem__)
+                    result = {"label": labels[best], "score": round(row[best], 4), "truncated": truncated[index],
+                              "scores": {label: round(p, 4) for label, p in zip(labels, row)}}
+                    if multilabel:
+                        result["labels"] = [label for label, p, cut in zip(labels, row, cuts) if p >= cut]
+                    rows[index] = result
+        return rows
 
     def logits(self, batch: dict) -> torch.Tensor:
         """`(B, 1)` (binary) or `(B, num_labels)` raw logits of a collated batch."""

@@ -30,6 +30,15 @@ class LanguageModelPredictor:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
 
+    @property
+    def max_input_length(self) -> int:
+        """Tokens of a text the model reads (the rest is not scored); the same name on every predictor."""
+        return MAX_LENGTH
+
+    @classmethod
+    def load(cls, path: Path, model_file: ModelFile, *, device: torch.device) -> "LanguageModelPredictor":
+        return load_language_model(path, model_file, device=device)
+
     @torch.no_grad()
     def perplexity(self, texts: str | Iterable[str], *, direction: str = "both") -> float:
         """exp(mean NLL per predicted token) over `texts` (forward, backward, or both directions)."""

@@ -206,14 +206,37 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
     return {"file": Path(path).name, "inputs": tensors(graph.input), "outputs": tensors(graph.output)}
 
 
+def _classifier_graphs(loaded, staging: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A `ClassifierPredictor`'s graph and what `onnx.json` says of its outputs."""
+    graphs = {"classifier": export_classifier(loaded.model, staging / "classifier.onnx")}
+    task = loaded.model.config.task
+    extra = {"task": task, "labels": loaded.labels, "threshold": loaded.threshold,
+             "probabilities": {"binary": "sigmoid(logits[:, 0]) is P(labels[1])",
+                               "multiclass": "softmax(logits)",
+                               "multilabel": "sigmoid(logits) per label"}[task]}  # fmt: skip
+    return graphs, extra
+
+
+def _summarizer_graphs(loaded, staging: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A `SummarizerPredictor`'s encoder and decoder-step graphs and its sizes."""
+    extra = {"vocab_size": loaded.model.config.vocab_size, "copy": loaded.model.config.copy,
+             "coverage": loaded.model.config.coverage, "max_source_length": loaded.max_source_length}
+    return export_summarizer(loaded.model, staging), extra
+
+
+# The kinds that export, by kind: (predictor, staging directory) -> (graphs, extra onnx.json keys).
+# The runtime side, `onnx_runtime.ONNX_MODELS`, runs what each writes.
+EXPORTERS = {"classifier": _classifier_graphs, "summarizer": _summarizer_graphs}
+
+
 def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """Export a saved model directory's model to ONNX graphs plus `onnx.json` (default: `DIR/onnx`).
 
     Returns:
         the output directory.
     Raises:
-        NlpLstmError: the output directory exists (without `overwrite`), or the model uses peephole
-            connections (no ONNX equivalent of our own cell).
+        NlpLstmError: the output directory exists (without `overwrite`), the model's kind has no
+            export (a language model), or the model uses full peephole matrices (no ONNX equivalent).
     """
     if importlib.util.find_spec("onnx") is None:
         raise NlpLstmError("the onnx package is not installed; `pip install 'nlp-lstm[onnx]'` to export models")
@@ -223,18 +246,11 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, 
         raise NlpLstmError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
     check_output_dir(output, overwrite=True)  # a file, or the current or home directory, is never replaced
     loaded = load(model_dir, device="cpu")
+    if loaded.kind not in EXPORTERS:
+        raise NlpLstmError(f"{model_dir} holds a {loaded.kind} model, which has no ONNX export (exported kinds: "
+                           f"{', '.join(EXPORTERS)}); run it with the PyTorch runtime")
     with staged_directory(output) as staging:
-        if loaded.kind == "classifier":
-            graphs = {"classifier": export_classifier(loaded.model, staging / "classifier.onnx")}
-            task = loaded.model.config.task
-            extra = {"task": task, "labels": loaded.labels, "threshold": loaded.threshold,
-                     "probabilities": {"binary": "sigmoid(logits[:, 0]) is P(labels[1])",
-                                       "multiclass": "softmax(logits)",
-                                       "multilabel": "sigmoid(logits) per label"}[task]}  # fmt: skip
-        else:
-            graphs = export_summarizer(loaded.model, staging)
-            extra = {"vocab_size": loaded.model.config.vocab_size, "copy": loaded.model.config.copy,
-                     "coverage": loaded.model.config.coverage, "max_source_length": loaded.max_source_length}
+        graphs, extra = EXPORTERS[loaded.kind](loaded, staging)
         atomic_write_json(staging / "onnx.json", {
             "format_version": ONNX_FORMAT_VERSION, "kind": loaded.kind, "opset": OPSET, "torch": torch.__version__,
             "weights_sha256": weights_digest(model_dir), "model_config": dataclasses.asdict(loaded.model.config), **extra,

@@ -261,9 +261,13 @@ def load_onnx(model_dir: str | Path, *, onnx_dir: str | Path | None = None, thre
     threads = threads or torch.get_num_threads()
     graphs = {name: OnnxGraph(onnx_dir / graph["file"], threads=threads, sha256=graph["sha256"])
               for name, graph in manifest["graphs"].items()}
-    config = predictor.model.config
-    if predictor.kind == "classifier":
-        predictor.model = OnnxTextClassifier(graphs["classifier"], config)
-    else:
-        predictor.model = OnnxSummarizer(encoder=graphs["encoder"], decoder_step=graphs["decoder_step"], config=config)
+    predictor.model = ONNX_MODELS[predictor.kind](graphs, predictor.model.config)
     return predictor
+
+
+# What runs each exported kind's graphs in place of its PyTorch module (`onnx_export.EXPORTERS` writes them).
+ONNX_MODELS = {
+    "classifier": lambda graphs, config: OnnxTextClassifier(graphs["classifier"], config),
+    "summarizer": lambda graphs, config: OnnxSummarizer(encoder=graphs["encoder"], decoder_step=graphs["decoder_step"],
+                                                        config=config),
+}

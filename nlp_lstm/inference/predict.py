@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
-from nlp_lstm.inference.load import load_predictor
+from nlp_lstm.inference.runtime import load_predictor
 
 
 def classify(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", batch_size: int = 64,

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -20,6 +20,7 @@ from nlp_lstm.decoding.greedy import greedy_decode_config
 from nlp_lstm.decoding.shortlist import shortlist_batch
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
+from nlp_lstm.inference.clip import clip_texts
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.summarizer import Summarizer
 
@@ -54,6 +55,33 @@ class SummarizerPredictor:
     @property
     def max_target_length(self) -> int:
         return self.model.config.max_target_length
+
+    @property
+    def max_input_length(self) -> int:
+        """Tokens of a text the model reads (the rest is truncated); the same name on every predictor."""
+        return self.max_source_length
+
+    @classmethod
+    def load(cls, path: Path, model_file: ModelFile, *, device: torch.device) -> "SummarizerPredictor":
+        return load_summarizer(path, model_file, device=device)
+
+    def predict_batch(self, items: list[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+        """What the server runs per batch. Items are `(text, decoding overrides)`; per item
+        `{"summary", "truncated"}`. Texts sharing decoding overrides are decoded together, as one batch."""
+        limit = self.max_source_length
+        clipped, truncated = clip_texts([text for text, _ in items], self.tokenizer, limit)
+        unknown = [i for i, cut in enumerate(truncated) if cut is None]
+        for i, ids in zip(unknown, self.tokenizer.encode_batch([clipped[i] for i in unknown])):
+            truncated[i] = len(ids) > limit
+        groups: dict[tuple, list[int]] = {}
+        for index, (_, overrides) in enumerate(items):
+            groups.setdefault(tuple(sorted(overrides.items())), []).append(index)
+        rows: list[dict[str, Any]] = [{}] * len(items)
+        for overrides, indices in groups.items():
+            summaries = self.summarize([clipped[i] for i in indices], batch_size=len(indices), **dict(overrides))
+            for index, summary in zip(indices, summaries):
+                rows[index] = {"summary": summary, "truncated": truncated[index]}
+        return rows
 
     def encode_texts(self, texts: Sequence[str], *, warn: bool = True) -> list[dict[str, Any]]:
         """Texts -> encoded examples (`src_ids`, `src_ext_ids`, `oovs`, `length`), as training encodes them."""

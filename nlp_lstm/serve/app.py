@@ -1,4 +1,5 @@
-"""The HTTP API over served models (FastAPI): classify, summarize, models, health, ready.
+"""The HTTP API over served models (FastAPI): one POST route per servable kind (`endpoints.ENDPOINTS`),
+models, health, ready.
 
     POST /v1/classify   {"texts": [...], "model"?}                              -> {"model", "results"}
     POST /v1/summarize  {"texts": [...], "model"?, "beam_size"?, "max_length"?} -> {"model", "results"}
@@ -17,6 +18,7 @@ stopped (drained) with the app's lifespan; one request's texts never fail anothe
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,10 +30,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.kinds import KINDS
 from nlp_lstm.serve import schemas
 from nlp_lstm.serve.batching import BatcherClosed, QueueFull
+from nlp_lstm.serve.endpoints import ENDPOINTS, Endpoint
 from nlp_lstm.serve.guards import ApiKey, BodyLimit, ShutdownGuard
-from nlp_lstm.serve.runners import Decoding, ServedModel, load_models
+from nlp_lstm.serve.runners import ServedModel, load_models
 
 logger = logging.getLogger("nlp_lstm.serve")
 
@@ -79,17 +83,17 @@ class Registry:
             self.defaults.setdefault(model.kind, model.name)
 
     def pick(self, name: str | None, *, kind: str) -> ServedModel:
-        endpoint = "/v1/classify" if kind == "classifier" else "/v1/summarize"
+        endpoint = ENDPOINTS[kind].path
         if name is None:
             if kind not in self.defaults:
-                other = "/v1/summarize" if kind == "classifier" else "/v1/classify"
+                other = " or ".join(ENDPOINTS[served].path for served in self.defaults)
                 raise HTTPException(400, f"no {kind} is served (models: {', '.join(self.models)}); use {other}")
             return self.models[self.defaults[kind]]
         if name not in self.models:
             raise HTTPException(404, f"unknown model {name!r}; served: {', '.join(self.models)} (GET /v1/models)")
         model = self.models[name]
         if model.kind != kind:
-            right = "/v1/summarize" if model.kind == "summarizer" else "/v1/classify"
+            right = ENDPOINTS[model.kind].path
             raise HTTPException(400, f"model {name!r} is a {model.kind}, not a {kind}: {endpoint} cannot run it; use {right}")
         return model
 
@@ -164,7 +168,7 @@ class Registry:
         )
         return schemas.ModelInfo(
             name=model.name, kind=model.kind, runtime=model.runtime, default=self.defaults.get(model.kind) == model.name,
-            labels=list(model.model.labels) if model.kind == "classifier" else None,
+            labels=list(model.model.labels) if KINDS[model.kind].labels else None,
             max_input_tokens=model.max_input_tokens, metrics=model.metrics, config=model.config, queue=queue,
         )
 
@@ -179,8 +183,8 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
     bfloat16 (`nlp_lstm.inference.bfloat16`). `api_key`: every request but `/health` and `/ready`
     must carry `Authorization: Bearer <api_key>` (`guards.ApiKey`).
     """
-    registry = Registry(load_models(models, runtime=runtime, device=device, bf16_output=bf16_output),
-                        settings or ServeSettings())
+    registry = Registry(load_models(models, kinds=tuple(ENDPOINTS), runtime=runtime, device=device,
+                                    bf16_output=bf16_output), settings or ServeSettings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -203,22 +207,8 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
     _add_error_handlers(app)
     errors = {code: {"model": schemas.ErrorResponse} for code in (400, 401, 404, 408, 413, 422, 500, 503)}
 
-    @app.post("/v1/classify", response_model=schemas.ClassifyResponse, response_model_exclude_none=True,
-              responses=errors)
-    async def classify(body: schemas.ClassifyRequest) -> Any:
-        """The top label, its probability, and every label's probability, per text."""
-        model = registry.pick(body.model, kind="classifier")
-        registry.check_texts(body.texts)
-        return {"model": model.name, "results": await registry.run(model, body.texts)}
-
-    @app.post("/v1/summarize", response_model=schemas.SummarizeResponse, responses=errors)
-    async def summarize(body: schemas.SummarizeRequest) -> Any:
-        """A summary per text (beam search; `beam_size` 1 is greedy)."""
-        model = registry.pick(body.model, kind="summarizer")
-        registry.check_texts(body.texts)
-        default = model.default_decoding()
-        decoding = Decoding(beam_size=body.beam_size or default.beam_size, max_length=body.max_length or default.max_length)
-        return {"model": model.name, "results": await registry.run(model, [(text, decoding) for text in body.texts])}
+    for kind, endpoint in ENDPOINTS.items():
+        _add_endpoint(app, registry, kind=kind, endpoint=endpoint, responses=errors)
 
     @app.get("/v1/models", response_model=schemas.ModelsResponse)
     async def list_models() -> Any:
@@ -240,6 +230,23 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
         return {"status": "ready", "models": list(registry.models)}
 
     return app
+
+
+def _add_endpoint(app: FastAPI, registry: Registry, *, kind: str, endpoint: Endpoint, responses: dict) -> None:
+    """`POST endpoint.path`: a served model of `kind` runs the request's items through its batcher."""
+
+    async def run(body) -> Any:
+        model = registry.pick(body.model, kind=kind)
+        registry.check_texts(body.texts)
+        return {"model": model.name, "results": await registry.run(model, endpoint.items(body, model))}
+
+    # FastAPI reads the body's type from the signature; the route's name and text go into /openapi.json.
+    run.__signature__ = inspect.Signature([inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                             annotation=endpoint.request)])
+    run.__name__ = endpoint.path.rsplit("/", 1)[-1]
+    run.__doc__ = endpoint.summary
+    app.add_api_route(endpoint.path, run, methods=["POST"], response_model=endpoint.response,
+                      response_model_exclude_none=endpoint.exclude_none, responses=responses)
 
 
 def _version() -> str:

@@ -1,22 +1,19 @@
-"""What the server runs per model: loading, one batch function per model kind, and its batcher.
+"""What the server runs per model: loading, the batch function, and its batcher.
 
-A `ServedModel` holds a loaded model (`nlp_lstm.load`, or the ONNX runtime's `load_onnx`) and the
-`MicroBatcher` that feeds it. The batch functions run in the batcher's worker thread:
+A `ServedModel` holds a loaded predictor (`nlp_lstm.load`, or the ONNX runtime's `load_onnx`) and the
+`MicroBatcher` that feeds it. The batch function, run in the batcher's worker thread, is the
+predictor's own `predict_batch` (`inference/`: one row per item, with `truncated`; long texts are
+clipped first by `inference/clip.py`). For a classifier the server passes its length-bucket plan
+(`buckets`): the texts of a micro-batch run in buckets planned for the batch, padded to the shape
+ladder, through the path `predict` takes, so the server and `nlp-lstm classify` agree.
 
-- `classify_batch(classifier, texts)`: one row per text with the top label and every label's
-  probability (`Classifier.predict` returns only the top one), computed over `classifier.batches`
-  as `predict` does, in length buckets planned for the batch (`buckets`), so the server and
-  `nlp-lstm classify` agree.
-- `summarize_batch(summarizer, items)`: items are `(text, Decoding)`; texts sharing decoding
-  settings are decoded together.
-
-Long texts are first cut (`clip_text`) to a prefix that still holds more tokens than the model
-reads, so a 1 MB text costs a few kilobytes of tokenization; the model then truncates that prefix
-as it would have truncated the whole text, and the result says `truncated`.
+A classifier stand-in with only `kind`, `labels` and `predict` (a runtime without `predict_batch`)
+is served through its `predict`.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -25,121 +22,30 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-from torch.nn import functional as F
-
-from nlp_lstm.data.collate import classifier_arguments
-from nlp_lstm.data.specials import PAD_ID
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.load import load
+from nlp_lstm.inference.bfloat16 import bfloat16_output
+from nlp_lstm.inference.clip import clip_text, clip_texts  # noqa: F401 - clip_text: imported from here by tests
+from nlp_lstm.inference.runtime import bfloat16_applies, check_runtime_options, load_runtime
 from nlp_lstm.serve.batching import MicroBatcher
 from nlp_lstm.serve.buckets import fixed_buckets, padded_length, plan_buckets, step_rows
+from nlp_lstm.serve.endpoints import ENDPOINTS
 
-KINDS = ("classifier", "summarizer")
-RUNTIMES = ("torch", "onnx")
-CLIP_CHARS_PER_TOKEN = 16  # first prefix tried: 16 characters per token the model reads
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """Decoding settings a summarize request may set; requests with equal settings batch together."""
-
-    beam_size: int
-    max_length: int
-
-
-# --------------------------------------------------------------------------------------------
-# Long texts
-# --------------------------------------------------------------------------------------------
-
-
-def clip_text(text: str, tokenizer, limit: int) -> tuple[str, bool | None]:
-    """`(text or a prefix of it, True if the model truncates it, None if not known without a count)`.
-
-    The prefix ends before a space, and both tokenizers split at spaces first (spaCy's rules apply
-    within space-separated chunks; sentencepiece pieces never cross a space), so the prefix's tokens
-    are the first tokens of the whole text. Once the prefix holds more than `limit` tokens, its first
-    `limit` tokens are exactly those the model would keep. Prefixes grow 4x until one suffices, so a
-    text with few spaces costs at most about 1.3x one tokenization of the whole text.
-    """
-    size = CLIP_CHARS_PER_TOKEN * (limit + 1)
-    while size < len(text):
-        cut = text.rfind(" ", 0, size)
-        if cut > 0:
-            prefix = text[:cut]
-            if len(tokenizer.encode_batch([prefix])[0]) > limit:
-                return prefix, True
-        size *= 4
-    return text, None  # short enough to tokenize whole: the caller counts its tokens
-
-
-def clip_texts(texts: Sequence[str], tokenizer, limit: int) -> tuple[list[str], list[bool | None]]:
-    """`clip_text` over texts: texts to run, and True / None (not known yet: count the tokens)."""
-    clipped, truncated = [], []
-    for text in texts:
-        if len(text) <= CLIP_CHARS_PER_TOKEN * (limit + 1):
-            clipped.append(text)
-            truncated.append(None)
-        else:
-            prefix, cut = clip_text(text, tokenizer, limit)
-            clipped.append(prefix)
-            truncated.append(cut)
-    return clipped, truncated
-
-
-# --------------------------------------------------------------------------------------------
-# Batch functions (run in the batcher's worker thread)
-# --------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
 def classify_batch(classifier, texts: list[str], *, bucket_rows: int | None = None) -> list[dict[str, Any]]:
-    """Per text: `{"label", "score", "scores": {label: probability}, "truncated"}` (+ `"labels"` multi-label).
-
-    The texts are tokenized once to learn their lengths, grouped into length buckets
-    (`buckets.plan_buckets`; `bucket_rows` N: sorted chunks of N instead, as `predict` does), and each
-    bucket runs as one forward pass through `classifier.batches`, the path `predict` takes.
-    """
-    if not (hasattr(classifier, "batches") and hasattr(getattr(classifier, "model", None), "scores")):
-        return _classify_by_predict(classifier, texts)
-    limit, tokenizer = classifier.max_length, classifier.tokenizer
-    clipped, truncated = clip_texts(texts, tokenizer, limit)
-    counts = [len(ids) for ids in tokenizer.encode_batch(clipped)]
-    truncated = [cut if cut is not None else count > limit for cut, count in zip(truncated, counts)]
-    lengths = [min(max(count, 1), limit) for count in counts]  # as batches() runs them: empty -> [unk]
-    if bucket_rows is None:
-        plan = plan_buckets(lengths, step_rows=step_rows(classifier.model.config))
-    else:
-        plan = fixed_buckets(lengths, size=bucket_rows)
-    multilabel = classifier.model.config.task == "multilabel"
-    labels, device = classifier.labels, classifier.device
-    rows: list[dict[str, Any]] = [{}] * len(texts)
-    for bucket in plan:
-        for indices, batch in classifier.batches([clipped[i] for i in bucket], batch_size=len(bucket)):
-            inputs, pad_mask = batch["input_ids"], batch["pad_mask"]  # (B, T)
-            if bucket_rows is None:  # pad to the shape ladder (buckets.padded_length); padding is masked
-                extra = padded_length(inputs.shape[1]) - inputs.shape[1]
-                inputs = F.pad(inputs, (0, extra), value=PAD_ID)  # (B, T')
-                pad_mask = F.pad(pad_mask, (0, extra), value=True)  # (B, T')
-            batch = {**batch, "input_ids": inputs, "pad_mask": pad_mask}
-            logits = classifier.model(*classifier_arguments(batch, "input_ids", device))
-            # Temperature-scaled, as `predict` gives them (fitted on validation at the end of training).
-            probabilities = classifier.model.scores(logits / classifier.temperature).cpu().tolist()  # (B, num_labels)
-            for position, row in zip(indices, probabilities):
-                index = bucket[position]
-                best = max(range(len(row)), key=row.__getitem__)
-                result = {"label": labels[best], "score": round(row[best], 4), "truncated": truncated[index],
-                          "scores": {label: round(p, 4) for label, p in zip(labels, row)}}
-                if multilabel:
-                    cuts = classifier.thresholds or [classifier.threshold] * len(labels)  # per label, from validation
-                    result["labels"] = [label for label, p, cut in zip(labels, row, cuts) if p >= cut]
-                rows[index] = result
-    return rows
+    """`classifier.predict_batch` over the length buckets the server plans for a micro-batch
+    (`buckets.plan_buckets`, each padded to the shape ladder); `bucket_rows` N: sorted chunks of N
+    instead, as `predict` runs them (benchmarks/bench_serve.py --buckets compares the two)."""
+    if bucket_rows is not None:
+        return classifier.predict_batch(texts, plan=lambda lengths: fixed_buckets(lengths, size=bucket_rows))
+    config = classifier.model.config
+    return classifier.predict_batch(texts, plan=lambda lengths: plan_buckets(lengths, step_rows=step_rows(config)),
+                                    pad_length=padded_length)
 
 
 def _classify_by_predict(classifier, texts: list[str]) -> list[dict[str, Any]]:
-    """A runtime without torch internals (ONNX): what its `predict` gives, in the same shape."""
+    """A classifier without `predict_batch` (a stand-in runtime): what its `predict` gives, in the same shape."""
     tokenizer, limit = getattr(classifier, "tokenizer", None), getattr(classifier, "max_length", None)
     if tokenizer is not None and limit is not None:
         clipped, truncated = clip_texts(texts, tokenizer, limit)
@@ -157,28 +63,6 @@ def _classify_by_predict(classifier, texts: list[str]) -> list[dict[str, Any]]:
         else:
             rows.append({"label": row["label"], "score": row["score"], "scores": {row["label"]: row["score"]},
                          "truncated": cut})
-    return rows
-
-
-def summarize_batch(summarizer, items: list[tuple[str, Decoding]]) -> list[dict[str, Any]]:
-    """Per `(text, decoding)` item: `{"summary", "truncated"}`; items are grouped by decoding settings."""
-    limit = summarizer.max_source_length
-    texts = [text for text, _ in items]
-    clipped, truncated = clip_texts(texts, summarizer.tokenizer, limit)
-    unknown = [i for i, cut in enumerate(truncated) if cut is None]
-    for i, ids in zip(unknown, summarizer.tokenizer.encode_batch([clipped[i] for i in unknown])):
-        truncated[i] = len(ids) > limit
-    groups: dict[Decoding, list[int]] = {}
-    for index, (_, decoding) in enumerate(items):
-        groups.setdefault(decoding, []).append(index)
-    rows: list[dict[str, Any]] = [{}] * len(items)
-    # All of a group in one decode batch, where the runtime's summarize takes a batch size.
-    sized = "batch_size" in inspect.signature(summarizer.summarize).parameters
-    for decoding, indices in groups.items():
-        summaries = summarizer.summarize([clipped[i] for i in indices], beam_size=decoding.beam_size,
-                                         max_length=decoding.max_length, **({"batch_size": len(indices)} if sized else {}))
-        for index, summary in zip(indices, summaries):
-            rows[index] = {"summary": summary, "truncated": truncated[index]}
     return rows
 
 
@@ -214,17 +98,19 @@ class ServedModel:
 
     @property
     def max_input_tokens(self) -> int | None:
-        return getattr(self.model, "max_length" if self.kind == "classifier" else "max_source_length", None)
-
-    def default_decoding(self) -> Decoding:
-        """The model's own decoding settings (config.json `decoding`), else `summarize`'s defaults."""
-        saved = (self.config or {}).get("decoding") or {}
-        return Decoding(beam_size=int(saved.get("beam_size", 4)), max_length=int(saved.get("max_length", 30)))
+        return getattr(self.model, "max_input_length", getattr(self.model, "max_length", None))
 
     def run_batch(self, items: list) -> list[dict[str, Any]]:
-        if self.kind == "classifier":
+        """The predictor's own batch method; a classifier's texts in length buckets planned for the batch."""
+        if not hasattr(self.model, "predict_batch"):
+            return _classify_by_predict(self.model, items)
+        if self.takes_bucket_plan:  # one LSTM pass per bucket (a classifier): buckets planned for this batch
             return classify_batch(self.model, items)
-        return summarize_batch(self.model, items)
+        return self.model.predict_batch(items)
+
+    @functools.cached_property
+    def takes_bucket_plan(self) -> bool:
+        return "plan" in inspect.signature(self.model.predict_batch).parameters
 
     def start(self, *, max_batch_size: int, max_wait: float, max_queue: int) -> None:
         self.batcher = MicroBatcher(self.run_batch, max_batch_size=max_batch_size, max_wait=max_wait,
@@ -298,44 +184,33 @@ def parse_model_specs(values: Sequence[str]) -> dict[str, Path]:
     return specs
 
 
-def load_models(models: Mapping[str, Any], *, runtime: str = "torch", device: str = "auto",
+def load_models(models: Mapping[str, Any], *, kinds: Sequence[str] = tuple(ENDPOINTS), runtime: str = "torch", device: str = "auto",
                 bf16_output: bool = False) -> dict[str, ServedModel]:
     """{name: loaded model or model directory} -> {name: ServedModel}; directories are loaded here.
 
-    `bf16_output` decodes every summarizer among them with its output layer in bfloat16
-    (`nlp_lstm.inference.bfloat16`); classifiers are served as they are.
+    `kinds`: the kinds served (default: every kind with an HTTP endpoint). `bf16_output` decodes every summarizer among
+    them with its output layer in bfloat16 (`nlp_lstm.inference.bfloat16`); classifiers are served as
+    they are.
     """
-    if runtime not in RUNTIMES:
-        raise NlpLstmError(f"unknown --runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    check_runtime_options(runtime)
     if not models:
         raise NlpLstmError("no model given; pass --model DIR (or --model NAME=DIR, repeatable)")
-    if bf16_output and runtime != "torch":
-        raise NlpLstmError("--bf16-output is for the PyTorch runtime; drop it with --runtime onnx")
+    check_runtime_options(runtime, bf16_output=bf16_output)
     served: dict[str, ServedModel] = {}
     for name, value in models.items():
         if isinstance(value, (str, Path)):
             directory = Path(value)
-            served[name] = ServedModel.from_directory(name, _load(directory, runtime=runtime, device=device), directory,
+            served[name] = ServedModel.from_directory(name, load_runtime(directory, runtime=runtime, device=device), directory,
                                                       runtime=runtime)
         else:
             served[name] = ServedModel(name=name, model=value, runtime=runtime)
         kind = getattr(served[name].model, "kind", None)
-        if kind not in KINDS:
-            raise NlpLstmError(f"model {name!r} is a {type(value).__name__} of kind {kind!r}; serve a classifier or summarizer")
+        if kind not in kinds:
+            raise NlpLstmError(f"model {name!r} is a {type(value).__name__} of kind {kind!r}; serve a {' or '.join(kinds)}")
     if bf16_output:
-        summarizers = [name for name, model in served.items() if model.kind == "summarizer"]
-        if not summarizers:
+        decoders = [name for name, model in served.items() if bfloat16_applies(model.model)]
+        if not decoders:
             raise NlpLstmError("--bf16-output is for summarizers and none of the served models is one: drop the option")
-        from nlp_lstm.inference.bfloat16 import bfloat16_output
-
-        for name in summarizers:
+        for name in decoders:
             served[name] = replace(served[name], model=bfloat16_output(served[name].model))
     return served
-
-
-def _load(directory: Path, *, runtime: str, device: str):
-    if runtime == "torch":
-        return load(directory, device=device)
-    from nlp_lstm.inference.onnx_runtime import load_onnx  # onnxruntime is an optional extra
-
-    return load_onnx(directory)

@@ -29,7 +29,7 @@ from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.models.transfer import init_classifier_from_language_model
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.language_model import language_model_weights, read_language_model, with_encoder_sizes
-from nlp_lstm.stages.run import run_tokenizer, score_dataset, train_stage
+from nlp_lstm.stages.run import DEFAULT_TOKENIZER, StageKind, run_tokenizer, score_dataset, train_stage
 from nlp_lstm.training.linear_fit import fit_linear, sparse_rows
 from nlp_lstm.training.loop import TrainResult, iterate_batches
 from nlp_lstm.nn.modes import evaluation_mode
@@ -38,7 +38,6 @@ from nlp_lstm.training.tasks import ClassificationTask
 ENCODE_META = "encode.json"
 # A classifier's defaults, measured on three corpora (BENCHMARKS.md, "Classifier defaults"): subword
 # pieces so no word is unknown, and a shorter, more regularised schedule than the shared TrainConfig's.
-DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 DEFAULT_TRAINING = {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.1, "patience": 2}
 
 
@@ -384,3 +383,36 @@ def evaluate_classifier(model_dir: str | Path, source: DataSource, *, split: str
         plot_confusion_matrix(metrics["confusion_matrix"], predictor.labels, Path(plots_dir) / "confusion_matrix.png")
         plot_reliability_diagram(metrics["reliability"], Path(plots_dir) / "reliability_diagram.png")
     return metrics
+
+
+# --- what `nlp-lstm run` and `evaluate` do for a classifier (`stages/kinds.py`) -----------------------
+
+def _pipeline_model(table: dict[str, Any]) -> dict[str, Any]:
+    """Sizes a pipeline's `[model]` leaves out: the language model's (`init_from`), the vectors' dimension."""
+    if table.get("init_from"):
+        table = with_encoder_sizes(table["init_from"], table)
+    if table.get("embeddings") and "embedding_dim" not in table:
+        table = with_vector_size(table["embeddings"], table)
+    return table
+
+
+def _pipeline_train(pipe, *, source: DataSource, model_dir: Path, vocab_dir: Path, encoded_dir: Path, device: str,
+                    progress: bool) -> None:
+    if pipe.model.embeddings is not None:  # word vectors bring their own word tokenizer: trained from the data itself
+        train(output_dir=model_dir, source=source, model=pipe.model, training=pipe.train, overwrite=True,
+              device=device, progress=progress)
+    else:
+        train(output_dir=model_dir, encoded_dir=encoded_dir, model=pipe.model, training=pipe.train,
+              overwrite=True, device=device, progress=progress)
+
+
+def _pipeline_encode(pipe, *, source: DataSource, vocab_dir: Path, encoded_dir: Path) -> None:
+    encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, word_ngrams=pipe.model.word_ngrams,
+           char_ngrams=pipe.model.char_ngrams, overwrite=True)
+
+
+STAGE = StageKind(
+    kind="classifier", evaluate=evaluate_classifier, pipeline_train=_pipeline_train, pipeline_encode=_pipeline_encode,
+    pipeline_inputs=lambda pipe: () if pipe.model.embeddings is not None else ("vocab", "encode"),
+    model_table=_pipeline_model,
+)

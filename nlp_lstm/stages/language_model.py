@@ -24,11 +24,10 @@ from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_dir import ModelFile, read_model_config, save_model
 from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig
-from nlp_lstm.stages.run import run_tokenizer, score_dataset, train_stage
+from nlp_lstm.stages.run import DEFAULT_TOKENIZER, run_tokenizer, score_dataset, train_stage
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tasks import LanguageModelTask
 
-DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 ENCODER_SIZES = ("embedding_dim", "hidden_size", "num_layers")
 
 
@@ -62,7 +61,7 @@ class LanguageModelStage:
         return self.source.describe(), self.source.dataset
 
     def prepare(self, output: Path, *, reuse_tokenizer: bool) -> LanguageModelData:
-        source = replace(self.source, text_column=self.text_columns[0], label_column=None, binarize=None)
+        source = replace(self.source.without_labels(), text_column=self.text_columns[0])
         splits = load_splits(source)
         for split, data in splits.items():
             missing = [c for c in self.text_columns if c not in data.column_names]

@@ -19,7 +19,7 @@ import difflib
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,11 +28,8 @@ from nlp_lstm.config import from_dict, TrainConfig
 from nlp_lstm.data.sources import DataSource
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.models.classifier import ClassifierConfig
-from nlp_lstm.models.summarizer import SummarizerConfig
-from nlp_lstm.stages.classification import encode, evaluate_classifier, train, with_vector_size
-from nlp_lstm.stages.language_model import with_encoder_sizes
-from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
+from nlp_lstm.kinds import KINDS
+from nlp_lstm.stages.kinds import STAGE_KINDS
 from nlp_lstm.stages.tokenizer import vocab
 
 MARKER = ".stage.json"
@@ -42,7 +39,7 @@ STAGES = ("vocab", "encode", "train", "evaluate")
 @dataclass
 class PipelineSection:
     name: str
-    task: str = "classifier"  # classifier | summarizer
+    task: str = "classifier"  # a model kind with a pipeline (`PIPELINE_KINDS`)
     run_dir: str = ""  # default runs/<name>
 
 
@@ -62,7 +59,7 @@ class EvaluateSection:
     split: str = "test"
 
 
-MODEL_CONFIGS = {"classifier": ClassifierConfig, "summarizer": SummarizerConfig}
+PIPELINE_KINDS = {kind: stage for kind, stage in STAGE_KINDS.items() if stage.pipeline_train is not None}
 
 
 @dataclass
@@ -72,10 +69,10 @@ class Pipeline:
     pipeline: PipelineSection
     data: DataSource
     tokenizer: TokenizerSection
-    model: ClassifierConfig | SummarizerConfig
+    model: Any  # the task's model config dataclass (`nlp_lstm.kinds`)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
-    decoding: DecodeConfig | None = None  # summarizer: saved with the model, used by evaluate
+    decoding: DecodeConfig | None = None  # a kind that decodes (summarizer): saved with the model, used by evaluate
 
     @property
     def run_dir(self) -> Path:
@@ -126,16 +123,15 @@ def load_pipeline(path: str | Path) -> Pipeline:
     check_plain_name(header.name, where=f"{file} [pipeline]")
     if "\x00" in header.run_dir:
         raise NlpLstmError(f"{file} [pipeline] run_dir {header.run_dir!r} holds a NUL character; write a directory path")
-    if header.task not in MODEL_CONFIGS:
-        raise NlpLstmError(f"{file} [pipeline] task must be classifier or summarizer, got {header.task!r}")
+    if header.task not in PIPELINE_KINDS:
+        raise NlpLstmError(f"{file} [pipeline] task must be {' or '.join(PIPELINE_KINDS)}, got {header.task!r}")
+    stage, spec = PIPELINE_KINDS[header.task], KINDS[header.task]
     sections: dict[str, Any] = {"pipeline": header}
-    if header.task == "classifier" and data.get("model", {}).get("init_from"):
-        data["model"] = with_encoder_sizes(data["model"]["init_from"], data["model"])  # sizes not given: the LM's
-    if header.task == "classifier" and data.get("model", {}).get("embeddings") and "embedding_dim" not in data["model"]:
-        data["model"] = with_vector_size(data["model"]["embeddings"], data["model"])  # the vectors' size
+    if "model" in data:
+        data["model"] = stage.model_table(data["model"])  # sizes left out: the language model's, the vectors'
     for name, cls in SECTIONS.items():
         if name in data and name != "pipeline":
-            sections[name] = from_dict(cls or MODEL_CONFIGS[header.task], data[name], where=f"{file} [{name}]")
+            sections[name] = from_dict(cls or spec.config, data[name], where=f"{file} [{name}]")
     if "tokenizer" not in sections and getattr(sections.get("model"), "embeddings", None):
         sections["tokenizer"] = TokenizerSection(name=header.name)  # unused: the vectors bring a word tokenizer
     for name in ("data", "tokenizer"):
@@ -143,13 +139,11 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise NlpLstmError(f"{file}: missing table [{name}]; see pipelines/ for examples")
     check_plain_name(sections["tokenizer"].name, where=f"{file} [tokenizer]")
     check_data_paths(sections["data"], file=file)
-    sections.setdefault("model", MODEL_CONFIGS[header.task]())
-    if header.task == "summarizer":
-        sections["data"] = replace(sections["data"], label_column=None)  # TOML has no null; no label column here
-        model = sections["model"]
-        sections.setdefault("decoding", DecodeConfig(max_length=model.max_target_length))
-    elif "decoding" in sections:
-        raise NlpLstmError(f"{file}: [decoding] is for summarizers; remove it from a classifier pipeline")
+    sections.setdefault("model", spec.config())
+    if spec.decoding is None and "decoding" in sections:
+        decoders = " and ".join(f"{kind}s" for kind, other in KINDS.items() if other.decoding is not None)
+        raise NlpLstmError(f"{file}: [decoding] is for {decoders}; remove it from a {header.task} pipeline")
+    stage.finish_pipeline(sections, file)
     return Pipeline(**sections)
 
 
@@ -221,8 +215,7 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
     run_dir = pipe.run_dir
     vocab_dir = Path("vocab") / pipe.tokenizer.name
     encoded_dir, model_dir, eval_dir = run_dir / "encoded", run_dir / "model", run_dir / "evaluation"
-    summarizer = pipe.pipeline.task == "summarizer"
-    vectors = not summarizer and pipe.model.embeddings is not None  # no [tokenizer] stage: the vectors' words
+    stage = PIPELINE_KINDS[pipe.pipeline.task]
     hashes = stage_hashes(pipe)
     settings = {k: v for k, v in asdict(pipe.tokenizer).items() if k != "name"}
 
@@ -230,32 +223,21 @@ def run_pipeline(path: str | Path, *, force: bool = False, overwrite: bool = Fal
         vocab(source, vocab_dir, **settings)
 
     def stage_encode():
-        encode(source, vocab_dir, encoded_dir, max_length=pipe.model.max_length, word_ngrams=pipe.model.word_ngrams,
-               char_ngrams=pipe.model.char_ngrams, overwrite=True)
+        stage.pipeline_encode(pipe, source=source, vocab_dir=vocab_dir, encoded_dir=encoded_dir)
 
     def stage_train():
-        if summarizer:
-            train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
-                             training=pipe.train, decoding=pipe.decoding, overwrite=True, device=device,
-                             progress=progress)
-        elif vectors:  # word vectors bring their own word tokenizer: trained from the data itself
-            train(output_dir=model_dir, source=source, model=pipe.model, training=pipe.train, overwrite=True,
-                  device=device, progress=progress)
-        else:
-            train(output_dir=model_dir, encoded_dir=encoded_dir, model=pipe.model, training=pipe.train,
-                  overwrite=True, device=device, progress=progress)
+        stage.pipeline_train(pipe, source=source, model_dir=model_dir, vocab_dir=vocab_dir, encoded_dir=encoded_dir,
+                             device=device, progress=progress)
 
     results: dict[str, Any] = {}
 
     def stage_evaluate():
         eval_dir.mkdir(parents=True, exist_ok=True)
-        evaluate = evaluate_summarizer if summarizer else evaluate_classifier
-        results.update(evaluate(model_dir, source, split=pipe.evaluate.split, plots_dir=eval_dir, device=device))
+        results.update(stage.evaluate(model_dir, source, split=pipe.evaluate.split, plots_dir=eval_dir, device=device))
         atomic_write_json(eval_dir / "metrics.json", results)
 
-    stages: list[tuple[str, Path, Callable[[], None]]] = [] if vectors else [("vocab", vocab_dir, stage_vocab)]
-    if not summarizer and not vectors:
-        stages.append(("encode", encoded_dir, stage_encode))
+    before = {"vocab": (vocab_dir, stage_vocab), "encode": (encoded_dir, stage_encode)}
+    stages: list[tuple[str, Path, Callable[[], None]]] = [(name, *before[name]) for name in stage.pipeline_inputs(pipe)]
     stages += [("train", model_dir, stage_train), ("evaluate", eval_dir, stage_evaluate)]
     for name, output, _ in stages:  # every output is checked before any stage writes
         if force or not _up_to_date(output, hashes[name]):

@@ -15,6 +15,7 @@ which rank saves, and when the others wait, so no task can deadlock under torchr
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -35,6 +36,9 @@ from nlp_lstm.progress import datasets_bars
 from nlp_lstm.training import distributed
 from nlp_lstm.training.checkpoint import list_checkpoints
 from nlp_lstm.training.loop import Task, TrainResult, fit, iterate_batches, seed_everything
+
+# The tokenizer `train`, `train summarizer` and `pretrain` fit when none is given: subwords, so no word is unknown.
+DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 
 
 class Prepared(Protocol):
@@ -169,3 +173,29 @@ def score_dataset(model: torch.nn.Module, task: Task, data: datasets.Dataset, de
     """`task`'s metrics of `model` over all of an encoded split, in length-sorted batches."""
     sampler = LengthBucketSampler(data["length"], batch_size=128, shuffle=False)
     return task.evaluate(model, lambda: iterate_batches(data, sampler, task.collate, device))
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """What the kind-independent commands do for one model kind (`nlp-lstm evaluate`, `nlp-lstm run`).
+
+    Each kind's stage module defines one (`STAGE`) and `stages/kinds.py` lists it. Attributes:
+        kind: the model kind (`nlp_lstm.kinds`).
+        evaluate: `(model_dir, source, *, split, plots_dir, device[, bf16_output, **decoding]) -> metrics`.
+        decodes: `evaluate` takes `bf16_output` and decoding overrides (a model that decodes).
+        pipeline_train: `(pipe, *, source, model_dir, vocab_dir, encoded_dir, device, progress)`: the
+            train stage of a pipeline file; None: the kind has no pipeline.
+        pipeline_inputs: `pipe -> the stages before train` ("vocab", "encode"), in order.
+        pipeline_encode: `(pipe, *, source, vocab_dir, encoded_dir)`: the encode stage, if a kind has one.
+        model_table: the pipeline's `[model]` table as read -> with the sizes it leaves out filled in.
+        finish_pipeline: `(sections, file)`: the kind's defaults and checks of a pipeline's typed tables.
+    """
+
+    kind: str
+    evaluate: Callable[..., dict[str, Any]]
+    decodes: bool = False
+    pipeline_train: Callable[..., Any] | None = None
+    pipeline_inputs: Callable[[Any], tuple[str, ...]] = lambda pipe: ("vocab",)
+    pipeline_encode: Callable[..., Any] | None = None
+    model_table: Callable[[dict[str, Any]], dict[str, Any]] = lambda table: table
+    finish_pipeline: Callable[[dict[str, Any], Path], None] = lambda sections, file: None

@@ -23,16 +23,15 @@ from nlp_lstm.data.sources import DataSource, load_split, load_splits
 from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.inference.load import load_predictor
+from nlp_lstm.inference.runtime import load_predictor
 from nlp_lstm.inference.summarizer import SummarizerPredictor
 from nlp_lstm.metrics.rouge import lead_baseline, rouge_scores
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
-from nlp_lstm.stages.run import run_tokenizer, train_stage
+from nlp_lstm.stages.run import DEFAULT_TOKENIZER, StageKind, run_tokenizer, train_stage
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tasks import SummarizationTask
 
-DEFAULT_TOKENIZER = {"kind": "sentencepiece", "vocab_size": 8000}
 
 
 def summarization_source(source: DataSource) -> DataSource:
@@ -40,9 +39,7 @@ def summarization_source(source: DataSource) -> DataSource:
     DataSource default "label" means nothing here)."""
     if not source.summary_column:
         raise NlpLstmError("a summarizer needs --summary-column (the reference summaries)")
-    if source.label_column is None and source.binarize is None:
-        return source
-    return replace(source, label_column=None, binarize=None)
+    return source.without_labels()
 
 
 def score_texts(summarizer: SummarizerPredictor, sources: list[str], references: list[str], *,
@@ -191,3 +188,20 @@ def evaluate_summarizer(model_dir: str | Path, source: DataSource, *, split: str
     if plots_dir is not None:
         _plot_first(summarizer, sources, Path(plots_dir) / "attention_example.png", config)
     return metrics
+
+
+# --- what `nlp-lstm run` and `evaluate` do for a summarizer (`stages/kinds.py`) -----------------------
+
+def _pipeline_train(pipe, *, source: DataSource, model_dir: Path, vocab_dir: Path, encoded_dir: Path, device: str,
+                    progress: bool) -> None:
+    train_summarizer(output_dir=model_dir, source=source, tokenizer_dir=vocab_dir, model=pipe.model,
+                     training=pipe.train, decoding=pipe.decoding, overwrite=True, device=device, progress=progress)
+
+
+def _finish_pipeline(sections: dict[str, Any], file: Path) -> None:
+    sections["data"] = sections["data"].without_labels()  # TOML has no null to unset the default label column
+    sections.setdefault("decoding", DecodeConfig(max_length=sections["model"].max_target_length))
+
+
+STAGE = StageKind(kind="summarizer", evaluate=evaluate_summarizer, decodes=True, pipeline_train=_pipeline_train,
+                  finish_pipeline=_finish_pipeline)

@@ -162,3 +162,14 @@ def test_a_too_small_vocabulary_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(NlpLstmError, match="vocab_size"):
         nlp_lstm.pretrain(output_dir=tmp_path / "v", source=DataSource(train_file=str(train)),
                           tokenizer_settings={"kind": "spacy", "vocab_size": 4}, progress=False, device="cpu")
+
+
+def test_a_language_model_is_refused_by_export_and_evaluate_in_one_line(language_model, corpus, tmp_path):
+    """A kind without an ONNX export or an evaluation says so (export used to treat it as a summarizer)."""
+    lm_dir, _ = language_model
+    _, train = corpus
+    assert_usage_error(invoke("export", "--model", lm_dir, "--format", "onnx", "--output", tmp_path / "onnx"),
+                       "holds a language_model model, which has no ONNX export", "classifier, summarizer")
+    assert not (tmp_path / "onnx").exists()
+    assert_usage_error(invoke("evaluate", "--model", lm_dir, "--train-file", train),
+                       "holds a language_model model", "nlp-lstm train classifier --init-from")
