@@ -35,8 +35,7 @@ document.querySelectorAll('.summary').forEach(function (block) {
     var out = data.outputs[i], top = Math.max.apply(null, out.attention.concat([1e-9]));
     words.forEach(function (w, j) {
       var a = out.attention[j] / top;
-      w.style.background = 'rgba(13, 71, 161,' + (0.85 * a).toFixed(3) + ')';
-      w.style.color = a > 0.5 ? '#fff' : '';
+      w.style.background = 'rgba(13, 71, 161,' + (0.65 * a).toFixed(3) + ')';
       w.style.outline = (out.copied_from === j) ? '3px solid #1b5e20' : '';
     });
     info.textContent = '"' + out.word + '": ' + (out.copied ? 'copied (' + out.copy.toFixed(2) + ') from "' +
@@ -52,10 +51,11 @@ document.querySelectorAll('.summary').forEach(function (block) {
 
 
 def shade(value: float, largest: float) -> str:
-    """A background for a word: green for support, red against, more opaque when stronger."""
+    """A background for a word: green for support, red against, more opaque when stronger (at most
+    65%, so black text on it keeps a contrast of 5:1 or more), and an underline that thickens."""
     strength = min(abs(value) / largest, 1.0) if largest > 0 else 0.0
     colour = "46, 125, 50" if value > 0 else "198, 40, 40"
-    return f"background: rgba({colour}, {0.75 * strength:.3f});" + (" color: #fff;" if strength > 0.6 else "")
+    return f"background: rgba({colour}, {0.65 * strength:.3f}); border-bottom-width: {1 + round(4 * strength)}px;"
 
 
 def _classifier(result: dict[str, Any]) -> str:
@@ -88,7 +88,7 @@ def _classifier(result: dict[str, Any]) -> str:
             f'<p class="text">{"".join(spans)}</p>'
             f'<p class="note">Score {result["score"]:+.3f} (logit units) = {parts}; decided by {result["decided_by"]}. '
             f'Green (solid underline): for {escape(result["label"])}; red (dashed): against. BiLSTM: integrated gradients, '
-            f'{lstm["steps"]} steps from {escape(lstm["baseline"])} (baseline score {lstm["baseline_score"]:+.3f}), '
+            f'{lstm["steps"]} steps in {lstm["segments"]} segments from {escape(lstm["baseline"])} (baseline score {lstm["baseline_score"]:+.3f}), '
             f'completeness residual {lstm["residual"]:+.2e} ({100 * lstm["relative_residual"]:.2f}%).'
             + (" Only the words shown were read (the text is longer)." if result["truncated"] else "") + "</p>"
             f'<table><tr><th>word</th><th>BiLSTM</th><th>n-gram</th><th>total</th><th></th></tr>{rows}</table>{ngrams}</section>')

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.serve import schemas
 from nlp_lstm.serve.batching import BatcherClosed, QueueFull
+from nlp_lstm.serve.explain_page import add_page
 from nlp_lstm.serve.guards import ApiKey, BodyLimit, ShutdownGuard
 from nlp_lstm.serve.runners import Decoding, ServedModel, load_models
 
@@ -219,6 +220,8 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
         default = model.default_decoding()
         decoding = Decoding(beam_size=body.beam_size or default.beam_size, max_length=body.max_length or default.max_length)
         return {"model": model.name, "results": await registry.run(model, [(text, decoding) for text in body.texts])}
+
+    add_page(app, registry)  # GET / (the page) and POST /v1/explain
 
     @app.get("/v1/models", response_model=schemas.ModelsResponse)
     async def list_models() -> Any:

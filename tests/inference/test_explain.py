@@ -176,7 +176,7 @@ def test_bad_input_is_one_clear_error():
     with pytest.raises(NlpLstmError, match="text 1 is empty"):
         predictor.explain(["great", "  "])
     for steps in (0, -3, 10**6):
-        with pytest.raises(NlpLstmError, match=f"steps={steps} is invalid: use 1 to 1024"):
+        with pytest.raises(NlpLstmError, match=f"steps={steps} is invalid: use 1 to 4096"):
             predictor.explain("great", steps=steps)
     features = TextClassifier(ClassifierConfig(input_size=3, hidden_size=4, task="binary"))
     with pytest.raises(NlpLstmError, match="float feature sequences"):
