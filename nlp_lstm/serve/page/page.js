@@ -141,6 +141,7 @@ function showClassifier(result) {
 }
 
 function showSummarizer(result) {
+  $("summary-text").textContent = result.summary || "(empty)";
   const sources = [];
   spacedSpans($("source"), result.source_words, (word) => {
     const span = document.createElement("span");
@@ -198,6 +199,7 @@ async function explain(event) {
     $("summarizer").hidden = answer.kind !== "summarizer";
     if (answer.kind === "classifier") showClassifier(result); else showSummarizer(result);
     $("result").hidden = false;
+    $("result").scrollIntoView({ block: "start" });
   } catch (error) {
     showError(error.message === "Failed to fetch" ? "the server cannot be reached; is it running?" : error.message);
   } finally {
