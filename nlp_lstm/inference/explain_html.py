@@ -17,9 +17,9 @@ h2 { font-size: 1.1rem; margin-top: 2rem; }
 .w { padding: 0.1em 0.15em; border-radius: 0.2em; }
 .for { border-bottom: 3px solid #1b5e20; } .against { border-bottom: 3px dashed #b71c1c; }
 table { border-collapse: collapse; margin: 0.5rem 0; } td, th { padding: 0.15rem 0.6rem; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, td.bars { text-align: left; }
 .bar { display: inline-block; height: 0.8em; vertical-align: middle; }
-.pos { background: #2e7d32; } .neg { background: #c62828; }
+.pos { background: #2e7d32; } .neg { background: #c62828; } .prob { background: #0d47a1; }
 .out { border: 1px solid #888; background: #f4f4f4; margin: 0.1em; padding: 0.1em 0.3em; font: inherit; cursor: pointer; }
 .out.copied { border-color: #1b5e20; border-width: 2px; }
 .out:focus, .out:hover { outline: 3px solid #0d47a1; }
@@ -71,11 +71,11 @@ def _classifier(result: dict[str, Any]) -> str:
                      f'{escape(word["word"])}</span>')
         previous = word["end"]
     bars = "".join(
-        f'<tr><td>{escape(name)}</td><td>{p:.3f}</td><td><span class="bar pos" style="width: {200 * p:.0f}px"></span></td></tr>'
+        f'<tr><td>{escape(name)}</td><td>{p:.3f}</td><td class="bars"><span class="bar prob" style="width: {200 * p:.0f}px"></span></td></tr>'
         for name, p in result["scores"].items())
     rows = "".join(
         f'<tr><td>{escape(w["word"])}</td><td>{w["lstm"]:+.3f}</td><td>{w["linear"]:+.3f}</td><td>{w["total"]:+.3f}</td>'
-        f'<td><span class="bar {"pos" if w["total"] > 0 else "neg"}" '
+        f'<td class="bars"><span class="bar {"pos" if w["total"] > 0 else "neg"}" '
         f'style="width: {120 * abs(w["total"]) / largest if largest else 0:.0f}px"></span></td></tr>' for w in words)
     parts = f"BiLSTM {lstm['score']:+.3f}" + (f" + n-gram part {linear['score']:+.3f}" if linear else "")
     ngrams = ""
@@ -88,7 +88,7 @@ def _classifier(result: dict[str, Any]) -> str:
             f'<p class="text">{"".join(spans)}</p>'
             f'<p class="note">Score {result["score"]:+.3f} (logit units) = {parts}; decided by {result["decided_by"]}. '
             f'Green (solid underline): for {escape(result["label"])}; red (dashed): against. BiLSTM: integrated gradients, '
-            f'{lstm["steps"]} steps in {lstm["segments"]} segments from {escape(lstm["baseline"])} (baseline score {lstm["baseline_score"]:+.3f}), '
+            f'{lstm["steps"]} gradient evaluations ({lstm["segments"]} path segments) from {escape(lstm["baseline"])} (baseline score {lstm["baseline_score"]:+.3f}), '
             f'completeness residual {lstm["residual"]:+.2e} ({100 * lstm["relative_residual"]:.2f}%).'
             + (" Only the words shown were read (the text is longer)." if result["truncated"] else "") + "</p>"
             f'<table><tr><th>word</th><th>BiLSTM</th><th>n-gram</th><th>total</th><th></th></tr>{rows}</table>{ngrams}</section>')

@@ -44,8 +44,9 @@ def classifier_view(result: dict[str, Any]) -> Group:
     names = {"bilstm": "the BiLSTM", "linear": "the n-gram part", "both": "both parts"}
     lines = [Text(result["text"]), head, Text(f"{parts}; decided by {names[result['decided_by']]}"),
              Text(f"BiLSTM: baseline {lstm['baseline_score']:+.3f} ({lstm['baseline']}) + attributions "
-                  f"{lstm['attribution_sum']:+.3f}; integrated gradients, {lstm['steps']} steps in {lstm['segments']} segments, completeness "
-                  f"residual {lstm['residual']:+.2e} ({100 * lstm['relative_residual']:.2f}% of the difference)")]
+                  f"{lstm['attribution_sum']:+.3f}; integrated gradients, {lstm['steps']} gradient evaluations "
+                  f"({lstm['segments']} path segments), completeness residual {lstm['residual']:+.2e} "
+                  f"({100 * lstm['relative_residual']:.2f}% of the difference)")]
     if linear is not None:
         lines.append(Text(f"n-gram part: bias {linear['bias']:+.3f} + contributions of {len(linear['ngrams'])} n-grams"))
     if result["truncated"]:

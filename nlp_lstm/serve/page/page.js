@@ -135,7 +135,7 @@ function showClassifier(result) {
   const decided = { bilstm: "the BiLSTM", linear: "the n-gram part", both: "both parts" }[result.decided_by];
   $("parts").textContent = "Score for " + result.label + " " + signed(result.score) + " (logit units) = BiLSTM " +
     signed(lstm.score) + (linear ? " + n-gram part " + signed(linear.score) : "") + "; decided by " + decided +
-    ". BiLSTM: integrated gradients, " + lstm.steps + " steps in " + lstm.segments + " segments from " + lstm.baseline + ", completeness residual " +
+    ". BiLSTM: integrated gradients, " + lstm.steps + " gradient evaluations (" + lstm.segments + " path segments) from " + lstm.baseline + ", completeness residual " +
     (100 * lstm.relative_residual).toFixed(2) + "%." +
     (result.truncated ? " The text is longer than the model reads: only the words shown were read." : "");
 }
