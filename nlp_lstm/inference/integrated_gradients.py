@@ -11,7 +11,8 @@ elsewhere. A fixed quadrature samples such a step too coarsely: with 32 Gauss-Le
 residual exceeded 1% of F(x) - F(b) for 37 of 100 test texts, and 64 nodes did no better.
 So the path is integrated adaptively: each segment with `NODES` Gauss-Legendre nodes (Captum's
 default rule), whose own completeness gap Captum reports; the segment with the largest gap is cut
-in two while the gaps add up to more than `TOLERANCE` of |F(x) - F(b)| and the step budget allows.
+in two while the gaps add up to more than `TOLERANCE` of |F(x) - F(b)| and the step budget allows
+(the two halves run as one batch of rows: 15% less CPU than one call each, BENCHMARKS.md).
 The segments' attributions add up to the integral over the whole path (integrals over adjacent
 pieces of one path add), and their gaps to the residual of the sum (BENCHMARKS.md, "explain").
 """
@@ -50,24 +51,30 @@ def integrate(function: Callable[..., torch.Tensor], inputs: torch.Tensor, basel
     nodes = min(nodes, steps)
     direction = inputs - baseline
 
-    def segment(start: float, end: float) -> tuple[torch.Tensor, float]:
-        attributions, gap = integrated.attribute(baseline + end * direction, baselines=baseline + start * direction,
-                                                 additional_forward_args=additional, n_steps=nodes,
-                                                 method="gausslegendre", internal_batch_size=nodes,
-                                                 return_convergence_delta=True)
-        return attributions.detach(), float(gap)
+    def segments(*bounds: tuple[float, float]) -> list[tuple[torch.Tensor, float]]:
+        """The attributions and gap of each `(start, end)` piece, all in one batch of rows."""
+        count = len(bounds)
+        starts = torch.tensor([start for start, _ in bounds], dtype=inputs.dtype, device=inputs.device)
+        ends = torch.tensor([end for _, end in bounds], dtype=inputs.dtype, device=inputs.device)
+        shape = (count,) + (1,) * (inputs.dim() - 1)
+        rows = tuple(a.expand(count, *a.shape[1:]) if torch.is_tensor(a) else a for a in additional)
+        attributions, gaps = integrated.attribute(baseline + ends.view(shape) * direction,
+                                                  baselines=baseline + starts.view(shape) * direction,
+                                                  additional_forward_args=rows, n_steps=nodes, method="gausslegendre",
+                                                  internal_batch_size=nodes * count, return_convergence_delta=True)
+        return [(attributions[i : i + 1].detach(), float(gaps[i])) for i in range(count)]
 
     with torch.no_grad():
         at_input, at_baseline = float(function(inputs, *additional)), float(function(baseline, *additional))
     difference = abs(at_input - at_baseline)
-    pieces = {(0.0, 1.0): segment(0.0, 1.0)}
+    pieces = dict(zip([(0.0, 1.0)], segments((0.0, 1.0))))
     used = nodes
     while used + 2 * nodes <= steps and sum(abs(gap) for _, gap in pieces.values()) > tolerance * difference:
         start, end = max(pieces, key=lambda key: abs(pieces[key][1]))
         del pieces[(start, end)]
         middle = (start + end) / 2
-        pieces[(start, middle)], pieces[(middle, end)] = segment(start, middle), segment(middle, end)
+        pieces[(start, middle)], pieces[(middle, end)] = segments((start, middle), (middle, end))  # one batch
         used += 2 * nodes
-    attributions = torch.stack([part for part, _ in pieces.values()]).sum(dim=0)
+    attributions = torch.cat([part for part, _ in pieces.values()]).sum(dim=0, keepdim=True)
     return Integral(attributions=attributions, at_input=at_input, at_baseline=at_baseline,
                     residual=sum(gap for _, gap in pieces.values()), steps=used, segments=len(pieces))
