@@ -97,6 +97,11 @@ class Tokenizer:
         """(pieces, ids) of many texts, aligned one to one; what a copy mechanism needs."""
         return list(zip(self.tokenize_batch(texts), self.encode_batch(texts)))
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans `(start, end)` in `text` of each id of `encode(text)`, in order: where each
+        token came from, so a value per token can be shown on the words the user typed (`explain`)."""
+        raise NotImplementedError
+
     def id_to_token(self, index: int) -> str:
         raise NotImplementedError
 
@@ -217,6 +222,20 @@ class SpacyTokenizer(Tokenizer):
         stoi, unk = self._text_stoi, UNK_ID
         return [(words, [stoi.get(word, unk) for word in words]) for words in self._iter_tokenized(texts)]
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        # spaCy saw `bound_chunks(text)`, which only inserts spaces: each word is found in the text in order.
+        text = clean_text(text)
+        spans, cursor = [], 0
+        for token in self._tokenizer(bound_chunks(text)):
+            if token.is_space:
+                continue
+            start = text.find(token.text, cursor)
+            if start < 0:  # not expected; keep the alignment (one span per id) all the same
+                start = cursor
+            cursor = start + len(token.text)
+            spans.append((start, cursor))
+        return spans
+
     def token_to_id(self, token: str) -> int:
         return self._stoi.get(token, UNK_ID)
 
@@ -297,6 +316,23 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._processor.encode([clean_text(t) for t in texts], out_type=int)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        # sentencepiece reports each piece's UTF-8 byte offsets in the text it was given (before its
+        # NFKC normalisation), the space a piece starts with ("▁") included; bytes -> characters here.
+        text = clean_text(text)
+        try:
+            proto = self._processor.encode(text, return_type="proto")
+        except (TypeError, ValueError):  # sentencepiece before 0.2.1
+            proto = self._processor.encode(text, out_type="immutable_proto")
+        char_at = [0] * (len(text.encode("utf-8")) + 1)
+        offset = 0
+        for index, character in enumerate(text):
+            width = len(character.encode("utf-8"))
+            char_at[offset : offset + width] = [index] * width
+            offset += width
+        char_at[offset] = len(text)
+        return [(char_at[piece.begin], char_at[piece.end]) for piece in proto.pieces]
 
     def token_to_id(self, token: str) -> int:
         return self._processor.piece_to_id(token)  # unk_id for unknown pieces

@@ -17,6 +17,7 @@ from nlp_lstm.data.tokenize import Tokenizer
 from nlp_lstm.data.word_ngrams import WordNgrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.clip import clip_and_count
+from nlp_lstm.inference.explain import DEFAULT_STEPS, explain_classifier
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.classifier import TextClassifier
 
@@ -151,6 +152,12 @@ class ClassifierPredictor:
                      "scores": [round(s, 4) for i, s in enumerate(row) if s >= cut[i]]} for row in rows]  # fmt: skip
         best = scores.argmax(dim=-1).tolist()
         return [{"label": self.labels[b], "score": round(row[b], 4)} for b, row in zip(best, rows)]
+
+    def explain(self, texts: str | Iterable[str], *, label: str | None = None, steps: int = DEFAULT_STEPS
+                ) -> list[dict[str, Any]]:
+        """Per text, signed attributions per word for `label` (default: the predicted one) from the
+        BiLSTM (integrated gradients, `steps` steps) and the n-gram part (exact); `inference/explain.py`."""
+        return explain_classifier(self, as_texts(texts), label=label, steps=steps)
 
     @torch.no_grad()
     def predict_features(self, sequences: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from typing import Any, Iterable
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
+from nlp_lstm.inference.explain import DEFAULT_STEPS, check_steps, check_texts
+from nlp_lstm.inference.load import load
 from nlp_lstm.inference.runtime import load_predictor
 
 
@@ -49,3 +51,26 @@ def summarize(model_dir: str | Path, texts: Iterable[str], *, attention_plot: st
             warnings.simplefilter("ignore")  # already warned above
             summarizer.plot_attention(first, attention_plot, **decoding)
     return [{"text": text, "summary": summary} for text, summary in zip(texts, summaries)]
+
+
+EXPLAINED = ("classifier", "summarizer")
+
+
+def explain(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", label: str | None = None,
+            steps: int = DEFAULT_STEPS, **decoding: Any) -> list[dict[str, Any]]:
+    """Why a saved model answered as it did, per text (`inference/explain.py`): a classifier's signed
+    attributions per word for `label` (default: the predicted one) from each of its parts; a
+    summarizer's attention, p_gen and copy source per output word (`decoding` overrides its saved
+    decoding settings)."""
+    check_steps(steps)
+    texts = as_texts(texts)
+    check_texts(texts)
+    predictor = load(model_dir, device=device)
+    if predictor.kind not in EXPLAINED:
+        raise NlpLstmError(f"{model_dir} holds a {predictor.kind}, which explain cannot take apart; "
+                           "pass a classifier or summarizer model directory")
+    if predictor.kind == "summarizer":
+        if label is not None:
+            raise NlpLstmError("--label is for classifiers; a summarizer has no labels: drop it")
+        return predictor.explain(texts, **decoding)
+    return predictor.explain(texts, label=label, steps=steps)

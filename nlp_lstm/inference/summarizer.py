@@ -21,6 +21,7 @@ from nlp_lstm.decoding.shortlist import shortlist_batch
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.classifier import as_texts
 from nlp_lstm.inference.clip import clip_texts
+from nlp_lstm.inference.explain_summarizer import explain_summary
 from nlp_lstm.model_dir import ModelFile, load_model_tokenizer, load_state
 from nlp_lstm.models.summarizer import Summarizer
 
@@ -169,6 +170,11 @@ class SummarizerPredictor:
             "p_gen": torch.stack(gates) if gates else torch.zeros(0),
             "summary": self.text(ids, example, text),
         }
+
+    def explain(self, texts: str | Iterable[str], **decoding: Any) -> list[dict[str, Any]]:
+        """Per text, per output word: attention over the source words, p_gen, and what it was copied
+        from (`inference/explain_summarizer.py`); `decoding` overrides the saved settings."""
+        return explain_summary(self, as_texts(texts), **decoding)
 
     def plot_attention(self, text: str, path: str | Path, **decoding: Any) -> None:
         """Write a PNG heatmap of `text`'s attention, with the p_gen strip when the model copies."""

@@ -134,11 +134,7 @@ class TextClassifier(nn.Module):
         # Dropout on the embeddings as well as before the head: with ~15k training texts a BiLSTM
         # overfits within 3 epochs otherwise (measured on the sentiment pipeline).
         embedded = self.dropout(self.embedding(inputs)) if self.embedding is not None else inputs  # (B, T, E)
-        outputs, (h_n, _) = self.encoder(embedded, lengths, need_cell_state=False)  # (B, T, dirs*H)
-        directions = 2 if self.config.bidirectional else 1
-        final_hidden = h_n[-directions:].transpose(0, 1).reshape(inputs.size(0), -1)  # (B, dirs*H), last layer
-        pooled = self.pooling(outputs, pad_mask, final_hidden)
-        logits = self.head(self.dropout(pooled))
+        logits = self.lstm_logits(embedded, lengths, pad_mask)
         linear = None
         if self.ngrams is not None:
             if ngram_ids is None or ngram_weights is None:
@@ -148,6 +144,15 @@ class TextClassifier(nn.Module):
         if parts:
             return logits, linear
         return logits if linear is None else logits + linear
+
+    def lstm_logits(self, embedded: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM part from embedded inputs `(B, T, E)` (or features) to its logits `(B, outputs)`:
+        what `forward` runs after the embedding, and what `explain` integrates gradients through."""
+        outputs, (h_n, _) = self.encoder(embedded, lengths, need_cell_state=False)  # (B, T, dirs*H)
+        directions = 2 if self.config.bidirectional else 1
+        final_hidden = h_n[-directions:].transpose(0, 1).reshape(embedded.size(0), -1)  # (B, dirs*H), last layer
+        pooled = self.pooling(outputs, pad_mask, final_hidden)
+        return self.head(self.dropout(pooled))
 
     def training_loss(self, parts: tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor) -> torch.Tensor:
         """The BiLSTM's own loss: the linear part is fitted apart (`training/linear_fit.py`), after

@@ -34,6 +34,7 @@ from nlp_lstm.kinds import KINDS
 from nlp_lstm.serve import schemas
 from nlp_lstm.serve.batching import BatcherClosed, QueueFull
 from nlp_lstm.serve.endpoints import ENDPOINTS, Endpoint
+from nlp_lstm.serve.explain_page import add_page
 from nlp_lstm.serve.guards import ApiKey, BodyLimit, ShutdownGuard
 from nlp_lstm.serve.runners import ServedModel, load_models
 
@@ -209,6 +210,8 @@ def create_app(models: Mapping[str, Any], *, settings: ServeSettings | None = No
 
     for kind, endpoint in ENDPOINTS.items():
         _add_endpoint(app, registry, kind=kind, endpoint=endpoint, responses=errors)
+
+    add_page(app, registry)  # GET / (the page) and POST /v1/explain
 
     @app.get("/v1/models", response_model=schemas.ModelsResponse)
     async def list_models() -> Any:

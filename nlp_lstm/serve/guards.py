@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException
 from nlp_lstm.errors import NlpLstmError
 
 API_KEY_ENV = "NLP_LSTM_API_KEY"
-OPEN_PATHS = frozenset({"/health", "/ready"})  # probes: load balancers' health checks often cannot send headers
+# Probes (load balancers' health checks often cannot send headers), and the page's static files
+# (no data; a browser cannot send the key when it opens a page: the page sends it with its calls).
+OPEN_PATHS = frozenset({"/health", "/ready", "/", "/page/page.css", "/page/page.js"})
 
 
 def read_api_key(path: Path | None) -> str | None:
