@@ -1,0 +1,125 @@
+"""Feasibility of the BiLSTM-CRF tagger on the fixed tagging splits (issue 24, part 2).
+
+A plain training loop (Adam, batches of similar lengths, gradient clipping, best validation epoch
+kept) over `models/tagger.py`, until the train stage exists. Reports the test split's token accuracy
+and, for span tags, strict span F1 (seqeval strict mode; `metrics/spans.py`), beside the peers of
+the issue (most-frequent tag, sklearn-crfsuite feature CRF).
+
+    PYTHONPATH=$PWD python benchmarks/bench_tagger.py --corpus turkish_pos --decoder crf
+    PYTHONPATH=$PWD python benchmarks/bench_tagger.py --corpus wnut16_ner --decoder softmax
+
+The corpora are in ../shared/data/splits (WNUT-16 is for benchmarks only: never commit it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nlp_lstm.data.tagging import TaggingVocab, length_batches
+from nlp_lstm.metrics.spans import SpanCounts, TokenCounts, detect_scheme, repair, token_calibration
+from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "splits"
+PEERS = {"turkish_pos": ("token accuracy", 0.894, 0.933, 0.95), "wnut16_ner": ("strict span F1", 0.299, 0.383, 0.45)}
+
+
+def read_split(corpus: str, split: str) -> tuple[list[list[str]], list[list[str]]]:
+    tokens, tags = [], []
+    with gzip.open(DATA / corpus / f"{split}.jsonl.gz", "rt", encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["tokens"]:
+                tokens.append(row["tokens"])
+                tags.append(row["tags"])
+    return tokens, tags
+
+
+def evaluate(model: SequenceTagger, vocab: TaggingVocab, tokens, tags, *, batch_size: int = 64) -> dict:
+    model.eval()
+    scheme = detect_scheme(vocab.tags)
+    token_counts, span_counts, calibration = TokenCounts(), SpanCounts(scheme=scheme), None
+    repaired = 0
+    for indices in length_batches([len(t) for t in tokens], batch_size):
+        batch = vocab.encode([tokens[i] for i in indices], [tags[i] for i in indices])
+        emissions = model(batch)
+        paths = model.decode(batch, emissions)
+        calibration = token_calibration(model.marginals(batch, emissions), batch.tag_ids, batch.pad_mask, calibration)
+        for index, path in zip(indices, paths):
+            predicted, changed = repair([vocab.tags[i] for i in path], scheme)
+            repaired += changed
+            token_counts.update(tags[index], predicted)
+            span_counts.update(tags[index], predicted)
+    return {"token_accuracy": token_counts.accuracy, "span_f1": span_counts.micro()["f1"],
+            "ece": calibration.expected_calibration_error(), "repaired_tags": repaired}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=sorted(PEERS), default="turkish_pos")
+    parser.add_argument("--decoder", choices=("crf", "softmax"), default="crf")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--min-count", type=int, default=2)
+    parser.add_argument("--time-budget", type=float, default=540.0, help="stop starting epochs after this many seconds")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    train, validation, test = (read_split(args.corpus, split) for split in ("train", "validation", "test"))
+    vocab = TaggingVocab.fit(zip(*train), min_count=args.min_count)
+    config = TaggerConfig(tags=vocab.tags, vocab_size=len(vocab.words), char_vocab_size=len(vocab.chars),
+                          decoder=args.decoder)
+    model = SequenceTagger(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    generator = torch.Generator().manual_seed(args.seed)
+    metric = "span_f1" if config.scheme != "plain" else "token_accuracy"
+    print(f"{args.corpus}: {len(train[0])} train sentences, {len(vocab.words)} words, {len(vocab.chars)} chars, "
+          f"{len(vocab.tags)} tags ({config.scheme}), decoder {args.decoder}, "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    started = time.perf_counter()
+    best, best_state, best_epoch = -1.0, None, 0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        total = 0.0
+        for indices in length_batches([len(t) for t in train[0]], args.batch_size, generator=generator):
+            batch = vocab.encode([train[0][i] for i in indices], [train[1][i] for i in indices])
+            loss = model.loss(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            total += loss.item() * len(indices)
+        scores = evaluate(model, vocab, *validation)
+        elapsed = time.perf_counter() - started
+        print(f"epoch {epoch}: train loss {total / len(train[0]):.3f}, validation {metric} {scores[metric]:.4f} "
+              f"({elapsed:.0f} s)", flush=True)
+        if scores[metric] > best:
+            best, best_state, best_epoch = scores[metric], copy.deepcopy(model.state_dict()), epoch
+        if elapsed * (epoch + 1) / epoch > args.time_budget:
+            break
+    train_seconds = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    started = time.perf_counter()
+    scores = evaluate(model, vocab, *test)
+    test_seconds = time.perf_counter() - started
+    name, most_frequent, feature_crf, goal = PEERS[args.corpus]
+    value = scores[metric]
+    print(json.dumps({"corpus": args.corpus, "decoder": args.decoder, "best_epoch": best_epoch,
+                      "epochs_run": epoch, "train_seconds": round(train_seconds, 1),
+                      "test_sentences_per_second": round(len(test[0]) / test_seconds, 1),
+                      "test": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}))
+    print(f"test {name}: {value:.4f} (most frequent tag {most_frequent}, feature CRF {feature_crf}, goal {goal})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Token-level data for the sequence tagger: the word, character and tag vocabularies, and padded
+batches of sentences (`TagBatch`).
+
+A sentence is already split into words (`data/conll.py` reads them). Two views of each word:
+- the word lookup key: lower-cased (by default) with digits mapped to 0 (Lample et al. 2016, sec.
+  4), so "Paris"/"paris" and "1999"/"2005" share a row; words seen fewer than `min_count` times in
+  training map to `<unk>`, which the model also learns from word dropout;
+- its characters, case kept: they carry capitalisation, morphology and out-of-vocabulary words
+  (Lample et al. 2016, sec. 4.1; Plank et al. 2016). Long words keep their first and last
+  `MAX_WORD_CHARS // 2` characters, since prefixes and suffixes carry the morphology.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from nlp_lstm.data.specials import PAD, PAD_ID, UNK, UNK_ID
+from nlp_lstm.errors import NlpLstmError
+
+MAX_WORD_CHARS = 24
+_DIGIT = re.compile(r"\d")
+
+
+@dataclass
+class TagBatch:
+    """A padded batch of sentences, row-major, real tokens first.
+
+    Attributes:
+        word_ids: `(B, T)` word ids (PAD_ID at padding).
+        char_ids: `(B, T, L)` character ids, L the batch's longest (clipped) word.
+        lengths: `(B,)` tokens per sentence.
+        pad_mask: `(B, T)` True at padding.
+        tag_ids: `(B, T)` gold tag ids (0 at padding), or None when predicting.
+        features: `(B, T)` long 0/1 per-token feature (such as a predicate indicator), or None.
+    """
+
+    word_ids: torch.Tensor
+    char_ids: torch.Tensor
+    lengths: torch.Tensor
+    pad_mask: torch.Tensor
+    tag_ids: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+
+    def to(self, device) -> TagBatch:
+        move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
+        return TagBatch(move(self.word_ids), move(self.char_ids), move(self.lengths), move(self.pad_mask),
+                        move(self.tag_ids), move(self.features))
+
+
+def clip_word(word: str) -> str:
+    if len(word) <= MAX_WORD_CHARS:
+        return word
+    half = MAX_WORD_CHARS // 2
+    return word[:half] + word[-half:]
+
+
+@dataclass
+class TaggingVocab:
+    """Words (ids follow `SPECIALS`' first two: 0 `<pad>`, 1 `<unk>`), characters (same two first),
+    and tags (no padding tag: padded positions are masked)."""
+
+    words: list[str]
+    chars: list[str]
+    tags: list[str]
+    lowercase: bool = True
+    _word_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _char_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _tag_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.words[:2] != [PAD, UNK] or self.chars[:2] != [PAD, UNK]:
+            raise NlpLstmError(f"a tagging vocabulary starts with {PAD} and {UNK}; the file is damaged: train again")
+        self._word_index = {word: index for index, word in enumerate(self.words)}
+        self._char_index = {char: index for index, char in enumerate(self.chars)}
+        self._tag_index = {tag: index for index, tag in enumerate(self.tags)}
+
+    @classmethod
+    def fit(cls, sentences: Iterable[tuple[Sequence[str], Sequence[str]]], *, min_count: int = 2,
+            lowercase: bool = True, extra_words: Iterable[str] = ()) -> TaggingVocab:
+        """From training `(tokens, tags)` pairs. Words seen fewer than `min_count` times are left out
+        (they reach the model as `<unk>` plus their characters); `extra_words` (such as the words of
+        pretrained vectors) are added whatever their count. Tags are sorted, so ids do not depend on
+        the order of the data."""
+        word_counts: Counter[str] = Counter()
+        char_counts: Counter[str] = Counter()
+        tags: set[str] = set()
+        for tokens, sentence_tags in sentences:
+            word_counts.update(word_key(token, lowercase=lowercase) for token in tokens)
+            for token in tokens:
+                char_counts.update(clip_word(token))
+            tags.update(sentence_tags)
+        if not tags:
+            raise NlpLstmError("the training data has no tagged tokens; check the tokens and tags columns")
+        words = [word for word, count in sorted(word_counts.items(), key=lambda item: (-item[1], item[0]))
+                 if count >= min_count and word not in (PAD, UNK)]
+        known = set(words)
+        words += [key for key in dict.fromkeys(word_key(word, lowercase=lowercase) for word in extra_words)
+                  if key not in known and key not in (PAD, UNK)]
+        chars = sorted(char_counts)
+        return cls(words=[PAD, UNK, *words], chars=[PAD, UNK, *chars], tags=sorted(tags), lowercase=lowercase)
+
+    def word_id(self, token: str) -> int:
+        return self._word_index.get(word_key(token, lowercase=self.lowercase), UNK_ID)
+
+    def tag_ids(self, tags: Sequence[str], *, row: int = 0) -> list[int]:
+        ids = []
+        for tag in tags:
+            index = self._tag_index.get(tag)
+            if index is None:
+                raise NlpLstmError(f"row {row} has tag {tag!r}, which the training data never uses; "
+                                   f"the model knows {', '.join(self.tags[:12])}{' ...' if len(self.tags) > 12 else ''}")
+            ids.append(index)
+        return ids
+
+    def encode(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None,
+               features: Sequence[Sequence[int]] | None = None) -> TagBatch:
+        """A padded `TagBatch` of these sentences (each at least one token)."""
+        lengths = [len(tokens) for tokens in sentences]
+        if not sentences or min(lengths) == 0:
+            raise NlpLstmError("an empty sentence reached the tagger; drop sentences without tokens")
+        batch, time = len(sentences), max(lengths)
+        width = max(max(len(clip_word(token)), 1) for tokens in sentences for token in tokens)
+        word_ids = torch.full((batch, time), PAD_ID, dtype=torch.long)
+        char_ids = torch.full((batch, time, width), PAD_ID, dtype=torch.long)
+        for row, tokens in enumerate(sentences):
+            word_ids[row, : len(tokens)] = torch.tensor([self.word_id(token) for token in tokens])
+            for position, token in enumerate(tokens):
+                clipped = clip_word(token) or UNK  # an empty token still has one character to pool over
+                char_ids[row, position, : len(clipped)] = torch.tensor([self._char_index.get(c, UNK_ID) for c in clipped])
+        lengths_tensor = torch.tensor(lengths)
+        pad_mask = torch.arange(time).unsqueeze(0) >= lengths_tensor.unsqueeze(1)
+        tag_ids = None
+        if tags is not None:
+            tag_ids = torch.zeros(batch, time, dtype=torch.long)
+            for row, sentence_tags in enumerate(tags):
+                tag_ids[row, : len(sentence_tags)] = torch.tensor(self.tag_ids(sentence_tags, row=row))
+        feature_ids = None
+        if features is not None:
+            feature_ids = torch.zeros(batch, time, dtype=torch.long)
+            for row, values in enumerate(features):
+                feature_ids[row, : len(values)] = torch.tensor([int(bool(value)) for value in values])
+        return TagBatch(word_ids, char_ids, lengths_tensor, pad_mask, tag_ids, feature_ids)
+
+    def to_dict(self) -> dict:
+        return {"words": self.words, "chars": self.chars, "tags": self.tags, "lowercase": self.lowercase}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaggingVocab:
+        return cls(words=list(data["words"]), chars=list(data["chars"]), tags=list(data["tags"]),
+                   lowercase=bool(data["lowercase"]))
+
+
+def word_key(token: str, *, lowercase: bool) -> str:
+    """The form a word is looked up by: digits as 0, lower-cased when `lowercase`."""
+    key = _DIGIT.sub("0", token)
+    return key.lower() if lowercase else key
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, *, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Row indices grouped into batches of similar lengths (sorted within shuffled pools of 50
+    batches), the batches in random order when a generator is given: padding stays small without
+    the data being seen in the same order every epoch."""
+    order = torch.randperm(len(lengths), generator=generator).tolist() if generator is not None else list(range(len(lengths)))
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda index: lengths[index])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches

@@ -1,0 +1,178 @@
+"""SequenceTagger: words -> BiLSTM -> per-token tag scores -> CRF or softmax (Huang et al. 2015;
+Lample et al. 2016; Ma & Hovy 2016).
+
+One sentence of T words, batched `(B, T)`:
+
+    w_t = E_word[word_key(x_t)]                    (B, T, E)   word dropout: id -> <unk> w.p. p
+    c_t = max_over_chars(Conv1d(E_char[chars(x_t)]))  (B, T, F)   character-level word features
+    f_t = E_feature[feature_t]                     (B, T, D_f) optional 0/1 feature (predicate)
+    h_t = BiLSTM(dropout([w_t; c_t; f_t]))         (B, T, 2H)  `nn/lstm.py`, exact ragged lengths
+    s_t = W dropout(h_t) + b                       (B, T, K)   emission scores
+    y   = Viterbi(s) under `nn/crf.py`, or argmax_k s_t   (decoder "crf" | "softmax")
+
+Characters go through a CNN (Ma & Hovy 2016, sec. 2.1: width 3, max over positions), not a char
+BiLSTM (Lample et al.): Reimers & Gurevych 2017 (sec. 7.4) found no significant difference between
+the two across five tagging tasks, and on CPU a convolution over all words at once is one call where
+a char BiLSTM is a recurrence over the longest word's characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nlp_lstm.config import check_choice, check_fraction, check_positive
+from nlp_lstm.data.specials import PAD_ID, UNK_ID
+from nlp_lstm.data.tagging import TagBatch
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.metrics.spans import detect_scheme
+from nlp_lstm.nn.crf import CRF, span_constraints
+from nlp_lstm.nn.lstm import LSTM
+
+DECODERS = ("crf", "softmax")
+
+
+@dataclass
+class TaggerConfig:
+    """Everything needed to rebuild a `SequenceTagger`. `tags`, `vocab_size` and `char_vocab_size`
+    come from the training data (`TaggingVocab`); the rest are choices."""
+
+    tags: list[str] = field(default_factory=list)
+    vocab_size: int = 2
+    char_vocab_size: int = 2
+    decoder: str = "crf"  # crf | softmax
+    # Forbid transitions no valid BIO/BIOES sequence takes (CRF only; "plain" tags have none).
+    constrained: bool = True
+    embedding_dim: int = 100  # Lample et al. 2016: 100-d word embeddings
+    char_embedding_dim: int = 30  # Ma & Hovy 2016: 30-d characters, 30 filters of width 3
+    char_filters: int = 50
+    char_kernel_size: int = 3
+    hidden_size: int = 128  # per direction
+    num_layers: int = 1
+    dropout: float = 0.5  # on the BiLSTM's inputs and outputs (Lample et al. 2016, sec. 4.3)
+    word_dropout: float = 0.05  # training words replaced by <unk>, so <unk> is learnt
+    feature_embedding_dim: int = 0  # > 0: embed an optional 0/1 per-token feature (He et al. 2017: 100)
+    embeddings: str | None = None  # a word vectors file the word embedding starts from
+    freeze_embeddings: bool = False
+
+    @property
+    def num_tags(self) -> int:
+        return len(self.tags)
+
+    @property
+    def scheme(self) -> str:
+        return detect_scheme(self.tags)
+
+    def __post_init__(self) -> None:
+        check_choice("decoder", self.decoder, DECODERS)
+        if not self.tags:
+            raise NlpLstmError("a tagger needs its tag names (set from the training data)")
+        check_positive(vocab_size=self.vocab_size, char_vocab_size=self.char_vocab_size,
+                       embedding_dim=self.embedding_dim, char_embedding_dim=self.char_embedding_dim,
+                       char_filters=self.char_filters, char_kernel_size=self.char_kernel_size,
+                       hidden_size=self.hidden_size, num_layers=self.num_layers)
+        check_fraction("dropout", self.dropout)
+        check_fraction("word_dropout", self.word_dropout)
+        if self.feature_embedding_dim < 0:
+            raise NlpLstmError(f"feature_embedding_dim must be >= 0 (0: no feature), got {self.feature_embedding_dim}")
+        self.scheme  # noqa: B018 - refuses tag sets that mix schemes, here where the config is loaded
+
+
+class CharCNN(nn.Module):
+    """Character-level word features: embed, convolve, max over the word's characters.
+
+    `(N, L)` char ids -> `(N, F)`; padding characters never win the max."""
+
+    def __init__(self, char_vocab_size: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(char_vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(embedding_dim, filters, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding(char_ids).transpose(1, 2)  # (N, C, L)
+        convolved = self.conv(embedded)[:, :, : char_ids.shape[1]]  # (N, F, L); an even kernel adds one step
+        convolved = convolved.masked_fill((char_ids == PAD_ID).unsqueeze(1), float("-inf"))
+        return torch.tanh(convolved.max(dim=2).values)  # (N, F)
+
+
+class SequenceTagger(nn.Module):
+    def __init__(self, config: TaggerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        self.chars = CharCNN(config.char_vocab_size, config.char_embedding_dim, config.char_filters,
+                             config.char_kernel_size)
+        self.feature_embedding = (nn.Embedding(2, config.feature_embedding_dim)
+                                  if config.feature_embedding_dim else None)
+        input_size = config.embedding_dim + config.char_filters + config.feature_embedding_dim
+        self.encoder = LSTM(input_size, config.hidden_size, num_layers=config.num_layers, bidirectional=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.emissions = nn.Linear(self.encoder.output_size, config.num_tags)
+        self.crf = None
+        if config.decoder == "crf":
+            constraints = span_constraints(config.tags, config.scheme) if config.constrained else None
+            self.crf = CRF(config.num_tags, constraints=constraints)
+
+    def forward(self, batch: TagBatch) -> torch.Tensor:
+        """Emission scores `(B, T, K)` (0 at padding)."""
+        word_ids = batch.word_ids
+        if self.training and self.config.word_dropout > 0:
+            dropped = torch.rand(word_ids.shape, device=word_ids.device) < self.config.word_dropout
+            word_ids = word_ids.masked_fill(dropped & ~batch.pad_mask, UNK_ID)
+        parts = [self.embedding(word_ids)]  # (B, T, E)
+        real = ~batch.pad_mask
+        char_features = self.embedding.weight.new_zeros(*word_ids.shape, self.config.char_filters)  # (B, T, F)
+        char_features[real] = self.chars(batch.char_ids[real])  # only real words: (N, L) -> (N, F)
+        parts.append(char_features)
+        if self.feature_embedding is not None:
+            if batch.features is None:
+                raise NlpLstmError("this tagger reads a per-token feature column (such as a predicate indicator); "
+                                   "give it with the tokens")
+            parts.append(self.feature_embedding(batch.features))
+        inputs = self.dropout(torch.cat(parts, dim=-1))  # (B, T, E + F + D_f)
+        outputs, _ = self.encoder(inputs, batch.lengths, need_cell_state=False)  # (B, T, 2H)
+        return self.emissions(self.dropout(outputs))  # (B, T, K)
+
+    def loss(self, batch: TagBatch, emissions: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed per-sentence negative log-likelihood over the batch, divided by the sentence count
+        (the same scale for both decoders: CRF path NLL, or the tokens' cross-entropy summed)."""
+        if batch.tag_ids is None:
+            raise NlpLstmError("the batch has no gold tags to compute a loss from")
+        emissions = self(batch) if emissions is None else emissions
+        sentences = batch.word_ids.shape[0]
+        if self.crf is not None:
+            return self.crf.nll(emissions, batch.tag_ids, batch.pad_mask).sum() / sentences
+        token_loss = F.cross_entropy(emissions.transpose(1, 2), batch.tag_ids, reduction="none")  # (B, T)
+        return token_loss.masked_fill(batch.pad_mask, 0.0).sum() / sentences
+
+    @torch.no_grad()
+    def decode(self, batch: TagBatch, emissions: torch.Tensor | None = None) -> list[list[int]]:
+        """The best tag ids of each sentence (Viterbi under the CRF, else per-token argmax)."""
+        emissions = self(batch) if emissions is None else emissions
+        if self.crf is not None:
+            paths, _ = self.crf.viterbi(emissions, batch.pad_mask)
+        else:
+            paths = emissions.argmax(dim=-1)
+        return [row[:length] for row, length in zip(paths.tolist(), batch.lengths.tolist())]
+
+    @torch.no_grad()
+    def marginals(self, batch: TagBatch, emissions: torch.Tensor | None = None) -> torch.Tensor:
+        """`p(y_t = k | x)` per token, `(B, T, K)`: CRF marginals (forward-backward), or the softmax."""
+        emissions = self(batch) if emissions is None else emissions
+        if self.crf is not None:
+            return self.crf.marginals(emissions, batch.pad_mask)
+        return emissions.softmax(dim=-1).masked_fill(batch.pad_mask.unsqueeze(-1), 0.0)
+
+    def load_word_vectors(self, weight: torch.Tensor, *, freeze: bool = False) -> None:
+        """Start the word embedding from a `(vocab_size, embedding_dim)` table (pretrained vectors)."""
+        if tuple(weight.shape) != tuple(self.embedding.weight.shape):
+            raise NlpLstmError(f"word vectors of shape {tuple(weight.shape)} do not fit the embedding "
+                               f"{tuple(self.embedding.weight.shape)}; set embedding_dim to the vectors' dimension")
+        with torch.no_grad():
+            self.embedding.weight.copy_(weight)
+            self.embedding.weight[PAD_ID].zero_()
+        self.embedding.weight.requires_grad_(not freeze)
