@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from nlp_lstm.data.tagging import TaggingVocab, length_batches
+from nlp_lstm.data.tagging import TaggingVocab, fit_with_vectors, length_batches
 from nlp_lstm.metrics.spans import SpanCounts, TokenCounts, detect_scheme, repair, token_calibration
 from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--time-budget", type=float, default=540.0, help="stop starting epochs after this many seconds")
+    parser.add_argument("--embeddings", help="a word vectors file (such as GloVe 6B 50d as .npy + .vocab.txt)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
@@ -76,10 +77,17 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     train, validation, test = (read_split(args.corpus, split) for split in ("train", "validation", "test"))
-    vocab = TaggingVocab.fit(zip(*train), min_count=args.min_count)
+    vectors = None
+    if args.embeddings:
+        vocab, vectors, coverage = fit_with_vectors(list(zip(*train)), args.embeddings, min_count=args.min_count)
+        print(coverage.describe())
+    else:
+        vocab = TaggingVocab.fit(zip(*train), min_count=args.min_count)
     config = TaggerConfig(tags=vocab.tags, vocab_size=len(vocab.words), char_vocab_size=len(vocab.chars),
-                          decoder=args.decoder)
+                          decoder=args.decoder, **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}))
     model = SequenceTagger(config)
+    if vectors is not None:
+        model.load_word_vectors(vectors)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     metric = "span_f1" if config.scheme != "plain" else "token_accuracy"
@@ -114,7 +122,7 @@ def main() -> None:
     test_seconds = time.perf_counter() - started
     name, most_frequent, feature_crf, goal = PEERS[args.corpus]
     value = scores[metric]
-    print(json.dumps({"corpus": args.corpus, "decoder": args.decoder, "best_epoch": best_epoch,
+    print(json.dumps({"corpus": args.corpus, "decoder": args.decoder, "embeddings": args.embeddings, "best_epoch": best_epoch,
                       "epochs_run": epoch, "train_seconds": round(train_seconds, 1),
                       "test_sentences_per_second": round(len(test[0]) / test_seconds, 1),
                       "test": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}))

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nlp_lstm.data.specials import PAD, PAD_ID, UNK, UNK_ID
+from nlp_lstm.data.specials import PAD, PAD_ID, SPECIALS, UNK, UNK_ID
+from nlp_lstm.data.vectors import Coverage, load_pretrained_embedding
 from nlp_lstm.errors import NlpLstmError
 
 MAX_WORD_CHARS = 24
@@ -174,3 +175,28 @@ def length_batches(lengths: Sequence[int], batch_size: int, *, generator: torch.
     if generator is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
+
+
+def fit_with_vectors(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], vectors_path, *, min_count: int = 2,
+                     lang: str = "en", seed: int = 0) -> tuple[TaggingVocab, torch.Tensor, Coverage]:
+    """A vocabulary over the training words and the vectors' most frequent words (`data/vectors.py`:
+    test words never seen in training keep their pretrained vector), and the embedding table to
+    start from, `(len(vocab.words), dim)`: a word's vector where the file has one (looked up by its
+    key), else a random row of the vectors' own spread; `<pad>` zero.
+
+    The vectors decide the case: the word keys are lower-cased when the vectors are (GloVe 6B)."""
+    pretrained = load_pretrained_embedding(vectors_path, (" ".join(tokens) for tokens, _ in sentences), lang=lang,
+                                           seed=seed)
+    tokenizer = pretrained.tokenizer
+    vector_words = [tokenizer.id_to_token(index) for index in range(len(SPECIALS), tokenizer.vocab_size)]
+    lowercase = all(word == word.lower() for word in vector_words[:10_000])
+    vocab = TaggingVocab.fit(sentences, min_count=min_count, lowercase=lowercase, extra_words=vector_words)
+    source = torch.from_numpy(pretrained.weight)
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(len(vocab.words), source.shape[1], generator=generator) * float(source[len(SPECIALS):].std())
+    for index, word in enumerate(vocab.words[2:], start=2):  # after <pad>, <unk>
+        row = tokenizer.token_to_id(word)
+        if row != UNK_ID:
+            weight[index] = source[row]
+    weight[PAD_ID] = 0.0
+    return vocab, weight, pretrained.coverage
