@@ -30,7 +30,6 @@ from nlp_lstm.metrics.calibration import CalibrationCounts
 
 OUTSIDE = "O"
 SCHEMES = ("bio", "bioes", "plain")
-_PREFIXES = {"bio": ("B", "I"), "bioes": ("B", "I", "E", "S")}
 
 
 class Span(NamedTuple):
@@ -143,6 +142,30 @@ def repair(tags: Sequence[str], scheme: str = "bio") -> tuple[list[str], int]:
             if prefix in ("B", "I") and split_tag(following) not in (("I", label), ("E", label)):
                 fixed[position] = f"{'S' if prefix == 'B' else 'E'}-{label}"
     return fixed, sum(old != new for old, new in zip(tags, fixed))
+
+
+def prepare_tags(tag_lists: Sequence[Sequence[str]], *, where: str = "the data") -> tuple[str, list[list[str]], str | None]:
+    """Check a corpus's tags and repair them once, as conlleval reads them.
+
+    Returns:
+        the scheme, the repaired tag lists, and one line to show the user when tags were repaired
+        (None otherwise), so the repair is said once per corpus, not per sentence.
+    Raises:
+        NlpLstmError: schemes mixed (plain with prefixed tags, BILOU, BIO span ends in BIOES data).
+    """
+    scheme = detect_scheme(tag for tags in tag_lists for tag in tags)
+    check_consistent_scheme(tag_lists, scheme)
+    fixed, changed, rows = [], 0, 0
+    for tags in tag_lists:
+        repaired, count = repair(tags, scheme)
+        fixed.append(repaired)
+        changed += count
+        rows += bool(count)
+    message = None
+    if changed:
+        message = (f"{where}: {changed:,} tags in {rows:,} sentences continued a span that was never opened "
+                   f"(such as I-X after O); read as conlleval does (I-X -> B-X)")
+    return scheme, fixed, message
 
 
 @dataclass

@@ -10,7 +10,7 @@ from seqeval.scheme import IOB2, IOBES, Entities
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.metrics.spans import (
-    Span, SpanCounts, TokenCounts, check_consistent_scheme, detect_scheme, repair, spans, token_calibration,
+    Span, SpanCounts, TokenCounts, check_consistent_scheme, detect_scheme, prepare_tags, repair, spans, token_calibration,
 )
 
 SCHEMES = {"bio": (IOB2, "BI"), "bioes": (IOBES, "BIES")}
@@ -98,3 +98,13 @@ def test_token_calibration_counts_real_tokens_only():
     # two tokens: confidence 0.9 right, 0.6 wrong -> ECE = (|1 - 0.9| + |0 - 0.6|) / 2
     assert counts.examples == 2
     assert counts.expected_calibration_error() == pytest.approx((0.1 + 0.6) / 2)
+
+
+def test_prepare_tags_repairs_once_and_says_so():
+    scheme, fixed, message = prepare_tags([["O", "I-PER", "I-PER"], ["B-LOC"], ["I-LOC", "O"]], where="train")
+    assert scheme == "bio"
+    assert fixed == [["O", "B-PER", "I-PER"], ["B-LOC"], ["B-LOC", "O"]]
+    assert message.startswith("train: 2 tags in 2 sentences")
+    assert prepare_tags([["NOUN", "VERB"]]) == ("plain", [["NOUN", "VERB"]], None)
+    with pytest.raises(NlpLstmError, match="mixes BIO and BIOES"):
+        prepare_tags([["S-PER", "O"], ["B-LOC", "O"]])
