@@ -108,14 +108,28 @@ def read_conllu(path, column: str = "upos") -> TaggedCorpus:
     if misc_key is None and choice not in CONLLU_COLUMNS or misc_key == "":
         raise NlpLstmError(f"CoNLL-U tag column {column!r} is unknown; use upos, xpos or misc:KEY (such as misc:NER)")
     corpus = TaggedCorpus([], [])
-    tokens: list[str] = []
-    tags: list[str] = []
+    for rows in conllu_sentences(path):
+        corpus.tokens.append([fields[1] for _, fields in rows])
+        corpus.tags.append([_conllu_tag(fields, column, misc_key, where=f"{path} line {number}") for number, fields in rows])
+    if not corpus.tokens:
+        raise NlpLstmError(f"{path} holds no token lines; is it a CoNLL-U file?")
+    return corpus
+
+
+def conllu_sentences(path):
+    """Each sentence of a CoNLL-U file as `[(line number, its ten fields), ...]`, syntactic words
+    only: multiword-token ranges (`1-2`) and empty nodes (`1.1`) are skipped.
+
+    Raises:
+        NlpLstmError: a token line without ten tab-separated columns (names the line).
+    """
+    path = check_file(path)
+    rows: list[tuple[int, list[str]]] = []
     for number, line in [*_lines(path), (None, "")]:
         if not line.strip():
-            if tokens:
-                corpus.tokens.append(tokens)
-                corpus.tags.append(tags)
-            tokens, tags = [], []
+            if rows:
+                yield rows
+            rows = []
             continue
         if line.startswith("#"):
             continue
@@ -125,11 +139,7 @@ def read_conllu(path, column: str = "upos") -> TaggedCorpus:
                                "fix the line (spaces instead of tabs?)")
         if "-" in fields[0] or "." in fields[0]:
             continue  # a multiword token's range, or an empty node: not a syntactic word of the sentence
-        tokens.append(fields[1])
-        tags.append(_conllu_tag(fields, column, misc_key, where=f"{path} line {number}"))
-    if not corpus.tokens:
-        raise NlpLstmError(f"{path} holds no token lines; is it a CoNLL-U file?")
-    return corpus
+        rows.append((number, fields))
 
 
 def _conllu_tag(fields: list[str], column: str, misc_key: str | None, *, where: str) -> str:
