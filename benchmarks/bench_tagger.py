@@ -22,15 +22,22 @@ from pathlib import Path
 
 import torch
 
+from nlp_lstm.data.predicates import predicate_argument_corpus
 from nlp_lstm.data.tagging import TaggingVocab, fit_with_vectors, length_batches
 from nlp_lstm.metrics.spans import SpanCounts, TokenCounts, detect_scheme, repair, token_calibration
 from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "splits"
-PEERS = {"turkish_pos": ("token accuracy", 0.894, 0.933, 0.95), "wnut16_ner": ("strict span F1", 0.299, 0.383, 0.45)}
+PEERS = {"turkish_pos": ("token accuracy", 0.894, 0.933, 0.95), "wnut16_ner": ("strict span F1", 0.299, 0.383, 0.45),
+         # the syntactic proxy for SRL (data/predicates.py): no peers measured
+         "turkish_predicates": ("strict span F1", None, None, None)}
+TREEBANK = DATA.parent / "turkish_treebank"
 
 
-def read_split(corpus: str, split: str) -> tuple[list[list[str]], list[list[str]]]:
+def read_split(corpus: str, split: str):
+    """(tokens, tags, features or None) of one split."""
+    if corpus == "turkish_predicates":
+        return predicate_split(split)
     tokens, tags = [], []
     with gzip.open(DATA / corpus / f"{split}.jsonl.gz", "rt", encoding="utf-8") as lines:
         for line in lines:
@@ -38,16 +45,30 @@ def read_split(corpus: str, split: str) -> tuple[list[list[str]], list[list[str]
             if row["tokens"]:
                 tokens.append(row["tokens"])
                 tags.append(row["tags"])
-    return tokens, tags
+    return tokens, tags, None
 
 
-def evaluate(model: SequenceTagger, vocab: TaggingVocab, tokens, tags, *, batch_size: int = 64) -> dict:
+def predicate_split(split: str):
+    """One sequence per verb of the treebank's sentences in `split` of turkish_pos (same sentences)."""
+    in_split = {tuple(tokens) for tokens in read_split("turkish_pos", split)[0]}
+    tokens, tags, features = [], [], []
+    for name in ("web", "wiki"):
+        corpus = predicate_argument_corpus(TREEBANK / f"{name}.conllu.gz")
+        for row in range(len(corpus)):
+            if tuple(corpus.tokens[row]) in in_split:
+                tokens.append(corpus.tokens[row])
+                tags.append(corpus.tags[row])
+                features.append(corpus.features[row])
+    return tokens, tags, features
+
+
+def evaluate(model: SequenceTagger, vocab: TaggingVocab, tokens, tags, features, *, batch_size: int = 64) -> dict:
     model.eval()
     scheme = detect_scheme(vocab.tags)
     token_counts, span_counts, calibration = TokenCounts(), SpanCounts(scheme=scheme), None
     repaired = 0
     for indices in length_batches([len(t) for t in tokens], batch_size):
-        batch = vocab.encode([tokens[i] for i in indices], [tags[i] for i in indices])
+        batch = vocab.encode([tokens[i] for i in indices], [tags[i] for i in indices], pick(features, indices))
         emissions = model(batch)
         paths = model.decode(batch, emissions)
         calibration = token_calibration(model.marginals(batch, emissions), batch.tag_ids, batch.pad_mask, calibration)
@@ -58,6 +79,10 @@ def evaluate(model: SequenceTagger, vocab: TaggingVocab, tokens, tags, *, batch_
             span_counts.update(tags[index], predicted)
     return {"token_accuracy": token_counts.accuracy, "span_f1": span_counts.micro()["f1"],
             "ece": calibration.expected_calibration_error(), "repaired_tags": repaired}
+
+
+def pick(features, indices):
+    return None if features is None else [features[i] for i in indices]
 
 
 def main() -> None:
@@ -79,12 +104,12 @@ def main() -> None:
     train, validation, test = (read_split(args.corpus, split) for split in ("train", "validation", "test"))
     vectors = None
     if args.embeddings:
-        vocab, vectors, coverage = fit_with_vectors(list(zip(*train)), args.embeddings, min_count=args.min_count)
+        vocab, vectors, coverage = fit_with_vectors(list(zip(train[0], train[1])), args.embeddings, min_count=args.min_count)
         print(coverage.describe())
     else:
-        vocab = TaggingVocab.fit(zip(*train), min_count=args.min_count)
+        vocab = TaggingVocab.fit(zip(train[0], train[1]), min_count=args.min_count)
     config = TaggerConfig(tags=vocab.tags, vocab_size=len(vocab.words), char_vocab_size=len(vocab.chars),
-                          decoder=args.decoder, **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}))
+                          decoder=args.decoder, feature_embedding_dim=16 if train[2] is not None else 0, **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}))
     model = SequenceTagger(config)
     if vectors is not None:
         model.load_word_vectors(vectors)
@@ -100,7 +125,7 @@ def main() -> None:
         model.train()
         total = 0.0
         for indices in length_batches([len(t) for t in train[0]], args.batch_size, generator=generator):
-            batch = vocab.encode([train[0][i] for i in indices], [train[1][i] for i in indices])
+            batch = vocab.encode([train[0][i] for i in indices], [train[1][i] for i in indices], pick(train[2], indices))
             loss = model.loss(batch)
             optimizer.zero_grad()
             loss.backward()
@@ -124,7 +149,7 @@ def main() -> None:
     started = time.perf_counter()
     with torch.no_grad():
         for indices in length_batches([len(t) for t in test[0]], 64):
-            model.decode(vocab.encode([test[0][i] for i in indices]))
+            model.decode(vocab.encode([test[0][i] for i in indices], features=pick(test[2], indices)))
     tag_seconds = time.perf_counter() - started
     name, most_frequent, feature_crf, goal = PEERS[args.corpus]
     value = scores[metric]
@@ -134,6 +159,8 @@ def main() -> None:
                       "tag_sentences_per_second": round(len(test[0]) / tag_seconds, 1),
                       "test": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}))
     print(f"test {name}: {value:.4f} (most frequent tag {most_frequent}, feature CRF {feature_crf}, goal {goal})")
+    if args.corpus == "turkish_predicates":
+        print("(a syntactic proxy: dependents of each verb labelled by their dependency relation, not semantic roles)")
 
 
 if __name__ == "__main__":

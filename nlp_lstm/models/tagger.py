@@ -84,7 +84,7 @@ class TaggerConfig:
 class CharCNN(nn.Module):
     """Character-level word features: embed, convolve, max over the word's characters.
 
-    `(N, L)` char ids -> `(N, F)`; padding characters never win the max."""
+    `(N, L)` char ids -> `(N, F)`; padding characters never win the max of a word with characters."""
 
     def __init__(self, char_vocab_size: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
         super().__init__()
@@ -94,7 +94,9 @@ class CharCNN(nn.Module):
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         embedded = self.embedding(char_ids).transpose(1, 2)  # (N, C, L)
         convolved = self.conv(embedded)[:, :, : char_ids.shape[1]]  # (N, F, L); an even kernel adds one step
-        convolved = convolved.masked_fill((char_ids == PAD_ID).unsqueeze(1), float("-inf"))
+        # A large finite fill, not -inf: a padding word (all characters padding) then gives finite
+        # features that the caller zeroes, and no inf enters the graph.
+        convolved = convolved.masked_fill((char_ids == PAD_ID).unsqueeze(1), -1e4)
         return torch.tanh(convolved.max(dim=2).values)  # (N, F)
 
 
@@ -118,23 +120,35 @@ class SequenceTagger(nn.Module):
             self.crf = CRF(config.num_tags, constraints=constraints)
 
     def forward(self, batch: TagBatch) -> torch.Tensor:
-        """Emission scores `(B, T, K)` (0 at padding)."""
-        word_ids = batch.word_ids
+        """Emission scores `(B, T, K)` of a batch."""
+        return self.emission_scores(batch.word_ids, batch.char_ids, batch.lengths, batch.features)
+
+    def emission_scores(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor,
+                        features: torch.Tensor | None = None) -> torch.Tensor:
+        """Emission scores from plain tensors (the graph an ONNX export traces; decoding stays outside).
+
+        Args:
+            word_ids: `(B, T)`; char_ids: `(B, T, L)`; lengths: `(B,)`; features: `(B, T)` 0/1 or None.
+        Returns:
+            `(B, T, K)`.
+        """
+        batch, time = word_ids.shape
+        pad_mask = torch.arange(time, device=word_ids.device).unsqueeze(0) >= lengths.unsqueeze(1)  # (B, T)
         if self.training and self.config.word_dropout > 0:
             dropped = torch.rand(word_ids.shape, device=word_ids.device) < self.config.word_dropout
-            word_ids = word_ids.masked_fill(dropped & ~batch.pad_mask, UNK_ID)
-        parts = [self.embedding(word_ids)]  # (B, T, E)
-        real = ~batch.pad_mask
-        char_features = self.embedding.weight.new_zeros(*word_ids.shape, self.config.char_filters)  # (B, T, F)
-        char_features[real] = self.chars(batch.char_ids[real])  # only real words: (N, L) -> (N, F)
-        parts.append(char_features)
+            word_ids = word_ids.masked_fill(dropped & ~pad_mask, UNK_ID)
+        # Every position's characters at once, padding words included (their features are zeroed):
+        # one call, and no data-dependent shapes in the graph. Batches of similar lengths keep the
+        # padding small.
+        char_features = self.chars(char_ids.reshape(batch * time, -1)).view(batch, time, -1)  # (B, T, F)
+        parts = [self.embedding(word_ids), char_features.masked_fill(pad_mask.unsqueeze(-1), 0.0)]
         if self.feature_embedding is not None:
-            if batch.features is None:
+            if features is None:
                 raise NlpLstmError("this tagger reads a per-token feature column (such as a predicate indicator); "
                                    "give it with the tokens")
-            parts.append(self.feature_embedding(batch.features))
+            parts.append(self.feature_embedding(features))
         inputs = self.dropout(torch.cat(parts, dim=-1))  # (B, T, E + F + D_f)
-        outputs, _ = self.encoder(inputs, batch.lengths, need_cell_state=False)  # (B, T, 2H)
+        outputs, _ = self.encoder(inputs, lengths, need_cell_state=False)  # (B, T, 2H)
         return self.emissions(self.dropout(outputs))  # (B, T, K)
 
     def loss(self, batch: TagBatch, emissions: torch.Tensor | None = None) -> torch.Tensor:

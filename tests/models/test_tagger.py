@@ -1,12 +1,14 @@
 """SequenceTagger: overfits a batch, learns a real slice beyond the most-frequent-tag baseline,
 decodes the same with and without padding, and its parts (vocabulary, char CNN) behave."""
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from nlp_lstm.data.specials import PAD_ID, UNK_ID
 from nlp_lstm.data.tagging import MAX_WORD_CHARS, TaggingVocab, clip_word, length_batches
@@ -56,6 +58,23 @@ def test_overfits_a_small_batch(decoder):
     torch.testing.assert_close(marginals.sum(-1), (~batch.pad_mask).float())
     gold = vocab.encode(SENTENCES, TAGS).tag_ids
     assert marginals.gather(2, gold.unsqueeze(-1)).squeeze(-1)[~batch.pad_mask].min() > 0.5
+
+
+def test_reloads_from_json_config_and_safetensors(tmp_path):
+    vocab = TaggingVocab.fit(zip(SENTENCES, TAGS), min_count=1)
+    model = _model(vocab)
+    _train(model, vocab, SENTENCES, TAGS, epochs=20)
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model.config),
+                                                      "vocab": vocab.to_dict()}))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    reloaded_vocab = TaggingVocab.from_dict(saved["vocab"])
+    reloaded = SequenceTagger(TaggerConfig(**saved["model"]))
+    reloaded.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
+    reloaded.eval()
+    batch = vocab.encode(SENTENCES)
+    assert reloaded.decode(reloaded_vocab.encode(SENTENCES)) == model.decode(batch)
+    torch.testing.assert_close(reloaded.marginals(batch), model.marginals(batch))
 
 
 def test_padding_does_not_change_decoding_or_marginals():
