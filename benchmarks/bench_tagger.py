@@ -89,11 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=sorted(PEERS), default="turkish_pos")
     parser.add_argument("--decoder", choices=("crf", "softmax"), default="crf")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--min-count", type=int, default=2)
-    parser.add_argument("--time-budget", type=float, default=540.0, help="stop starting epochs after this many seconds")
+    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation score")
+    parser.add_argument("--time-budget", type=float, default=900.0, help="stop starting epochs after this many seconds")
     parser.add_argument("--embeddings", help="a word vectors file (such as GloVe 6B 50d as .npy + .vocab.txt)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
@@ -138,7 +139,7 @@ def main() -> None:
               f"({elapsed:.0f} s)", flush=True)
         if scores[metric] > best:
             best, best_state, best_epoch = scores[metric], copy.deepcopy(model.state_dict()), epoch
-        if elapsed * (epoch + 1) / epoch > args.time_budget:
+        if elapsed * (epoch + 1) / epoch > args.time_budget or epoch - best_epoch >= args.patience:
             break
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)

@@ -125,16 +125,20 @@ class TaggingVocab:
         if not sentences or min(lengths) == 0:
             raise NlpLstmError("an empty sentence reached the tagger; drop sentences without tokens")
         batch, time = len(sentences), max(lengths)
-        width = max(max(len(clip_word(token)), 1) for tokens in sentences for token in tokens)
-        word_ids = torch.full((batch, time), PAD_ID, dtype=torch.long)
-        char_ids = torch.full((batch, time, width), PAD_ID, dtype=torch.long)
-        for row, tokens in enumerate(sentences):
-            word_ids[row, : len(tokens)] = torch.tensor([self.word_id(token) for token in tokens])
-            for position, token in enumerate(tokens):
-                clipped = clip_word(token) or UNK  # an empty token still has one character to pool over
-                char_ids[row, position, : len(clipped)] = torch.tensor([self._char_index.get(c, UNK_ID) for c in clipped])
+        clipped = [[clip_word(token) for token in tokens] for tokens in sentences]
+        width = max(max(len(word) for words in clipped for word in words), 1)
+        # Padded Python lists, then one tensor each: a tensor per token costs more than the model.
+        word_rows = [[self.word_id(token) for token in tokens] + [PAD_ID] * (time - len(tokens)) for tokens in sentences]
+        blank_word = [PAD_ID] * width
+        char_rows = [[self._char_ids(word, width) for word in words] + [blank_word] * (time - len(words)) for words in clipped]
+        word_ids = torch.tensor(word_rows, dtype=torch.long)  # (B, T)
+        char_ids = torch.tensor(char_rows, dtype=torch.long)  # (B, T, L)
         lengths_tensor = torch.tensor(lengths)
         pad_mask = torch.arange(time).unsqueeze(0) >= lengths_tensor.unsqueeze(1)
+        for name, lists in (("tags", tags), ("features", features)):
+            for row, values in enumerate(lists or []):
+                if len(values) != lengths[row]:
+                    raise NlpLstmError(f"row {row} has {lengths[row]} tokens but {len(values)} {name}; give one per token")
         tag_ids = None
         if tags is not None:
             tag_ids = torch.zeros(batch, time, dtype=torch.long)
@@ -146,6 +150,12 @@ class TaggingVocab:
             for row, values in enumerate(features):
                 feature_ids[row, : len(values)] = torch.tensor([int(bool(value)) for value in values])
         return TagBatch(word_ids, char_ids, lengths_tensor, pad_mask, tag_ids, feature_ids)
+
+    def _char_ids(self, word: str, width: int) -> list[int]:
+        """A clipped word's character ids padded to `width`; an empty token gets one `<unk>`
+        character, so that every real word has a character to pool over."""
+        ids = [self._char_index.get(char, UNK_ID) for char in word] or [UNK_ID]
+        return ids + [PAD_ID] * (width - len(ids))
 
     def to_dict(self) -> dict:
         return {"words": self.words, "chars": self.chars, "tags": self.tags, "lowercase": self.lowercase}

@@ -144,6 +144,9 @@ def test_vocabulary_keys_unknown_words_and_chars():
         vocab.encode([["a"]], [["C"]])
     with pytest.raises(NlpLstmError, match="empty sentence"):
         vocab.encode([["a"], []])
+    with pytest.raises(NlpLstmError, match="row 1 has 1 tokens but 2 tags"):
+        vocab.encode([["a"], ["b"]], [["A"], ["A", "B"]])
+    assert vocab.encode([["", "ab"]]).char_ids[0, 0].tolist() == [UNK_ID, PAD_ID]  # an empty token: one <unk> char
     assert vocab == TaggingVocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
     long = "a" * 20 + "b" * 20
     assert clip_word(long) == "a" * (MAX_WORD_CHARS // 2) + "b" * (MAX_WORD_CHARS // 2)
