@@ -6,7 +6,7 @@ a 0/1 indicator marking the predicate's position (here its word: the verb and th
 groups attached to it), and the arguments as BIO spans labelled with their
 roles. No annotated SRL corpus is reachable here (PropBank, OntoNotes, CoNLL-2005), so the same
 formulation is filled from a treebank's gold dependencies: for each verb (UPOS VERB, not attached as
-an inflectional group `ig` of a longer word), each of its dependents is an "argument" whose label is
+an inflectional group `ig` of a longer word, with at least one argument), each of its dependents is an "argument" whose label is
 its dependency relation and whose span is the dependent's subtree (which takes in the inflectional
 groups of its word). The labels are syntactic relations (nsubj, dobj, advmod ...), not roles.
 
@@ -63,6 +63,8 @@ def predicate_argument_corpus(path) -> TaggedCorpus:
                 tags[start] = f"B-{relations[dependent]}"
                 for position in range(start + 1, end):
                     tags[position] = f"I-{relations[dependent]}"
+            if all(tag == "O" for tag in tags):
+                continue  # a verb without arguments (most often a stem inside a longer word) is no predicate
             corpus.tokens.append(tokens)
             corpus.tags.append(tags)
             corpus.features.append([int(position in word) for position in range(len(tokens))])
