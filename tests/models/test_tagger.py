@@ -10,13 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from nlp_lstm.data.conll import read_conll
 from nlp_lstm.data.specials import PAD_ID, UNK_ID
 from nlp_lstm.data.tagging import MAX_WORD_CHARS, TaggingVocab, clip_word, length_batches
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.metrics.spans import TokenCounts
 from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
 
-SLICE = Path(__file__).resolve().parents[1] / "fixtures" / "turkish_pos_slice"
+TURKISH = Path(__file__).resolve().parents[2] / "data" / "turkish_pos"  # Apache-2.0, see its LICENSE
 SENTENCES = [["John", "lives", "in", "New", "York"], ["Mary", "visited", "Paris", "in", "1999"], ["Hi"]]
 TAGS = [["B-PER", "O", "O", "B-LOC", "I-LOC"], ["B-PER", "O", "B-LOC", "O", "O"], ["O"]]
 
@@ -101,15 +102,15 @@ def test_feature_column_reaches_the_model():
         model(vocab.encode(tokens))
 
 
-def _read(path):
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [row["tokens"] for row in rows], [row["tags"] for row in rows]
+def _read(path, count):
+    corpus = read_conll(path)
+    return corpus.tokens[:count], corpus.tags[:count]
 
 
 @pytest.mark.slow
 def test_beats_the_most_frequent_tag_baseline_on_a_real_slice():
-    train_tokens, train_tags = _read(SLICE / "train.jsonl")
-    test_tokens, test_tags = _read(SLICE / "test.jsonl")
+    train_tokens, train_tags = _read(TURKISH / "train.conll.gz", 400)
+    test_tokens, test_tags = _read(TURKISH / "test.conll.gz", 120)
     # the baseline, computed here: each word's most frequent training tag, else the most frequent tag
     by_word = defaultdict(Counter)
     for tokens, tags in zip(train_tokens, train_tags):
