@@ -14,7 +14,9 @@ over ragged sentences in log space, one Python step per time step (`unbind(1)`, 
 - Viterbi: the same recursion with max, and back-pointers `(B, T, K)`; each row's path is traced
   back from its own last token.
 - backward algorithm: `beta[n, i] = end[i]`, `beta[t, i] = logsumexp_j(trans[i, j] + E[t+1, j] +
-  beta[t+1, j])`; marginals `p(y_t = k | x) = exp(alpha[t, k] + beta[t, k] - log Z)`.
+  beta[t+1, j])`; marginals `p(y_t = k | x) = exp(alpha[t, k] + beta[t, k] - log Z)`, and the exact
+  probability of a whole segment's tags (`segment_probability`: a span's confidence, not a product of
+  its tokens' marginals, nor a Viterbi score as Flair's "confidence" is).
 
 Hard constraints (`span_constraints`): where tags are BIO/BIOES spans, transitions that no valid
 sequence takes (`O -> I-X`, `B-X -> I-Y`, starting on `I-X`, ending on `B-X` in BIOES, ...) get
@@ -169,8 +171,10 @@ class CRF(nn.Module):
         return path, scores
 
     @torch.no_grad()
-    def marginals(self, emissions: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """`p(y_t = k | x)` for every token: `(B, T, K)`, rows summing to 1 (0 at padding)."""
+    def forward_backward(self, emissions: torch.Tensor, pad_mask: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """alpha `(B, T, K)`, beta `(B, T, K)` and `log Z` `(B,)` (module doc); past a row's end the
+        values are not meaningful."""
         lengths = self._check(emissions, pad_mask)
         transitions, _, end = self._scores()
         alphas = self._alphas(emissions, pad_mask)
@@ -185,5 +189,39 @@ class CRF(nn.Module):
                 step = torch.logsumexp((steps[t + 1] + beta).unsqueeze(1) + transitions, dim=2)
                 beta = torch.where((t < lengths - 1).unsqueeze(1), step, end.expand_as(step))
             betas[t] = beta
-        log_marginals = torch.stack(alphas, dim=1) + torch.stack(betas, dim=1) - log_z.view(-1, 1, 1)  # (B, T, K)
+        return torch.stack(alphas, dim=1), torch.stack(betas, dim=1), log_z
+
+    @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """`p(y_t = k | x)` for every token: `(B, T, K)`, rows summing to 1 (0 at padding)."""
+        alphas, betas, log_z = self.forward_backward(emissions, pad_mask)
+        log_marginals = alphas + betas - log_z.view(-1, 1, 1)  # (B, T, K)
         return log_marginals.exp().masked_fill(pad_mask.unsqueeze(-1), 0.0)
+
+    @torch.no_grad()
+    def segment_probability(self, emissions: torch.Tensor, pad_mask: torch.Tensor, forward_backward: tuple,
+                            *, row: int, start: int, tags: Sequence[int], not_next: Sequence[int] = ()) -> float:
+        """`p(y_start .. y_start+n-1 = tags | x)` for one sentence, exactly: `exp(alpha[start, y_start]
+        + the transitions and emissions inside + beta[end, y_end] - log Z)`. With `not_next`, also
+        that the tag after the segment (if any) is none of those: a BIO span's confidence is its
+        tags with no `I-X` after them.
+
+        Args:
+            emissions: `(B, T, K)`; pad_mask: `(B, T)`; forward_backward: `forward_backward`'s result.
+        """
+        alphas, betas, log_z = forward_backward
+        transitions, _, _ = self._scores()
+        end = start + len(tags) - 1
+        length = int((~pad_mask[row]).sum())
+        if start < 0 or end >= length:
+            raise NlpLstmError(f"segment {start}..{end} lies outside sentence {row} of {length} tokens")
+        log_inside = alphas[row, start, tags[0]]
+        for t in range(start + 1, end + 1):
+            log_inside = log_inside + transitions[tags[t - start - 1], tags[t - start]] + emissions[row, t, tags[t - start]]
+        probability = float(torch.exp(log_inside + betas[row, end, tags[-1]] - log_z[row]))
+        if not_next and end + 1 < length:  # minus the paths that go on into one of `not_next`
+            following = torch.tensor(list(not_next), device=emissions.device)
+            log_next = (log_inside + transitions[tags[-1], following] + emissions[row, end + 1, following]
+                        + betas[row, end + 1, following] - log_z[row])  # (len(not_next),)
+            probability -= float(torch.exp(log_next).sum())
+        return min(max(probability, 0.0), 1.0)

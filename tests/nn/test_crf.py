@@ -141,3 +141,21 @@ def test_empty_sentence_is_refused():
     crf = CRF(2)
     with pytest.raises(NlpLstmError, match="no tokens"):
         crf.log_partition(torch.zeros(2, 3, 2), torch.tensor([[False] * 3, [True] * 3]))
+
+
+def test_segment_probability_matches_enumeration():
+    crf = _random_crf(3).double()
+    lengths = [4, 3]
+    emissions, pad_mask = _ragged(lengths, 3, seed=5)
+    state = crf.forward_backward(emissions, pad_mask)
+    for row, length in enumerate(lengths):
+        scores = _brute_force(crf, emissions[row], length)
+        log_z = math.log(sum(math.exp(s) for s in scores.values()))
+        for start, tags, not_next in ((0, [1, 2], [2]), (1, [0], [1, 2]), (length - 2, [2, 2], [0]), (length - 1, [1], [1])):
+            expected = sum(math.exp(score - log_z) for path, score in scores.items()
+                           if list(path[start : start + len(tags)]) == tags
+                           and (start + len(tags) >= length or path[start + len(tags)] not in not_next))
+            got = crf.segment_probability(emissions, pad_mask, state, row=row, start=start, tags=tags, not_next=not_next)
+            assert got == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(NlpLstmError, match="outside sentence 1 of 3 tokens"):
+        crf.segment_probability(emissions, pad_mask, state, row=1, start=2, tags=[0, 0])
