@@ -189,6 +189,15 @@ class TokenCounts:
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else 0.0
 
+    def as_tensor(self) -> torch.Tensor:
+        """`(2,)` float64: correct, total; for all_reduce(SUM)."""
+        return torch.tensor([self.correct, self.total], dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, tensor: torch.Tensor) -> TokenCounts:
+        correct, total = (int(round(float(value))) for value in tensor.detach().cpu().flatten())
+        return cls(correct, total)
+
 
 def _f1(tp: int, fp: int, fn: int) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -256,6 +265,38 @@ class SpanCounts:
         for (gold, predicted), count in sorted(self.confusion.items()):
             table.setdefault(gold, {})[predicted] = count
         return table
+
+    def as_tensor(self, types: Sequence[str]) -> torch.Tensor:
+        """Flat float64 over a fixed list of span types (every rank must pass the same, such as the
+        types of the model's tags): tp, fp, fn `(L,)` each, then the confusion `(L + 1, L + 1)` with
+        `O` first; for all_reduce(SUM)."""
+        index = {label: position for position, label in enumerate([OUTSIDE, *types])}
+        unknown = (set(self.tp) | set(self.fp) | set(self.fn)) - set(types)
+        if unknown:
+            raise NlpLstmError(f"span types {', '.join(sorted(unknown))} are not among the model's types")
+        confusion = torch.zeros(len(index), len(index), dtype=torch.float64)
+        for (gold, predicted), count in self.confusion.items():
+            confusion[index[gold], index[predicted]] = count
+        counts = [torch.tensor([float(counter[label]) for label in types], dtype=torch.float64)
+                  for counter in (self.tp, self.fp, self.fn)]
+        return torch.cat([*counts, confusion.flatten()])
+
+    @classmethod
+    def from_tensor(cls, tensor: torch.Tensor, types: Sequence[str], *, scheme: str = "bio") -> SpanCounts:
+        values = [int(round(value)) for value in tensor.detach().cpu().double().flatten().tolist()]
+        size = len(types)
+        if len(values) != 3 * size + (size + 1) ** 2:
+            raise NlpLstmError(f"a span counts tensor over {size} types has {3 * size + (size + 1) ** 2} values, "
+                               f"got {len(values)}")
+        counts = cls(scheme=scheme)
+        for offset, counter in enumerate((counts.tp, counts.fp, counts.fn)):
+            counter.update({label: value for label, value in zip(types, values[offset * size : (offset + 1) * size])
+                            if value})
+        labels = [OUTSIDE, *types]
+        for flat, value in enumerate(values[3 * size :]):
+            if value:
+                counts.confusion[(labels[flat // (size + 1)], labels[flat % (size + 1)])] = value
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
         return {"micro": self.micro(), "macro": self.macro(), "per_type": self.per_type(),

@@ -70,9 +70,15 @@ def test_counts_add_and_confusion_by_hand():
     assert first.micro() == {"precision": pytest.approx(1 / 3), "recall": pytest.approx(1 / 3),
                              "f1": pytest.approx(1 / 3), "support": 3}
     assert first.confusion_table() == {"LOC": {"ORG": 1}, "O": {"LOC": 1}, "PER": {"O": 1, "PER": 1}}
+    types = ["LOC", "ORG", "PER"]
+    summed = SpanCounts.from_tensor(SpanCounts().as_tensor(types) + first.as_tensor(types), types)
+    assert summed.to_dict() == first.to_dict()
+    with pytest.raises(NlpLstmError, match="span types PER are not among"):
+        first.as_tensor(["LOC", "ORG"])
     tokens = TokenCounts()
     tokens.update(["A", "B", "C"], ["A", "C", "C"])
     assert tokens.accuracy == pytest.approx(2 / 3)
+    assert TokenCounts.from_tensor(tokens.as_tensor() * 2).accuracy == pytest.approx(2 / 3)
     with pytest.raises(NlpLstmError, match="3 gold tags but 2 predicted"):
         tokens.update(["A", "B", "C"], ["A", "B"])
 
