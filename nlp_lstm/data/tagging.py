@@ -108,6 +108,10 @@ class TaggingVocab:
     def word_id(self, token: str) -> int:
         return self._word_index.get(word_key(token, lowercase=self.lowercase), UNK_ID)
 
+    def tag_index(self, tag: str) -> int | None:
+        """A tag's id, or None for a tag the training data never used (a gold tag of held-out data)."""
+        return self._tag_index.get(tag)
+
     def tag_ids(self, tags: Sequence[str], *, row: int = 0) -> list[int]:
         ids = []
         for tag in tags:
