@@ -58,8 +58,8 @@ def predicate_argument_corpus(path) -> TaggedCorpus:
                 start, end = covered[0], covered[-1] + 1
                 if len(covered) != end - start or any(start <= position < end for position in word):
                     start, end = dependent, dependent + 1
-                if any(tag != "O" for tag in tags[start:end]):  # spans of two dependents cannot overlap in a
-                    start, end = dependent, dependent + 1  # projective tree; in a non-projective one, cut
+                # A span is then exactly its dependent's subtree (or the dependent alone), and the
+                # subtrees of two dependents are disjoint: spans never overlap.
                 tags[start] = f"B-{relations[dependent]}"
                 for position in range(start + 1, end):
                     tags[position] = f"I-{relations[dependent]}"
