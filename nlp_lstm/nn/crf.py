@@ -93,8 +93,9 @@ class CRF(nn.Module):
         self.register_buffer("start_penalty", (~allowed_start).float() * FORBIDDEN, persistent=False)
         self.register_buffer("end_penalty", (~allowed_end).float() * FORBIDDEN, persistent=False)
 
-    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The constrained transition, start and end scores."""
+    def constrained_scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The transition `(K, K)`, start `(K,)` and end `(K,)` scores with the constraints' penalties
+        added: what decoding outside torch (an ONNX runtime) needs to give the same paths."""
         return (self.transitions + self.transition_penalty, self.start_transitions + self.start_penalty,
                 self.end_transitions + self.end_penalty)
 
@@ -111,7 +112,7 @@ class CRF(nn.Module):
     def path_score(self, emissions: torch.Tensor, tags: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """`s(y)` of the given tags: `(B,)`."""
         lengths = self._check(emissions, pad_mask)
-        transitions, start, end = self._scores()
+        transitions, start, end = self.constrained_scores()
         real = (~pad_mask).to(emissions.dtype)  # (B, T)
         emitted = emissions.gather(2, tags.unsqueeze(-1)).squeeze(-1)  # (B, T)
         score = start[tags[:, 0]] + (emitted * real).sum(dim=1)
@@ -123,7 +124,7 @@ class CRF(nn.Module):
 
     def _alphas(self, emissions: torch.Tensor, pad_mask: torch.Tensor) -> list[torch.Tensor]:
         """alpha per step, `T x (B, K)`; past a row's end its last alpha is carried."""
-        transitions, start, _ = self._scores()
+        transitions, start, _ = self.constrained_scores()
         steps = emissions.unbind(1)
         real = (~pad_mask).unbind(1)
         alphas = [start + steps[0]]  # (B, K)
@@ -136,7 +137,7 @@ class CRF(nn.Module):
     def log_partition(self, emissions: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """`log Z`: `(B,)`."""
         self._check(emissions, pad_mask)
-        _, _, end = self._scores()
+        _, _, end = self.constrained_scores()
         return torch.logsumexp(self._alphas(emissions, pad_mask)[-1] + end, dim=1)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
@@ -151,7 +152,7 @@ class CRF(nn.Module):
             tags `(B, T)` long (0 at padding), and their scores `(B,)`.
         """
         lengths = self._check(emissions, pad_mask)
-        transitions, start, end = self._scores()
+        transitions, start, end = self.constrained_scores()
         steps = emissions.unbind(1)
         real = (~pad_mask).unbind(1)
         best = start + steps[0]  # (B, K)
@@ -176,7 +177,7 @@ class CRF(nn.Module):
         """alpha `(B, T, K)`, beta `(B, T, K)` and `log Z` `(B,)` (module doc); past a row's end the
         values are not meaningful."""
         lengths = self._check(emissions, pad_mask)
-        transitions, _, end = self._scores()
+        transitions, _, end = self.constrained_scores()
         alphas = self._alphas(emissions, pad_mask)
         log_z = torch.logsumexp(alphas[-1] + end, dim=1)  # (B,)
         steps = emissions.unbind(1)
@@ -210,7 +211,7 @@ class CRF(nn.Module):
             emissions: `(B, T, K)`; pad_mask: `(B, T)`; forward_backward: `forward_backward`'s result.
         """
         alphas, betas, log_z = forward_backward
-        transitions, _, _ = self._scores()
+        transitions, _, _ = self.constrained_scores()
         end = start + len(tags) - 1
         length = int((~pad_mask[row]).sum())
         if start < 0 or end >= length:
