@@ -9,6 +9,21 @@ the issue (most-frequent tag, sklearn-crfsuite feature CRF).
     PYTHONPATH=$PWD python benchmarks/bench_tagger.py --corpus wnut16_ner --decoder softmax
 
 The corpora are in ../shared/data/splits (WNUT-16 is for benchmarks only: never commit it).
+
+Measured 2026-12-06 on the 2-core box shared with other jobs (load 3-8), 1 thread, defaults (30
+epochs at most, patience 5, a 900 s budget where noted "cut"); test split, best validation epoch:
+
+| corpus | decoder | vectors | epochs (best) | train s | test | tag sent/s |
+|---|---|---|---|---|---|---|
+| turkish_pos | crf | - | 30 (25) | 614 | accuracy 0.9409 (validation 0.9519) | 1107 |
+| turkish_pos | crf | - | 21 (21) cut | 873 | accuracy 0.9404 | 394 (load 7) |
+| turkish_pos | softmax | - | 19 (14) | 440 | accuracy 0.9373 | 562 (load 6) |
+| wnut16_ner | crf | - | 30 (24) | 409 | span F1 0.4502 | - |
+| wnut16_ner | crf | GloVe 6B 50d | 19 (18) cut | 877 | span F1 0.5062 | 324 (load 8) |
+| wnut16_ner | softmax | - | 28 (23) | 220 | span F1 0.3917 (25 tags repaired) | 828 (load 6) |
+
+Peers (issue 24): Turkish most frequent tag 0.894, feature CRF 0.933; WNUT 0.299, 0.383. Speeds
+come from different loads: compare them only within a row's note.
 """
 
 from __future__ import annotations
