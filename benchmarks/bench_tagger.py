@@ -22,6 +22,9 @@ epochs at most, patience 5, a 900 s budget where noted "cut"); test split, best 
 | wnut16_ner | crf | GloVe 6B 50d | 19 (18) cut | 877 | span F1 0.5062 | 324 (load 8) |
 | wnut16_ner | softmax | - | 28 (23) | 220 | span F1 0.3917 (25 tags repaired) | 828 (load 6) |
 
+Side by side (`--speed-only`, untrained weights, same process, load 4.5, median of 5): Turkish test
+CRF 848 vs softmax 1009 sentences/s; WNUT test 633 vs 616.
+
 Peers (issue 24): Turkish most frequent tag 0.894, feature CRF 0.933; WNUT 0.299, 0.383. Speeds
 come from different loads: compare them only within a row's note.
 """
@@ -30,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gzip
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -107,6 +112,27 @@ def pick(features, indices):
     return None if features is None else [features[i] for i in indices]
 
 
+def tag_seconds(model: SequenceTagger, vocab: TaggingVocab, split) -> float:
+    """Encode + emissions + Viterbi (or argmax) over the split, batches of 64 by length."""
+    model.eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        for indices in length_batches([len(t) for t in split[0]], 64):
+            model.decode(vocab.encode([split[0][i] for i in indices], features=pick(split[2], indices)))
+    return time.perf_counter() - started
+
+
+def compare_speed(vocab: TaggingVocab, config: TaggerConfig, split, rounds: int = 5) -> None:
+    """Sentences/s of the two decoders side by side (weights do not change the work: untrained)."""
+    models = {decoder: SequenceTagger(dataclasses.replace(config, decoder=decoder)) for decoder in ("crf", "softmax")}
+    times = {decoder: [] for decoder in models}
+    for _ in range(rounds):
+        for decoder, model in models.items():
+            times[decoder].append(tag_seconds(model, vocab, split))
+    for decoder, seconds in times.items():
+        print(f"{decoder}: {len(split[0]) / statistics.median(seconds):.0f} sentences/s (median of {rounds})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=sorted(PEERS), default="turkish_pos")
@@ -118,6 +144,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation score")
     parser.add_argument("--time-budget", type=float, default=900.0, help="stop starting epochs after this many seconds")
     parser.add_argument("--embeddings", help="a word vectors file (such as GloVe 6B 50d as .npy + .vocab.txt)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="no training: time tagging the test split with a CRF and a softmax tagger, alternating rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
@@ -133,6 +161,9 @@ def main() -> None:
         vocab = TaggingVocab.fit(zip(train[0], train[1]), min_count=args.min_count)
     config = TaggerConfig(tags=vocab.tags, vocab_size=len(vocab.words), char_vocab_size=len(vocab.chars),
                           decoder=args.decoder, feature_embedding_dim=16 if train[2] is not None else 0, **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}))
+    if args.speed_only:
+        compare_speed(vocab, config, test)
+        return
     model = SequenceTagger(config)
     if vectors is not None:
         model.load_word_vectors(vectors)
@@ -168,18 +199,13 @@ def main() -> None:
     started = time.perf_counter()
     scores = evaluate(model, vocab, *test)
     test_seconds = time.perf_counter() - started
-    # Tagging speed alone: encode + emissions + Viterbi (or argmax), batches of 64 by length.
-    started = time.perf_counter()
-    with torch.no_grad():
-        for indices in length_batches([len(t) for t in test[0]], 64):
-            model.decode(vocab.encode([test[0][i] for i in indices], features=pick(test[2], indices)))
-    tag_seconds = time.perf_counter() - started
+    seconds_to_tag = tag_seconds(model, vocab, test)
     name, most_frequent, feature_crf, goal = PEERS[args.corpus]
     value = scores[metric]
     print(json.dumps({"corpus": args.corpus, "decoder": args.decoder, "embeddings": args.embeddings, "best_epoch": best_epoch,
                       "epochs_run": epoch, "train_seconds": round(train_seconds, 1),
                       "evaluate_seconds": round(test_seconds, 2),
-                      "tag_sentences_per_second": round(len(test[0]) / tag_seconds, 1),
+                      "tag_sentences_per_second": round(len(test[0]) / seconds_to_tag, 1),
                       "test": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}))
     print(f"test {name}: {value:.4f} (most frequent tag {most_frequent}, feature CRF {feature_crf}, goal {goal})")
     if args.corpus == "turkish_predicates":
