@@ -10,8 +10,8 @@ One run, side by side on the same machine and the same VADER texts:
    shared machine the wall clock mostly measures the other jobs): `Classifier.predict(texts,
    batch_size=64)` on all their texts (sorted by length first: the best case), `predict` once per
    request, and the server's batch function (no HTTP) over micro-batches of `--max-batch-size` in
-   arrival order (how the server batched before issue 23) and over drains of the texts 32 clients
-   keep in flight, sorted by length and cut into batches (how `batching.MicroBatcher` batches now);
+   arrival order (how `batching.MicroBatcher` cuts them) and over drains of the texts `--clients`
+   keep in flight, sorted by length and cut into batches (an alternative tried for issue 23);
 4. `--buckets`: the batch function on the same micro-batches, in the buckets the server plans
    (`nlp_lstm.serve.buckets`) against sorted chunks of 64 (one pass) / 32 / 16 / 8, alternated.
 Goals (issues 12 and 23): server texts/s >= 0.8x in-process sorted predict at 32 clients; idle p50

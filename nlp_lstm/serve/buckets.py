@@ -5,10 +5,9 @@ per-row work (kernel calls, the recurrent matmul's set-up). So a bucket of rows 
 
     cost(b) = max_len(b) * (|b| + K)          K: the per-step overhead, in rows' worth of work
 
-A micro-batch cut from arrival order holds texts of any length (VADER: 2 to 128 tokens), so one
-forward pass over it is mostly padding (60% on 64 random VADER texts), while many small buckets pay
-K on every step. The batcher now cuts batches from a drain sorted by characters (`batching`), which
-narrows each batch's range of lengths; the plan still sorts by tokens and splits what remains. `plan_buckets` sorts the lengths and picks the partition into
+A micro-batch gathered from concurrent requests holds texts of any length (VADER: 2 to 128 tokens),
+so one forward pass over it is mostly padding (60% on 64 random VADER texts), while many small
+buckets pay K on every step. `plan_buckets` sorts the lengths and picks the partition into
 contiguous buckets of least total cost, by dynamic programming (O(n log n): sizes are powers of 2).
 
 K scales with the model: per row and step an LSTM layer does 4H(D + H) multiply-adds per direction

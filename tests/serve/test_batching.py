@@ -1,8 +1,7 @@
-"""The micro-batcher alone: results back in order, drains sorted by length into batches up to the
-maximum, the adaptive window, a full queue, errors, close. No assertion reads a clock: where a test
-checks that nothing waited out `max_wait`, the window is 60 s and the result is due long before."""
+"""The micro-batcher alone: results back in order, batches up to the maximum, the adaptive window, a
+full queue, errors, close. No assertion reads a clock: where a test checks that nothing waited out
+`max_wait`, the window is 60 s and the result is due long before."""
 
-import random
 import threading
 
 import pytest
@@ -100,59 +99,9 @@ def test_a_request_close_behind_another_waits_for_a_full_batch(batchers):
     assert batcher.submit(["a"]).result(20) == ["<a>"]  # the first after a quiet spell: at once
     second, third = batcher.submit(["b", "c"]), batcher.submit(["d"])  # within 60 s of the one before
     assert not second.done() and not third.done()  # waiting for company (a full batch, or 60 s)
-    fourth = batcher.submit(["e", "f"])  # 5 items queued: a full batch of 4 runs now
-    assert [second.result(20), third.result(20), fourth.result(20)] == [["<b>", "<c>"], ["<d>"], ["<e>", "<f>"]]
-    assert recorder.batches == [["a"], ["b", "c", "d", "e"], ["f"]]
-
-
-def test_a_drain_sorts_the_whole_queue_by_length_and_results_map_back(batchers):
-    gate = threading.Event()
-    recorder = Recorder(gate=gate)
-    batcher = batchers(recorder, max_batch_size=3, max_wait=0.0)
-    held = batcher.submit(["held"])
-    assert recorder.entered.wait(10)
-    r1, r2, r3 = batcher.submit(["ccc", "a"]), batcher.submit(["bbbb"]), batcher.submit(["dd", "eeeee"])
-    gate.set()
-    assert held.result(10) == ["<held>"]
-    assert r1.result(10) == ["<ccc>", "<a>"] and r2.result(10) == ["<bbbb>"] and r3.result(10) == ["<dd>", "<eeeee>"]
-    assert recorder.batches[1:] == [["a", "dd", "ccc"], ["bbbb", "eeeee"]]  # the module docstring's example
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_queues_run_as_a_stable_length_sort_cut_into_batches(batchers, seed):
-    rng = random.Random(seed)
-    gate = threading.Event()
-    recorder = Recorder(gate=gate)
-    batcher = batchers(recorder, max_batch_size=5, max_wait=0.0, drain_limit=1000)
-    requests = [[f"r{r}i{i}" + "x" * rng.randint(0, 12) for i in range(rng.randint(1, 7))] for r in range(20)]
-    held = batcher.submit(["held"])
-    assert recorder.entered.wait(10)
-    futures = [batcher.submit(items) for items in requests]
-    gate.set()
-    assert held.result(10) == ["<held>"]
-    for items, future in zip(requests, futures):
-        assert future.result(10) == [f"<{item}>" for item in items]
-    # Reference: every queued item in arrival order, stably sorted by length, cut into fives.
-    queued = [item for items in requests for item in items]
-    order = sorted(range(len(queued)), key=lambda i: (len(queued[i]), i))
-    expected = [[queued[i] for i in order[start : start + 5]] for start in range(0, len(order), 5)]
-    assert recorder.batches[1:] == expected
-    assert all(len(batch) <= 5 for batch in recorder.batches)
-
-
-def test_a_drain_takes_whole_requests_oldest_first_up_to_its_limit(batchers):
-    gate = threading.Event()
-    recorder = Recorder(gate=gate)
-    batcher = batchers(recorder, max_batch_size=8, max_wait=0.0, drain_limit=4)
-    held = batcher.submit(["held"])
-    assert recorder.entered.wait(10)
-    old = batcher.submit(["long-3", "long-2", "long-1"])  # 3 items: the next request would pass the limit
-    young = [batcher.submit(["s1", "s2"]), batcher.submit(["t"])]
-    gate.set()
-    assert old.result(10) == ["<long-3>", "<long-2>", "<long-1>"]
-    assert [future.result(10) for future in young] == [["<s1>", "<s2>"], ["<t>"]]
-    # Shorter texts that came later never jump ahead of an older request's drain.
-    assert recorder.batches[1:] == [["long-3", "long-2", "long-1"], ["t", "s1", "s2"]]
+    fourth = batcher.submit(["e"])  # 4 items queued: a full batch runs now
+    assert [second.result(20), third.result(20), fourth.result(20)] == [["<b>", "<c>"], ["<d>"], ["<e>"]]
+    assert recorder.batches == [["a"], ["b", "c", "d", "e"]]
 
 
 def test_a_full_queue_refuses_requests_until_it_drains(batchers):
@@ -196,7 +145,7 @@ def test_a_failed_requests_later_batches_are_not_run(batchers):
     with pytest.raises(ValueError, match="cannot run 'bad'"):
         batcher.submit(["bad", "ok", "longer", "longest"]).result(10)
     assert batcher.submit(["fine"]).result(10) == ["FINE"]
-    assert calls == [["ok", "bad"], ["fine"]]  # sorted by length: "longer", "longest" were never run
+    assert calls == [["bad", "ok"], ["fine"]]  # "longer", "longest" (the next batch) were never run
 
 
 def test_a_wrong_number_of_results_is_an_error_not_a_silent_mismatch(batchers):
@@ -238,7 +187,7 @@ def test_close_runs_what_is_queued_at_once_then_refuses_new_work():
         batcher.submit(["d"])
 
 
-def test_close_wakes_a_drain_waiting_out_its_window():
+def test_close_wakes_a_batch_waiting_out_its_window():
     recorder = Recorder()
     batcher = MicroBatcher(recorder, max_batch_size=8, max_wait=60.0, name="waiting-batcher").start()
     assert batcher.submit(["first"]).result(20) == ["<first>"]

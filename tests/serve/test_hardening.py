@@ -116,8 +116,7 @@ def test_a_failing_request_in_a_shared_batch_fails_alone():
         assert queued[0].result(30) == ["X", "Y"] and queued[2].result(30) == ["Z"]
         with pytest.raises(ValueError, match="cannot run 'bad'"):
             queued[1].result(30)
-        # the batch (its texts sorted by length, `batching`), then each request alone, in arrival order
-        assert calls == [["first"], ["x", "y", "z", "bad"], ["x", "y"], ["bad"], ["z"]]
+        assert calls == [["first"], ["x", "y", "bad", "z"], ["x", "y"], ["bad"], ["z"]]  # the batch, then each alone
     finally:
         batcher.close(timeout=30)
 
