@@ -21,9 +21,10 @@ of Clipper, Crankshaw et al. 2017, sec. 4.3).
 
 Batches are cut in arrival order, not from the queue sorted by length. Tried with 32 clients (about
 144 texts in flight): batches cut from length-sorted drains of the queue carried fewer texts per
-model call (46 against 62), and the server was 13% and 16% slower in two side-by-side runs (9% faster
-in a third), while choosing each full batch as the least-padded window of the sorted queue saved
-1% of model time in-process (benchmarks/bench_serve.py, BENCHMARKS.md "Serving"). Within a batch,
+model call (46 against 62) and the server was no faster (-16%, -13% and +9% in three side-by-side
+runs, where two identical servers differ by up to 11%); choosing each full batch as the
+least-padded window of the sorted queue saved 1% of model time in-process. Too few texts are in
+flight for sorting to pay (benchmarks/bench_serve.py, BENCHMARKS.md "Serving"). Within a batch,
 `buckets` sorts the texts by token count anyway.
 
 The queue is bounded in items: `submit` raises `QueueFull` when the items waiting (not yet handed to
