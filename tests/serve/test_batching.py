@@ -1,7 +1,8 @@
-"""The micro-batcher alone: ordering, batches up to the maximum, max-wait, a full queue, errors, close."""
+"""The micro-batcher alone: results back in order, batches up to the maximum, the adaptive window, a
+full queue, errors, close. No assertion reads a clock: where a test checks that nothing waited out
+`max_wait`, the window is 60 s and the result is due long before."""
 
 import threading
-import time
 
 import pytest
 
@@ -85,22 +86,22 @@ def test_a_request_larger_than_a_batch_runs_in_several(batchers):
     assert recorder.batches == [[0, 1, 2], [3, 4, 5], [6, 7]]
 
 
-def test_a_lone_request_waits_max_wait_for_company_then_runs(batchers):
+def test_an_idle_lone_request_runs_at_once_not_after_max_wait(batchers):
     recorder = Recorder()
-    batcher = batchers(recorder, max_batch_size=64, max_wait=0.3)
-    start = time.monotonic()
-    early = batcher.submit(["x"])
-    time.sleep(0.05)
-    late = batcher.submit(["y"])  # arrives inside x's window: same batch
-    assert early.result(10) == ["<x>"] and late.result(10) == ["<y>"]
-    assert time.monotonic() - start >= 0.3  # not run before the window closed
+    batcher = batchers(recorder, max_batch_size=64, max_wait=60.0)
+    assert batcher.submit(["x", "y"]).result(timeout=20) == ["<x>", "<y>"]  # far sooner than the 60 s window
     assert recorder.batches == [["x", "y"]]
 
 
-def test_a_full_batch_runs_without_waiting_out_max_wait(batchers):
+def test_a_request_close_behind_another_waits_for_a_full_batch(batchers):
     recorder = Recorder()
-    batcher = batchers(recorder, max_batch_size=2, max_wait=60.0)
-    assert batcher.submit(["a", "b"]).result(timeout=20) == ["<a>", "<b>"]  # far sooner than 60 s
+    batcher = batchers(recorder, max_batch_size=4, max_wait=60.0)
+    assert batcher.submit(["a"]).result(20) == ["<a>"]  # the first after a quiet spell: at once
+    second, third = batcher.submit(["b", "c"]), batcher.submit(["d"])  # within 60 s of the one before
+    assert not second.done() and not third.done()  # waiting for company (a full batch, or 60 s)
+    fourth = batcher.submit(["e"])  # 4 items queued: a full batch runs now
+    assert [second.result(20), third.result(20), fourth.result(20)] == [["<b>", "<c>"], ["<d>"], ["<e>"]]
+    assert recorder.batches == [["a"], ["b", "c", "d", "e"]]
 
 
 def test_a_full_queue_refuses_requests_until_it_drains(batchers):
@@ -131,6 +132,22 @@ def test_an_error_fails_only_its_batch_and_the_worker_goes_on(batchers):
     assert batcher.submit(["fine"]).result(10) == ["FINE"]
 
 
+def test_a_failed_requests_later_batches_are_not_run(batchers):
+    calls = []
+
+    def run(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise ValueError("cannot run 'bad'")
+        return [item.upper() for item in items]
+
+    batcher = batchers(run, max_batch_size=2, max_wait=0.0)
+    with pytest.raises(ValueError, match="cannot run 'bad'"):
+        batcher.submit(["bad", "ok", "longer", "longest"]).result(10)
+    assert batcher.submit(["fine"]).result(10) == ["FINE"]
+    assert calls == [["bad", "ok"], ["fine"]]  # "longer", "longest" (the next batch) were never run
+
+
 def test_a_wrong_number_of_results_is_an_error_not_a_silent_mismatch(batchers):
     batcher = batchers(lambda items: items[:-1], max_batch_size=4, max_wait=0.0)
     with pytest.raises(RuntimeError, match="1 results for 2 items"):
@@ -152,16 +169,32 @@ def test_a_cancelled_request_is_never_run(batchers):
 
 
 def test_close_runs_what_is_queued_at_once_then_refuses_new_work():
-    recorder = Recorder()
+    gate = threading.Event()
+    recorder = Recorder(gate=gate)
     batcher = MicroBatcher(recorder, max_batch_size=8, max_wait=60.0, name="closing-batcher").start()
-    first, second = batcher.submit(["a"]), batcher.submit(["b"])
-    batcher.close(timeout=30)  # wakes the worker waiting out its 60 s window
-    assert first.result(0) == ["<a>"] and second.result(0) == ["<b>"]  # drained, not dropped
-    assert recorder.batches == [["a", "b"]]
+    first = batcher.submit(["a"])
+    assert recorder.entered.wait(10)
+    second, third = batcher.submit(["b"]), batcher.submit(["c"])
+    closing = threading.Thread(target=batcher.close, kwargs={"timeout": 30})
+    closing.start()
+    gate.set()
+    closing.join(30)
+    assert first.result(0) == ["<a>"] and second.result(0) == ["<b>"] and third.result(0) == ["<c>"]  # drained, not dropped
+    assert recorder.batches == [["a"], ["b", "c"]]
     assert "closing-batcher" not in [thread.name for thread in threading.enumerate()]
     assert not batcher.running
     with pytest.raises(BatcherClosed):
-        batcher.submit(["c"])
+        batcher.submit(["d"])
+
+
+def test_close_wakes_a_batch_waiting_out_its_window():
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch_size=8, max_wait=60.0, name="waiting-batcher").start()
+    assert batcher.submit(["first"]).result(20) == ["<first>"]
+    second = batcher.submit(["second"])  # close behind the first: waits for company
+    batcher.close(timeout=30)  # far sooner than the 60 s window
+    assert second.result(0) == ["<second>"]
+    assert not batcher.running
 
 
 def test_an_empty_request_needs_no_model_call(batchers):
