@@ -16,7 +16,7 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on (0: a free one, printed).")] = 8080,
     runtime: Annotated[str, typer.Option("--runtime", help="torch | onnx (a model exported by `nlp-lstm export`).")] = "torch",
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Most texts per model call.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0, help="How long a batch waits for more texts after its first.")] = 5.0,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0, help="Under load, how long a batch waits for more texts after its first (a request after a quiet spell runs at once).")] = 5.0,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Texts waiting per model before requests get 503.")] = 1024,
     max_texts_per_request: Annotated[int, typer.Option("--max-texts-per-request", min=1, help="Most texts in one request (else 413).")] = 64,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=64, help="Largest request body in bytes (else 413).")] = 2 * 1024 * 1024,
