@@ -46,7 +46,7 @@ class ServeSettings:
     """Batching and limits; the `nlp-lstm serve` options of the same names."""
 
     max_batch_size: int = 64  # texts per model call
-    max_wait_ms: float = 5.0  # under load, how long a batch waits for more texts after its first; a request after a quiet spell runs at once
+    max_wait_ms: float = 5.0  # under load, how long a batch waits for more texts; after a quiet spell: none
     max_queue: int = 1024  # texts waiting per model before requests get 503
     max_texts_per_request: int = 64
     max_body_bytes: int = 2 * 1024 * 1024  # a 1 MB text fits; the model reads only its first tokens
