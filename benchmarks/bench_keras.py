@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -59,14 +58,6 @@ KERAS_WORKER = textwrap.dedent(f"""
         print(json.dumps({{"seconds": time.perf_counter() - start}}), flush=True)
 """)
 
-
-def ensure_venv(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with tensorflow-cpu (once; about 30 s, 2.4 GB) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "tensorflow-cpu"], check=True)
-    return python
 
 
 class KerasWorker:
@@ -124,7 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds")
     parser.add_argument("--steps", type=int, default=4, help="steps per timed sample")
     args = parser.parse_args()
-    python = ensure_venv(args.venv)
+    python = common.ensure_venv(args.venv, "tensorflow-cpu", "; about 30 s, 2.4 GB")
     rows, versions = [], {}
     for threads in args.threads:
         measured, versions = measure(python, threads, args.rounds, args.steps)

@@ -73,14 +73,6 @@ PEER = textwrap.dedent("""
 """)
 
 
-def ensure_venv(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with sklearn-crfsuite (once) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "sklearn-crfsuite"], check=True)
-    return python
-
 
 def read_split(path: Path) -> list[tuple[list[str], list[str]]]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
@@ -126,7 +118,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, test = read_split(args.split / "train.jsonl.gz"), read_split(args.split / "test.jsonl.gz")
     gold = [tags for _, tags in test]
-    python = ensure_venv(args.venv)
+    python = common.ensure_venv(args.venv, "sklearn-crfsuite")
     env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
     peer = subprocess.Popen([str(python), "-c", PEER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     peer.stdin.write(json.dumps([train, test]) + "\n")

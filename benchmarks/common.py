@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -79,3 +80,14 @@ def _fmt(value) -> str:
 def verdict(ratio: float, goal: float, *, at_least: bool) -> str:
     met = ratio >= goal if at_least else ratio <= goal
     return f"{'met' if met else 'NOT met'} ({'>=' if at_least else '<='} {goal})"
+
+
+def ensure_venv(venv: Path, package: str, note: str = "") -> Path:
+    """The python of `venv`, created with `package` installed on first use: peers in their own venv,
+    never in the project's."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} with {package} (once{note}) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", package], check=True)
+    return python
