@@ -164,6 +164,15 @@ def write_plots(scores: dict[str, Any], tags: list[str], directory: Path) -> Non
         plot_confusion_matrix(scores["tag_confusion"], tags, directory / "tag_confusion.png", title="Tags")
 
 
+def check_language(language: str) -> None:
+    """The word tokenizer's language must be one spaCy has rules for (a blank pipeline, no download)."""
+    try:
+        spacy_tokenizer(language)
+    except NlpLstmError:
+        raise NlpLstmError(f"unknown spaCy language {language!r} for the tagger's word tokenizer; give --language an "
+                           "ISO code spaCy has rules for, such as en, de, tr, or xx (multi-language)") from None
+
+
 def tagger_source(source: DataSource) -> DataSource:
     """`source` as a tagger reads it: no label column (the classifier's default means nothing here)."""
     return source.without_labels()
@@ -187,7 +196,7 @@ def train_tagger(*, output_dir: str | Path, source: DataSource, model: TaggerCon
         model = from_dict(TaggerConfig, model or {}, where="model settings")
     if not isinstance(training, TrainConfig):
         training = default_training(**(training or {}))
-    spacy_tokenizer(model.language)  # an unknown language is refused now, not after training
+    check_language(model.language)  # refused now, not after training
     if model.feature_embedding_dim and not source.feature_column:
         raise NlpLstmError(f"feature_embedding_dim is {model.feature_embedding_dim} but no --feature-column is given; "
                            "name the 0/1 feature column, or leave feature_embedding_dim at 0")
