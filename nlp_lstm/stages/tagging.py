@@ -13,6 +13,7 @@ Tags are checked and repaired once per split as conlleval reads them (`metrics.s
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,7 +58,14 @@ def prepared_tags(corpora: dict[str, TaggedCorpus], *, describe: str) -> str:
     """
     scheme = None
     for split, corpus in corpora.items():
-        split_scheme, corpus.tags, message = prepare_tags(corpus.tags, where=f"{describe} ({split})")
+        try:
+            split_scheme, corpus.tags, message = prepare_tags(corpus.tags, where=f"{describe} ({split})")
+        except NlpLstmError as error:  # "row N ...": N counts the split's sentences, which a cut split renumbers
+            found = re.match(r"row (\d+) (.*)", str(error), flags=re.DOTALL)
+            if found is None:
+                raise
+            words = " ".join(corpus.tokens[int(found.group(1))][:8])
+            raise NlpLstmError(f"{describe} ({split}): the sentence {words!r} {found.group(2)}") from None
         if message:
             warnings.warn(message, stacklevel=2)
         if scheme is None:
