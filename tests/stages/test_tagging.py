@@ -5,7 +5,6 @@ here), resumes to identical weights, writes the model directory the predictor re
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -129,7 +128,7 @@ def test_resume_after_an_interruption_gives_identical_weights(tmp_path, monkeypa
     with pytest.raises(TrainingInterrupted):
         train_tagger(output_dir=tmp_path / "resumed", **settings)
     assert (tmp_path / "resumed.partial" / "checkpoints" / VOCAB_FILE).is_file()
-    monkeypatch.setattr(run_module, "fit", partial(fit))
+    monkeypatch.setattr(run_module, "fit", fit)
     train_tagger(output_dir=tmp_path / "resumed", resume=True, **settings)
     whole = load_tensors(tmp_path / "whole" / "model.safetensors")
     resumed = load_tensors(tmp_path / "resumed" / "model.safetensors")
