@@ -90,3 +90,20 @@ def test_i_tags_without_b_are_repaired_and_said_once(tmp_path):
     counted = re.search(r"(\d+) tags in (\d+) sentences", train_warnings[0])
     assert counted and counted.group(1) == counted.group(2) and 1 <= int(counted.group(1)) <= 10
     assert "B-X" in json.loads((tmp_path / "model" / "config.json").read_text())["labels"]
+
+
+@pytest.mark.slow
+def test_torchrun_validation_sums_counts_over_ranks(tmp_path):
+    """Two DDP ranks each score half of validation; the logged score of the best epoch must be the
+    whole split's, which rank 0 scores again alone on the kept best weights (metrics.json)."""
+    files = write_bio(tmp_path, train=120, validation=31, test=10)
+    result = invoke("train", "tagger", "--train-file", files["train"], "--validation-file", files["validation"],
+                    "--test-file", files["test"], "--output-dir", tmp_path / "model", "--epochs", "3", "--quiet",
+                    "--threads", "1", "--device", "cpu", "--nproc-per-node", "2")
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (tmp_path / "model" / "train_log.jsonl").read_text().splitlines()]
+    best = [row for row in log if row.get("best")][-1]
+    alone = json.loads((tmp_path / "model" / "metrics.json").read_text())["validation"]
+    assert best["val_metric_name"] == "span_f1"
+    assert best["val_metric"] == pytest.approx(alone["span_f1"], abs=1e-12)
+    assert best["val_loss"] == pytest.approx(alone["loss"], rel=1e-5)
