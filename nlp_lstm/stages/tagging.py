@@ -205,6 +205,8 @@ def train_tagger(*, output_dir: str | Path, source: DataSource, model: TaggerCon
     if not isinstance(training, TrainConfig):
         training = default_training(**(training or {}))
     check_language(model.language)  # refused now, not after training
+    if source.streaming:
+        raise NlpLstmError("a tagger reads its corpus into memory (tagging corpora are small); drop --streaming")
     if model.feature_embedding_dim and not source.feature_column:
         raise NlpLstmError(f"feature_embedding_dim is {model.feature_embedding_dim} but no --feature-column is given; "
                            "name the 0/1 feature column, or leave feature_embedding_dim at 0")

@@ -5,6 +5,7 @@ here), resumes to identical weights, writes the model directory the predictor re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,12 @@ def test_settings_are_checked_before_training(tmp_path):
         train_tagger(output_dir=tmp_path / "m", source=source, model={"language": "no-such"}, progress=False)
     with pytest.raises(NlpLstmError, match="feature-column"):
         train_tagger(output_dir=tmp_path / "m", source=source, model={"feature_embedding_dim": 8}, progress=False)
+    with pytest.raises(NlpLstmError, match="drop --streaming"):
+        train_tagger(output_dir=tmp_path / "m", source=replace(source, streaming=True), progress=False)
+    conll = turkish_slice(tmp_path, train=5, validation=2, test=2)["train"]
+    with pytest.raises(NlpLstmError, match="is a CoNLL file"):
+        train_tagger(output_dir=tmp_path / "m", source=DataSource(train_file=str(conll), feature_column="p"),
+                     progress=False)
     assert not (tmp_path / "m").exists()
     assert nlp_lstm.train_tagger is train_tagger
 
@@ -182,3 +189,24 @@ def test_the_turkish_pipeline_runs_a_short_version(tmp_path, monkeypatch):
     run_pipeline(path, progress=False, echo=again.append, device="cpu")
     assert all("skipped" in line for line in again)
 
+
+
+def test_word_vectors_start_the_embedding_and_set_its_size(tmp_path):
+    files = write_bio(tmp_path, train=40, validation=10, test=10)
+    words = ["said", "hello", "to", "paris", "berlin", "ankara", "mary", "anna", "google", "the", "in"]
+    generator = torch.Generator().manual_seed(1)
+    vectors = {word: torch.randn(8, generator=generator) for word in words}
+    path = tmp_path / "vectors.txt"
+    path.write_text("".join(f"{w} {' '.join(f'{v:.6f}' for v in vec.tolist())}\n" for w, vec in vectors.items()),
+                    encoding="utf-8")
+    model = tmp_path / "model"
+    metrics = train_tagger(output_dir=model, source=DataSource(train_file=str(files["train"])),
+                           model={**SMALL, "embeddings": str(path), "freeze_embeddings": True},
+                           training={"epochs": 1}, progress=False, device="cpu")
+    config = json.loads((model / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 8 and config["model"]["embeddings"] == str(path)
+    assert "coverage" in metrics["embeddings"]
+    vocab = load_vocab(model)
+    weight = load_tensors(model / "model.safetensors")["embedding.weight"]
+    for word in ("said", "berlin", "mary"):  # frozen: each row is still the file's vector (rounded as written)
+        assert torch.allclose(weight[vocab.word_id(word)], vectors[word], atol=1e-6), word
