@@ -81,7 +81,6 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
     split, scores = _held_out(metrics)
     hub_datasets = [hub_dataset] if hub_dataset else []
     what = spec.description.format(pooling=getattr(config, "pooling", ""),
-                                   decoder="CRF" if getattr(config, "decoder", "") == "crf" else "softmax",
                              ngrams=", stacked with a TF-IDF logistic regression over word n-grams"
                              if getattr(config, "word_ngrams", 0) else "",
                              coverage=" and coverage" if getattr(config, "coverage", False) else "")

@@ -35,6 +35,7 @@ from nlp_lstm.model_dir import ModelFile, load_state, read_model_config, save_mo
 from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.run import StageKind, score_dataset, train_stage
+from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tagging import TaggingTask, corpus_dataset, span_types
 
@@ -66,7 +67,7 @@ def prepared_tags(corpora: dict[str, TaggedCorpus], *, describe: str) -> str:
                 raise
             words = " ".join(corpus.tokens[int(found.group(1))][:8])
             raise NlpLstmError(f"{describe} ({split}): the sentence {words!r} {found.group(2)}") from None
-        if message:
+        if message and distributed.is_main():  # said once, not by every torchrun rank
             warnings.warn(message, stacklevel=2)
         if scheme is None:
             scheme = split_scheme
