@@ -17,6 +17,7 @@ import nlp_lstm
 from nlp_lstm.artifacts import load_tensors
 from nlp_lstm.data.conll import read_tagged_file
 from nlp_lstm.data.sources import DataSource
+from nlp_lstm.data.tagged_sources import tag_columns, with_saved_columns
 from nlp_lstm.data.tagging import VOCAB_FILE, TaggingVocab, load_vocab
 from nlp_lstm.errors import NlpLstmError, TrainingInterrupted
 from nlp_lstm.stages import run as run_module
@@ -210,3 +211,13 @@ def test_word_vectors_start_the_embedding_and_set_its_size(tmp_path):
     weight = load_tensors(model / "model.safetensors")["embedding.weight"]
     for word in ("said", "berlin", "mary"):  # frozen: each row is still the file's vector (rounded as written)
         assert torch.allclose(weight[vocab.word_id(word)], vectors[word], atol=1e-6), word
+
+
+def test_evaluate_reads_the_models_tag_column_only_where_it_fits_the_file():
+    conllu, table = DataSource(test_file="x.conllu.gz"), DataSource(test_file="x.jsonl")
+    assert with_saved_columns(conllu, {"tags": "misc:NER"}).tag_column == "misc:NER"
+    assert with_saved_columns(table, {"tags": "misc:NER"}).tag_column is None  # then "tags"
+    assert with_saved_columns(conllu, {"tags": "ner_tags"}).tag_column is None  # then upos
+    assert with_saved_columns(table, {"tags": "ner_tags", "tokens": "words"}).tokens_column == "words"
+    assert with_saved_columns(replace(table, tag_column="labels"), {"tags": "ner_tags"}).tag_column == "labels"
+    assert tag_columns(DataSource(train_file="t.conllu")) == {"tokens": "tokens", "tags": "upos"}
