@@ -16,6 +16,7 @@ _EXPORTS = {
     "evaluate": "nlp_lstm.api",
     "classify": "nlp_lstm.inference.predict",  # the prediction path imports no training code
     "train_summarizer": "nlp_lstm.api",
+    "train_tagger": "nlp_lstm.api",
     "pretrain": "nlp_lstm.api",
     "summarize": "nlp_lstm.inference.predict",
     "explain": "nlp_lstm.inference.predict",

@@ -22,10 +22,11 @@ from nlp_lstm.stages.language_model import pretrain
 from nlp_lstm.stages.pipeline import run_pipeline
 from nlp_lstm.stages.sequences import fit_sequences
 from nlp_lstm.stages.summarization import train_summarizer
+from nlp_lstm.stages.tagging import train_tagger
 from nlp_lstm.stages.tokenizer import vocab
 
 __all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",
-           "train_summarizer", "vocab"]
+           "train_summarizer", "train_tagger", "vocab"]
 
 _DEFAULT_COLUMNS = {"text": DataSource.text_column, "label": DataSource.label_column, "summary": None}
 

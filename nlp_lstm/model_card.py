@@ -55,8 +55,20 @@ def _plain_table(scores: dict[str, Any]) -> list[str]:
         f"| {name} | {value:.3f} |" for name, value in scores.items() if isinstance(value, (int, float))]
 
 
+def _tagger_table(scores: dict[str, Any]) -> list[str]:
+    rows = ["| metric | this model |", "|---|---|", f"| token accuracy | {scores.get('token_accuracy', float('nan')):.4f} |"]
+    if "span_f1" in scores:
+        macro = scores.get("spans", {}).get("macro", {}).get("f1", float("nan"))
+        rows += [f"| span precision (strict) | {scores['span_precision']:.4f} |",
+                 f"| span recall (strict) | {scores['span_recall']:.4f} |",
+                 f"| span F1 micro (strict) | {scores['span_f1']:.4f} |", f"| span F1 macro (strict) | {macro:.4f} |"]
+    if "ece" in scores:
+        rows.append(f"| ECE of token marginals | {scores['ece']:.4f} |")
+    return rows
+
+
 # A kind whose card sets its metrics beside a baseline registers its table here; others get `_plain_table`.
-METRICS_TABLES = {"classifier": _classifier_table, "summarizer": _summarizer_table}
+METRICS_TABLES = {"classifier": _classifier_table, "summarizer": _summarizer_table, "tagger": _tagger_table}
 
 
 def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub_dataset: str | None = None,

@@ -6,7 +6,7 @@ threads.configure_before_torch()  # OpenMP must sleep, not spin, at barriers: se
 
 import typer  # noqa: E402
 
-from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, train, vocab  # noqa: E402
+from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, train, train_tagger, vocab  # noqa: E402
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("vocab")(vocab.vocab_command)
 app.command("encode")(encode.encode_command)
 app.command("pretrain")(pretrain.pretrain_command)
+train.app.command("tagger")(train_tagger.train_tagger_command)
 app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("classify")(classify.classify_command)

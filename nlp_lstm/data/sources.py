@@ -53,6 +53,11 @@ class DataSource:
     validation_split: str | None = None
     test_split: str | None = None
     label_separator: str | None = None  # multi-label from csv/tsv: "sports|politics" -> two labels
+    # A tagger's columns (`data/conll.py`): token lists, and tag lists (a CoNLL-U file: upos, xpos or
+    # misc:KEY); None: the model's, else "tokens" / "tags" (CoNLL-U: upos). An optional 0/1 per token.
+    tokens_column: str | None = None
+    tag_column: str | None = None
+    feature_column: str | None = None
 
     def without_labels(self) -> "DataSource":
         """This source read by a kind that has no labels (summarizer, language model): the default
@@ -73,7 +78,8 @@ class DataSource:
         return ", ".join(f"{s} file {self.file_for(s)}" for s in SPLITS if self.file_for(s)) or "no data"
 
 
-def _load_hub(source: DataSource) -> dict:
+def load_hub(source: DataSource) -> dict:
+    """The hub dataset's train, validation and test splits (by their usual names or the ones chosen)."""
     import datasets
 
     try:
@@ -143,7 +149,7 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
     splits = tuple(splits)
     _validate(source, splits)
     if source.dataset:
-        raw = _load_hub(source)
+        raw = load_hub(source)
         origin = {s: f"{source.describe()} split {s!r}" for s in raw}
     else:
         needs_train = any(not source.file_for(s) for s in splits) or "train" in splits

@@ -7,7 +7,7 @@ it initialises).
 
 from __future__ import annotations
 
-from nlp_lstm.stages import classification, summarization
+from nlp_lstm.stages import classification, summarization, tagging
 from nlp_lstm.stages.run import StageKind
 
-STAGE_KINDS: dict[str, StageKind] = {stage.kind: stage for stage in (classification.STAGE, summarization.STAGE)}
+STAGE_KINDS: dict[str, StageKind] = {stage.kind: stage for stage in (classification.STAGE, summarization.STAGE, tagging.STAGE)}
