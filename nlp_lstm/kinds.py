@@ -19,6 +19,7 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import ClassifierConfig, TextClassifier
 from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
+from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,11 @@ register(KindSpec(
     usage=("```bash\nnlp-lstm train classifier --init-from DIR --train-file labelled.csv --output-dir runs/clf\n```\n\n"
            "```python\nimport nlp_lstm\nlm = nlp_lstm.load(\"DIR\")\nlm.perplexity([\"some text\"])\n"
            "lm.sample(\"the film\", max_new_tokens=20)\n```"),
+))
+register(KindSpec(
+    name="tagger", config=TaggerConfig, module=SequenceTagger, command="tag", labels=True,
+    pipeline_tag="token-classification", metrics=("f1",),
+    description="a BiLSTM sequence tagger (word embeddings + character CNN -> BiLSTM -> {decoder}; Lample et al. 2016)",
+    usage=("```bash\nnlp-lstm tag --model DIR \"some text\"\nnlp-lstm serve --model DIR\n```\n\n"
+           "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.tag([\"some text\", [\"pre\", \"tokenized\"]])\n```"),
 ))

@@ -57,9 +57,15 @@ class TaggerConfig:
     feature_embedding_dim: int = 0  # > 0: embed an optional 0/1 per-token feature (He et al. 2017: 100)
     embeddings: str | None = None  # a word vectors file the word embedding starts from
     freeze_embeddings: bool = False
+    language: str = "xx"  # spaCy's rule tokenizer of this language splits raw text into words (`nlp-lstm tag`)
 
     @property
     def num_tags(self) -> int:
+        return len(self.tags)
+
+    @property
+    def num_labels(self) -> int:
+        """The label count `model_dir` checks `config.json`'s `labels` against (the tags)."""
         return len(self.tags)
 
     @property
