@@ -8,12 +8,9 @@ from pathlib import Path
 
 import torch
 
-from nlp_lstm.artifacts import atomic_write_json
-from nlp_lstm.data.tagging import TaggingVocab
+from nlp_lstm.data.tagging import VOCAB_FILE, TaggingVocab, save_vocab  # noqa: F401 - VOCAB_FILE for tests
 from nlp_lstm.model_dir import ModelFile, save_model
 from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
-
-VOCAB_FILE = "tagging_vocab.json"
 
 PEOPLE = ["Anna", "Bob", "Carl", "Dora", "Emil"]
 PLACES = ["Paris", "Rome", "Oslo", "Lima"]
@@ -47,7 +44,7 @@ def save_tagger(directory: Path, model: SequenceTagger, vocab: TaggingVocab) -> 
     model_file = ModelFile(kind="tagger", model=model.config, labels=list(model.config.tags),
                            columns={"tokens": "tokens", "tags": "tags"})
     save_model(Path(directory), model_file=model_file, state=model.state_dict(), tokenizer=None)
-    atomic_write_json(Path(directory) / VOCAB_FILE, vocab.to_dict())
+    save_vocab(directory, vocab)
     return Path(directory)
 
 

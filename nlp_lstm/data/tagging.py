@@ -16,14 +16,17 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from nlp_lstm.artifacts import atomic_write_json, read_json
 from nlp_lstm.data.specials import PAD, PAD_ID, SPECIALS, UNK, UNK_ID
 from nlp_lstm.data.vectors import Coverage, load_pretrained_embedding
 from nlp_lstm.errors import NlpLstmError
 
 MAX_WORD_CHARS = 24
+VOCAB_FILE = "tagging_vocab.json"  # in a tagger's model directory, beside config.json
 _DIGIT = re.compile(r"\d")
 
 
@@ -214,3 +217,20 @@ def fit_with_vectors(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], v
             weight[index] = source[row]
     weight[PAD_ID] = 0.0
     return vocab, weight, pretrained.coverage
+
+
+def save_vocab(directory, vocab: TaggingVocab) -> None:
+    """Write `vocab` as `directory/tagging_vocab.json` (atomically)."""
+    atomic_write_json(Path(directory) / VOCAB_FILE, vocab.to_dict())
+
+
+def load_vocab(directory) -> TaggingVocab:
+    """The `TaggingVocab` of a tagger's model directory; a missing or damaged file is one line."""
+    path = Path(directory) / VOCAB_FILE
+    if not path.is_file():
+        raise NlpLstmError(f"{directory} has no {VOCAB_FILE}; copy the whole model directory or train again")
+    data = read_json(path, what="tagging vocabulary")
+    try:
+        return TaggingVocab.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        raise NlpLstmError(f"{path} is not a tagging vocabulary (words, chars, tags, lowercase); train again") from None

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlp_lstm.artifacts import read_json
-from nlp_lstm.data.tagging import TaggingVocab
+from nlp_lstm.data.tagging import VOCAB_FILE, TaggingVocab, load_vocab
 from nlp_lstm.data.text_words import split_words
 from nlp_lstm.decoding import crf_numpy
 from nlp_lstm.errors import NlpLstmError
@@ -40,7 +39,6 @@ from nlp_lstm.metrics.spans import repair, spans as tag_spans, split_tag
 from nlp_lstm.model_dir import ModelFile, load_state
 from nlp_lstm.models.tagger import SequenceTagger
 
-VOCAB_FILE = "tagging_vocab.json"
 BATCH_TOKENS = 4096  # padded tokens per forward pass (sentences sorted by length pad little)
 MAX_INPUT_TOKENS = 1024  # tokens of one text the server tags (`predict_batch`); `tag` reads them all
 
@@ -105,12 +103,7 @@ class TaggerPredictor:
     def load(cls, path: Path, model_file: ModelFile, *, device: torch.device) -> "TaggerPredictor":
         model = SequenceTagger(model_file.model)
         load_state(path, model)
-        if not (path / VOCAB_FILE).is_file():
-            raise NlpLstmError(f"{path} is missing {VOCAB_FILE}; re-train or copy the whole model directory")
-        try:
-            vocab = TaggingVocab.from_dict(read_json(path / VOCAB_FILE, what="tagging vocabulary"))
-        except (KeyError, TypeError) as error:
-            raise NlpLstmError(f"{path / VOCAB_FILE} lacks {error}; the file is damaged: re-train the model") from None
+        vocab = load_vocab(path)
         if len(vocab.words) != model.config.vocab_size or len(vocab.chars) != model.config.char_vocab_size:
             raise NlpLstmError(f"{path / VOCAB_FILE} has {len(vocab.words)} words and {len(vocab.chars)} characters but the "
                                f"model expects {model.config.vocab_size} and {model.config.char_vocab_size}; "

@@ -57,15 +57,16 @@ class TaggerConfig:
     feature_embedding_dim: int = 0  # > 0: embed an optional 0/1 per-token feature (He et al. 2017: 100)
     embeddings: str | None = None  # a word vectors file the word embedding starts from
     freeze_embeddings: bool = False
-    language: str = "xx"  # spaCy's rule tokenizer of this language splits raw text into words (`nlp-lstm tag`)
+    # spaCy's blank(language) rule tokenizer splits raw text into words at prediction time ("xx":
+    # multi-language rules); the training data is already split.
+    language: str = "xx"
 
     @property
     def num_tags(self) -> int:
         return len(self.tags)
 
     @property
-    def num_labels(self) -> int:
-        """The label count `model_dir` checks `config.json`'s `labels` against (the tags)."""
+    def num_labels(self) -> int:  # what `config.json` labels are counted against (`model_dir`)
         return len(self.tags)
 
     @property
@@ -74,8 +75,6 @@ class TaggerConfig:
 
     def __post_init__(self) -> None:
         check_choice("decoder", self.decoder, DECODERS)
-        if not self.tags:
-            raise NlpLstmError("a tagger needs its tag names (set from the training data)")
         check_positive(vocab_size=self.vocab_size, char_vocab_size=self.char_vocab_size,
                        embedding_dim=self.embedding_dim, char_embedding_dim=self.char_embedding_dim,
                        char_filters=self.char_filters, char_kernel_size=self.char_kernel_size,
@@ -109,6 +108,8 @@ class CharCNN(nn.Module):
 class SequenceTagger(nn.Module):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
+        if not config.tags:  # settings may come without them (CLI, pipeline); a network may not
+            raise NlpLstmError("a tagger needs its tag names (set from the training data)")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.chars = CharCNN(config.char_vocab_size, config.char_embedding_dim, config.char_filters,

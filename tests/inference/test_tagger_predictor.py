@@ -195,5 +195,5 @@ def test_a_directory_without_its_vocabulary_is_one_line(crf_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(crf_dir, copy)
     (copy / VOCAB_FILE).unlink()
-    with pytest.raises(NlpLstmError, match=f"missing {VOCAB_FILE}"):
+    with pytest.raises(NlpLstmError, match=f"has no {VOCAB_FILE}"):
         nlp_lstm.load(copy, device="cpu")
