@@ -138,9 +138,7 @@ class TaggerPredictor:
         for index in raw:
             text, result = items[index], results[index]
             word_offsets = offsets[index]
-            for span in result["spans"]:
-                span["start_char"], span["end_char"] = word_offsets[span["start"]][0], word_offsets[span["end"] - 1][1]
-                span["text"] = text[span["start_char"] : span["end_char"]]
+            result["spans"] = [with_offsets(span, text, word_offsets) for span in result["spans"]]
             results[index] = {"text": text, **result, "offsets": [list(pair) for pair in word_offsets]}
         return results
 
@@ -159,7 +157,8 @@ class TaggerPredictor:
                 tokens = list(sentences[index])
                 for span in row["spans"]:
                     span["text"] = " ".join(tokens[span["start"] : span["end"]])
-                results[index] = {"tokens": tokens, **row}
+                results[index] = {"tokens": tokens, "tags": row["tags"],
+                                  **({"confidences": row["confidences"]} if confidences else {}), "spans": row["spans"]}
         return results
 
     @staticmethod
@@ -258,10 +257,16 @@ class TaggerPredictor:
         """A raw text's result re-tagged over its first `limit` words (the model reads no more)."""
         again = self.tag_sentences([result["tokens"][:limit]])[0]
         offsets = result["offsets"][:limit]
-        for span in again["spans"]:
-            span["start_char"], span["end_char"] = offsets[span["start"]][0], offsets[span["end"] - 1][1]
-            span["text"] = result["text"][span["start_char"] : span["end_char"]]
+        again["spans"] = [with_offsets(span, result["text"], offsets) for span in again["spans"]]
         return {"text": result["text"], **again, "offsets": offsets}
+
+
+def with_offsets(span: dict[str, Any], text: str, offsets: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """A span of a raw text with its character offsets (`text[start_char:end_char]` is its text)."""
+    start_char, end_char = offsets[span["start"]][0], offsets[span["end"] - 1][1]
+    confidence = {"confidence": span["confidence"]} if "confidence" in span else {}
+    return {"type": span["type"], "start": span["start"], "end": span["end"], "start_char": start_char,
+            "end_char": end_char, "text": text[start_char:end_char], **confidence}
 
 
 class _WordCounter:
