@@ -25,6 +25,7 @@ from torch import nn
 from nlp_lstm.data.specials import PAD_ID, UNK_ID
 from nlp_lstm.data.tagging import TaggingVocab, clip_word
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.inference.onnx_graphs import encode_packed, torch_lstm
 from nlp_lstm.models.tagger import SequenceTagger
 
 TYPE_CHUNK = 512  # distinct words per character-CNN call
@@ -179,3 +180,24 @@ def torch_emissions(graph: TypeEmissionGraph, batch: TypeBatch, device: torch.de
         emissions = graph.from_char_features(move(batch.word_ids), char_features, move(batch.token_types),
                                              move(batch.lengths), move(batch.features), by_length=True)
     return emissions.float().cpu().numpy()
+
+
+class TaggerGraph(nn.Module):
+    """`TypeEmissionGraph` as the ONNX export traces it: the BiLSTM as `torch.nn.LSTM` over packed
+    rows (`onnx_graphs.encode_packed`: ONNX's LSTM op with `sequence_lens`, exact per row)."""
+
+    def __init__(self, model: SequenceTagger) -> None:
+        super().__init__()
+        self.model = model
+        self.encoder = torch_lstm(model.encoder)
+
+    def forward(self, word_ids: torch.Tensor, type_chars: torch.Tensor, token_types: torch.Tensor,
+                lengths: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        model = self.model
+        char_features = model.chars(type_chars)  # (U, F)
+        char_features = torch.cat([char_features, char_features.new_zeros(1, char_features.shape[1])])  # (U + 1, F)
+        parts = [model.embedding(word_ids), char_features[token_types]]  # (B, T, E), (B, T, F)
+        if model.feature_embedding is not None:
+            parts.append(model.feature_embedding(features))
+        outputs, _ = encode_packed(self.encoder, inputs=torch.cat(parts, dim=-1), lengths=lengths)  # (B, T, 2H)
+        return model.emissions(outputs)  # (B, T, K)
