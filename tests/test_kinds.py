@@ -17,8 +17,8 @@ from nlp_lstm.stages.kinds import STAGE_KINDS
 from nlp_lstm.stages.pipeline import PIPELINE_KINDS
 
 
-def test_the_three_kinds_are_registered_once_each():
-    assert list(KINDS) == ["classifier", "summarizer", "language_model"]
+def test_the_four_kinds_are_registered_once_each():
+    assert list(KINDS) == ["classifier", "summarizer", "language_model", "tagger"]
     with pytest.raises(ValueError, match="registered twice"):
         register(KINDS["classifier"])
 
@@ -28,25 +28,28 @@ def test_every_kind_has_a_predictor_of_that_kind_and_every_table_names_registere
     assert all(predictor.kind == kind for kind, predictor in PREDICTORS.items())
     for table in (EXPORTERS, ONNX_MODELS, ENDPOINTS, STAGE_KINDS, PIPELINE_KINDS):
         assert set(table) <= set(KINDS), table
-    assert set(EXPORTERS) == set(ONNX_MODELS) == {"classifier", "summarizer"}  # what exports also runs
+    assert set(EXPORTERS) == set(ONNX_MODELS) == {"classifier", "summarizer", "tagger"}  # what exports also runs
     assert all(hasattr(PREDICTORS[kind], "predict_batch") for kind in ENDPOINTS)  # a served kind runs batches
     assert {kind: endpoint.path for kind, endpoint in ENDPOINTS.items()} == {
-        "classifier": "/v1/classify", "summarizer": "/v1/summarize"}
+        "classifier": "/v1/classify", "summarizer": "/v1/summarize", "tagger": "/v1/tag"}
+
+
+FROM_THE_DATA = {"tagger": {"tags": ["B-X", "I-X", "O"]}}  # what training fills in beside vocab_size
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_each_kind_builds_its_module_from_its_default_config(kind):
     spec = KINDS[kind]
-    config = spec.config(vocab_size=50)
+    config = spec.config(vocab_size=50, **FROM_THE_DATA.get(kind, {}))
     with torch.device("meta"):
         module = spec.module(config)
     assert isinstance(module, torch.nn.Module) and len(module.state_dict()) > 0
 
 
 def test_an_unknown_kind_names_the_file_and_the_known_kinds():
-    with pytest.raises(NlpLstmError, match=r"x/config.json: unknown model kind 'tagger'; expected one of "
-                                           r"classifier, summarizer, language_model"):
-        kind_spec("tagger", where="x/config.json")
+    with pytest.raises(NlpLstmError, match=r"x/config.json: unknown model kind 'parser'; expected one of "
+                                           r"classifier, summarizer, language_model, tagger"):
+        kind_spec("parser", where="x/config.json")
 
 
 def test_a_kind_registered_elsewhere_gets_a_model_card_from_its_spec(monkeypatch):
