@@ -23,6 +23,7 @@ forward-backward pass. Figures: benchmarks/bench_tagger_peer.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from nlp_lstm.data.text_words import split_words
 from nlp_lstm.decoding import crf_numpy
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.clip import clip_text, CLIP_CHARS_PER_TOKEN
-from nlp_lstm.inference.tagger_batch import TypeBatch, TypeEmissionGraph, TypeEncoder, torch_emissions
+from nlp_lstm.inference.tagger_batch import CharTables, TypeBatch, TypeEmissionGraph, TypeEncoder, torch_emissions
 from nlp_lstm.metrics.spans import repair, spans as tag_spans, split_tag
 from nlp_lstm.model_dir import ModelFile, load_state
 from nlp_lstm.models.tagger import SequenceTagger
@@ -56,7 +57,7 @@ def as_sentences(texts: Any, *, pretokenized: bool = False) -> list[str | list[s
     for index, item in enumerate(texts):
         if isinstance(item, str):
             items.append(item.split() if pretokenized else item)
-        elif isinstance(item, (list, tuple)) and all(isinstance(token, str) for token in item):
+        elif isinstance(item, (list, tuple)) and all(map(isinstance, item, repeat(str))):  # no Python step per token
             items.append(list(item))
         else:
             raise NlpLstmError(f"text {index} is {type(item).__name__}; give a string (raw text) or a list of "
@@ -81,6 +82,7 @@ class TaggerPredictor:
         self.labels = list(model.config.tags)
         self.scheme = model.config.scheme
         self.encoder = TypeEncoder(vocab)
+        self.char_tables = CharTables(self.model.chars)
         self.crf_scores = None
         if model.crf is not None:
             with torch.no_grad():
@@ -180,7 +182,7 @@ class TaggerPredictor:
         run = getattr(self.model, "type_emissions", None)
         if run is not None:
             return run(batch)
-        return torch_emissions(TypeEmissionGraph(self.model), batch, self.device)
+        return torch_emissions(TypeEmissionGraph(self.model), self.char_tables, batch, self.device)
 
     def decode(self, batch: TypeBatch, *, confidences: bool = True) -> list[dict[str, Any]]:
         """Per row of a batch: `{"tags", "confidences", "spans"}` (spans without `text`)."""

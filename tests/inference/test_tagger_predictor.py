@@ -16,7 +16,7 @@ import nlp_lstm
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference import tagger as tagger_module
 from nlp_lstm.inference.tagger import TaggerPredictor
-from nlp_lstm.inference.tagger_batch import TypeEmissionGraph, TypeEncoder, length_segments, torch_emissions
+from nlp_lstm.inference.tagger_batch import CharTables, TypeEmissionGraph, TypeEncoder, length_segments, torch_emissions
 from nlp_lstm.metrics.spans import spans as strict_spans
 from tests.tagger_helpers import VOCAB_FILE, ner_sentences, train_tagger_dir
 
@@ -70,9 +70,24 @@ def test_emissions_by_distinct_word_and_length_segment_equal_the_models(crf_dir)
         traced_path = TypeEmissionGraph(predictor.model)(*(torch.from_numpy(a) for a in (
             batch.word_ids, batch.type_chars, batch.token_types, batch.lengths)))
     real = ~reference.pad_mask
-    got = torch_emissions(TypeEmissionGraph(predictor.model), batch, torch.device("cpu"))
+    got = torch_emissions(TypeEmissionGraph(predictor.model), CharTables(predictor.model.chars), batch, torch.device("cpu"))
     assert np.allclose(got[real.numpy()], expected[real].numpy(), atol=1e-5)
     assert torch.allclose(traced_path[real], expected[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3, 4, 5])
+def test_char_tables_compute_the_char_cnn(kernel_size):
+    from nlp_lstm.models.tagger import CharCNN
+
+    torch.manual_seed(kernel_size)
+    chars = CharCNN(20, 6, 7, kernel_size).eval()
+    with torch.no_grad():
+        chars.embedding.weight.normal_()  # the padding row too: in-word padding reads it, the edges do not
+    ids = torch.randint(1, 20, (9, 6))
+    ids[0, 1:] = 0
+    ids[1, 4:] = 0
+    with torch.no_grad():
+        assert torch.allclose(CharTables(chars)(ids), chars(ids), atol=1e-5)
 
 
 def test_length_segments_keep_long_runs_of_one_length_alone():
