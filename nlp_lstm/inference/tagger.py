@@ -115,7 +115,7 @@ class TaggerPredictor:
     # --- the user's method ---------------------------------------------------------------------
 
     def tag(self, texts: Any, *, features: Sequence[Sequence[int]] | None = None, confidences: bool = True,
-            pretokenized: bool = False) -> list[dict[str, Any]]:
+            pretokenized: bool = False, runner_up: bool = False) -> list[dict[str, Any]]:
         """Tags, per-token confidences and spans per text (module doc), in input order.
 
         Args:
@@ -124,6 +124,7 @@ class TaggerPredictor:
                 predicate indicator); one value per token (of raw text: per word as split).
             confidences: compute the per-token and per-span probabilities (one forward-backward pass).
             pretokenized: each string is a sentence of whitespace-separated tokens.
+            runner_up: also `"runner_up"`: per token the next most probable tag and its probability.
         Returns:
             per item `{"tokens", "tags", "confidences", "spans"}` (+ `"text"`, `"offsets"` for raw text).
         """
@@ -136,7 +137,8 @@ class TaggerPredictor:
         offsets: dict[int, list[tuple[int, int]]] = {}
         for index, (words, spans) in zip(raw, split):
             sentences[index], offsets[index] = words, spans
-        results = self.tag_sentences(sentences, features=features, confidences=confidences)
+        results = self.tag_sentences(sentences, features=features, confidences=confidences or runner_up,
+                                     runner_up=runner_up)
         for index in raw:
             text, result = items[index], results[index]
             word_offsets = offsets[index]
@@ -145,22 +147,24 @@ class TaggerPredictor:
         return results
 
     def tag_sentences(self, sentences: Sequence[Sequence[str]], *, features: Sequence[Sequence[int]] | None = None,
-                      confidences: bool = True) -> list[dict[str, Any]]:
+                      confidences: bool = True, runner_up: bool = False) -> list[dict[str, Any]]:
         """`tag` over token lists (the hot path): `{"tokens", "tags", "confidences", "spans"}` each."""
         results: list[dict[str, Any]] = [{}] * len(sentences)
         for index, tokens in enumerate(sentences):
             if not tokens:  # nothing to tag: no model call
-                results[index] = {"tokens": [], "tags": [], **({"confidences": []} if confidences else {}), "spans": []}
+                results[index] = {"tokens": [], "tags": [], **({"confidences": []} if confidences else {}), "spans": [],
+                                  **({"runner_up": []} if runner_up else {})}
         order = sorted((i for i, tokens in enumerate(sentences) if tokens), key=lambda i: len(sentences[i]))
         for chunk in self._batches(order, [len(tokens) for tokens in sentences]):
             batch = self.encoder.encode([sentences[i] for i in chunk],
                                         None if features is None else [features[i] for i in chunk])
-            for index, row in zip(chunk, self.decode(batch, confidences=confidences)):
+            for index, row in zip(chunk, self.decode(batch, confidences=confidences, runner_up=runner_up)):
                 tokens = list(sentences[index])
                 for span in row["spans"]:
                     span["text"] = " ".join(tokens[span["start"] : span["end"]])
                 results[index] = {"tokens": tokens, "tags": row["tags"],
-                                  **({"confidences": row["confidences"]} if confidences else {}), "spans": row["spans"]}
+                                  **({"confidences": row["confidences"]} if confidences else {}), "spans": row["spans"],
+                                  **({"runner_up": row["runner_up"]} if runner_up else {})}
         return results
 
     @staticmethod
@@ -184,8 +188,9 @@ class TaggerPredictor:
             return run(batch)
         return torch_emissions(TypeEmissionGraph(self.model), self.char_tables, batch, self.device)
 
-    def decode(self, batch: TypeBatch, *, confidences: bool = True) -> list[dict[str, Any]]:
-        """Per row of a batch: `{"tags", "confidences", "spans"}` (spans without `text`)."""
+    def decode(self, batch: TypeBatch, *, confidences: bool = True, runner_up: bool = False) -> list[dict[str, Any]]:
+        """Per row of a batch: `{"tags", "confidences", "spans"}` (spans without `text`), and with
+        `runner_up` (which needs `confidences`) each token's second most probable tag `[tag, p]`."""
         emissions, lengths = self.emissions(batch), batch.lengths
         crf = self.crf_scores
         if crf is not None:
@@ -212,6 +217,14 @@ class TaggerPredictor:
         token_confidence = np.take_along_axis(probabilities, paths[:, :, None], axis=2)[:, :, 0]  # (B, T)
         for row, values, length in zip(rows, np.round(token_confidence.astype(np.float64), 4).tolist(), lengths.tolist()):
             row["confidences"] = values[:length]
+        if runner_up:
+            others = probabilities.copy()
+            np.put_along_axis(others, paths[:, :, None], -1.0, axis=2)  # the chosen tag is not its own runner-up
+            second = others.argmax(axis=2)  # (B, T)
+            second_probability = np.round(np.take_along_axis(probabilities, second[:, :, None], axis=2)[:, :, 0]
+                                          .astype(np.float64), 4)
+            for row, ids, values, length in zip(rows, second.tolist(), second_probability.tolist(), lengths.tolist()):
+                row["runner_up"] = [[self.labels[i], value] for i, value in zip(ids[:length], values[:length])]
         span_rows = [(r, s.start, s.end, self._continues.get(s.label, -1) if self.scheme == "bio" else -1)
                      for r, row_spans in enumerate(found) for s in row_spans]
         if span_rows:
@@ -227,6 +240,26 @@ class TaggerPredictor:
             for span, value in zip(spans_flat, np.round(span_confidence, 4).tolist()):
                 span["confidence"] = value
         return rows
+
+    def explain(self, texts: Any, *, pretokenized: bool = False) -> list[dict[str, Any]]:
+        """Why each token got its tag (issue 25): per token its tag's marginal probability and the
+        runner-up tag's, from the same forward-backward pass as `tag`'s confidences (a softmax
+        model: its own probabilities). A small margin marks a token the model nearly tagged otherwise.
+
+        Returns:
+            per text `{"kind": "tagger", "tokens", "tags", "spans", "words": [{"token", "tag",
+            "probability", "runner_up", "runner_up_probability"}, ...]}` (+ `"text"` for raw text).
+        """
+        explained = []
+        for result in self.tag(texts, pretokenized=pretokenized, runner_up=True):
+            words = [{"token": token, "tag": tag, "probability": probability, "runner_up": second,
+                      "runner_up_probability": second_probability}
+                     for token, tag, probability, (second, second_probability)
+                     in zip(result["tokens"], result["tags"], result["confidences"], result["runner_up"])]
+            text = {"text": result["text"]} if "text" in result else {}
+            explained.append({"kind": self.kind, **text, "tokens": result["tokens"], "tags": result["tags"],
+                              "spans": result["spans"], "words": words})
+        return explained
 
     # --- the server's batch method -------------------------------------------------------------
 

@@ -212,3 +212,22 @@ def test_a_directory_without_its_vocabulary_is_one_line(crf_dir, tmp_path):
     (copy / VOCAB_FILE).unlink()
     with pytest.raises(NlpLstmError, match=f"has no {VOCAB_FILE}"):
         nlp_lstm.load(copy, device="cpu")
+
+
+@pytest.mark.parametrize("which", ["crf", "softmax"])
+def test_explain_gives_each_tokens_marginal_and_the_runner_up(which, crf_dir, softmax_dir):
+    predictor = nlp_lstm.load(crf_dir if which == "crf" else softmax_dir, device="cpu")
+    tokens = ["Anna", "Bob", "went", "to", "Paris"]
+    [explained] = predictor.explain([tokens])
+    with torch.no_grad():
+        batch = predictor.vocab.encode([tokens])
+        marginals = predictor.model.marginals(batch)[0].double().numpy()  # nn/crf.py's, or the softmax
+    assert explained["kind"] == "tagger" and explained["tags"] == predictor.tag([tokens])[0]["tags"]
+    for t, word in enumerate(explained["words"]):
+        order = np.argsort(-marginals[t])
+        chosen = predictor.labels.index(word["tag"])
+        runner = order[1] if order[0] == chosen else order[0]
+        assert word["token"] == tokens[t]
+        assert word["probability"] == pytest.approx(marginals[t, chosen], abs=1e-4)
+        assert word["runner_up"] == predictor.labels[runner] and word["runner_up"] != word["tag"]
+        assert word["runner_up_probability"] == pytest.approx(marginals[t, runner], abs=1e-4)
