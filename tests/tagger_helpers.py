@@ -62,7 +62,8 @@ def train_tagger_dir(directory: Path, *, decoder: str = "crf", steps: int = 60, 
     rng = random.Random(seed)
     for _ in range(steps):
         chunk = rng.sample(sentences, 16)
-        loss = tagger.loss(vocab.encode([t for t, _ in chunk], [g for _, g in chunk]))
+        features = [[index % 2 for index in range(len(t))] for t, _ in chunk] if config.feature_embedding_dim else None
+        loss = tagger.loss(vocab.encode([t for t, _ in chunk], [g for _, g in chunk], features))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

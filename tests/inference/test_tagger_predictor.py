@@ -231,3 +231,19 @@ def test_explain_gives_each_tokens_marginal_and_the_runner_up(which, crf_dir, so
         assert word["probability"] == pytest.approx(marginals[t, chosen], abs=1e-4)
         assert word["runner_up"] == predictor.labels[runner] and word["runner_up"] != word["tag"]
         assert word["runner_up_probability"] == pytest.approx(marginals[t, runner], abs=1e-4)
+
+
+def test_a_feature_tagger_reads_one_feature_per_token(tmp_path):
+    """The predicate-indicator formulation (He et al. 2017): a 0/1 feature per token changes the input."""
+    directory = train_tagger_dir(tmp_path / "features", steps=3, feature_embedding_dim=4, decoder="softmax")
+    predictor = nlp_lstm.load(directory, device="cpu")
+    tokens = ["Anna", "went", "to", "Paris"]
+    on, off = predictor.tag([tokens, tokens], features=[[0, 1, 0, 0], [0, 0, 0, 0]])
+    with torch.no_grad():
+        reference = predictor.vocab.encode([tokens], features=[[0, 1, 0, 0]])
+        expected = predictor.model(reference)[0].softmax(-1).max(-1).values.tolist()
+    assert on["confidences"] == pytest.approx(expected, abs=1e-4) and on["confidences"] != off["confidences"]
+    with pytest.raises(NlpLstmError, match="per-token feature"):
+        predictor.tag([tokens])
+    with pytest.raises(NlpLstmError, match="4 tokens but 2 features"):
+        predictor.tag([tokens], features=[[0, 1]])
