@@ -241,15 +241,26 @@ class TaggerPredictor:
                 span["confidence"] = value
         return rows
 
-    def explain(self, texts: Any, *, pretokenized: bool = False) -> list[dict[str, Any]]:
+    @property
+    def tokenizer(self) -> "_WordCounter":
+        """The words of raw text in `clip_text`'s interface (the server's explain page clips texts with it)."""
+        return _WordCounter(self.language)
+
+    def explain(self, texts: Any, *, pretokenized: bool = False, label: str | None = None,
+                steps: int | None = None) -> list[dict[str, Any]]:
         """Why each token got its tag (issue 25): per token its tag's marginal probability and the
         runner-up tag's, from the same forward-backward pass as `tag`'s confidences (a softmax
         model: its own probabilities). A small margin marks a token the model nearly tagged otherwise.
 
         Returns:
             per text `{"kind": "tagger", "tokens", "tags", "spans", "words": [{"token", "tag",
-            "probability", "runner_up", "runner_up_probability"}, ...]}` (+ `"text"` for raw text).
+            "probability", "runner_up", "runner_up_probability"}, ...], "truncated": False}` (+ `"text"`
+            for raw text; every token is read).
+        Raises:
+            NlpLstmError: `label` or `steps` given (a classifier's options, which `/v1/explain` passes on).
         """
+        if label is not None or steps is not None:
+            raise NlpLstmError("label and steps are for classifiers; a tagger explains every token's tag: drop them")
         explained = []
         for result in self.tag(texts, pretokenized=pretokenized, runner_up=True):
             words = [{"token": token, "tag": tag, "probability": probability, "runner_up": second,
@@ -258,7 +269,7 @@ class TaggerPredictor:
                      in zip(result["tokens"], result["tags"], result["confidences"], result["runner_up"])]
             text = {"text": result["text"]} if "text" in result else {}
             explained.append({"kind": self.kind, **text, "tokens": result["tokens"], "tags": result["tags"],
-                              "spans": result["spans"], "words": words})
+                              "spans": result["spans"], "words": words, "truncated": False})
         return explained
 
     # --- the server's batch method -------------------------------------------------------------

@@ -52,3 +52,17 @@ def test_the_wrong_endpoint_names_the_right_one(tagger_dir):
     assert wrong.status_code == 400 and "use /v1/tag" in wrong.json()["error"]
     assert nothing.status_code == 400 and "/v1/tag" in nothing.json()["error"]
     assert extra.status_code == 422
+
+
+def test_the_explain_endpoint_gives_a_taggers_marginals_and_runners_up(tagger_dir):
+    text = "Anna went to Paris"
+    with TestClient(create_app({"ner": tagger_dir}, device="cpu")) as client:
+        response = client.post("/v1/explain", json={"texts": [text]})
+        refused = client.post("/v1/explain", json={"texts": [text], "label": "B-PER"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["kind"] == "tagger"
+    [result] = body["results"]
+    [expected] = nlp_lstm.load(tagger_dir, device="cpu").explain([text])
+    assert result["words"] == expected["words"] and result["text"] == text and result["truncated"] is False
+    assert refused.status_code == 422 and "label and steps are for classifiers" in refused.json()["error"]
