@@ -98,7 +98,7 @@ register(KindSpec(
 register(KindSpec(
     name="tagger", config=TaggerConfig, module=SequenceTagger, command="tag", labels=True,
     pipeline_tag="token-classification", metrics=("accuracy", "f1"),
-    description="a BiLSTM sequence tagger (words and character CNN -> BiLSTM -> {decoder}; Lample et al. 2016)",
+    description="a BiLSTM sequence tagger (words and character CNN -> BiLSTM -> CRF or softmax; Lample et al. 2016)",
     usage=("```bash\nnlp-lstm tag --model DIR \"some text\"\nnlp-lstm serve --model DIR\n```\n\n"
            "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.tag([\"some text\"])\n```"),
 ))
