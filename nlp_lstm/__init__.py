@@ -19,6 +19,7 @@ _EXPORTS = {
     "train_tagger": "nlp_lstm.api",
     "pretrain": "nlp_lstm.api",
     "summarize": "nlp_lstm.inference.predict",
+    "tag": "nlp_lstm.inference.predict",
     "explain": "nlp_lstm.inference.predict",
     "fit_sequences": "nlp_lstm.api",
     "load": "nlp_lstm.inference.load",

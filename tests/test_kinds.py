@@ -28,10 +28,13 @@ def test_every_kind_has_a_predictor_of_that_kind_and_every_table_names_registere
     assert all(predictor.kind == kind for kind, predictor in PREDICTORS.items())
     for table in (EXPORTERS, ONNX_MODELS, ENDPOINTS, STAGE_KINDS, PIPELINE_KINDS):
         assert set(table) <= set(KINDS), table
-    assert set(EXPORTERS) == set(ONNX_MODELS) == {"classifier", "summarizer"}  # what exports also runs
+    assert set(EXPORTERS) == set(ONNX_MODELS) == {"classifier", "summarizer", "tagger"}  # what exports also runs
     assert all(hasattr(PREDICTORS[kind], "predict_batch") for kind in ENDPOINTS)  # a served kind runs batches
     assert {kind: endpoint.path for kind, endpoint in ENDPOINTS.items()} == {
-        "classifier": "/v1/classify", "summarizer": "/v1/summarize"}
+        "classifier": "/v1/classify", "summarizer": "/v1/summarize", "tagger": "/v1/tag"}
+
+
+FROM_THE_DATA = {"tagger": {"tags": ["B-X", "I-X", "O"]}}  # what training fills in beside vocab_size
 
 
 FROM_THE_DATA = {"tagger": {"tags": ["B-X", "I-X", "O"]}}  # what training fills in beside vocab_size

@@ -6,7 +6,7 @@ threads.configure_before_torch()  # OpenMP must sleep, not spin, at barriers: se
 
 import typer  # noqa: E402
 
-from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, train, train_tagger, vocab  # noqa: E402
+from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, tag, train, train_tagger, vocab  # noqa: E402
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -23,6 +23,7 @@ app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("classify")(classify.classify_command)
 app.command("summarize")(summarize.summarize_command)
+app.command("tag")(tag.tag_command)
 app.command("explain")(explain.explain_command)
 app.command("run")(run.run_command)
 app.command("export")(export.export_command)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 FORMATS = ("table", "json", "jsonl")
@@ -39,3 +40,20 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_cell(v) for v in value)
     return "" if value is None else str(value)
+
+
+def print_tagged(rows: list[dict[str, Any]]) -> None:
+    """A tagger's results as a table: each text's tokens with their tags (`word/TAG`, the tag dimmed
+    where its confidence is below 0.5), and its spans with their confidence."""
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("tagged tokens", overflow="fold", ratio=3)
+    table.add_column("spans", overflow="fold", ratio=2)
+    for index, row in enumerate(rows, start=1):
+        confidences = row.get("confidences") or [1.0] * len(row["tokens"])
+        tagged = " ".join(f"{escape(token)}/[{'bold' if confidence >= 0.5 else 'dim'}]{escape(tag)}[/]"
+                          for token, tag, confidence in zip(row["tokens"], row["tags"], confidences))
+        spans = "\n".join(f"{escape(span['type'])}: {escape(span['text'])}"
+                          + (f" ({span['confidence']:.2f})" if "confidence" in span else "") for span in row["spans"])
+        table.add_row(str(index), tagged, spans)
+    Console().print(table)

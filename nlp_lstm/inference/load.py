@@ -13,14 +13,15 @@ from nlp_lstm.devices import pick_device
 from nlp_lstm.inference.classifier import ClassifierPredictor
 from nlp_lstm.inference.language_model import LanguageModelPredictor
 from nlp_lstm.inference.summarizer import SummarizerPredictor
+from nlp_lstm.inference.tagger import TaggerPredictor
 from nlp_lstm.model_dir import read_model_config
 
 PREDICTORS = {predictor.kind: predictor
-              for predictor in (ClassifierPredictor, SummarizerPredictor, LanguageModelPredictor)}
+              for predictor in (ClassifierPredictor, SummarizerPredictor, LanguageModelPredictor, TaggerPredictor)}
 
 
 def load(directory: str | Path, *, device: str = "auto", expect: str | None = None
-         ) -> ClassifierPredictor | SummarizerPredictor | LanguageModelPredictor:
+         ) -> ClassifierPredictor | SummarizerPredictor | LanguageModelPredictor | TaggerPredictor:
     """Rebuild a saved model from its directory (config.json + model.safetensors + tokenizer/).
 
     `expect` (a kind: "classifier", "summarizer", ...) turns a directory of another kind into a

@@ -48,6 +48,7 @@ from nlp_lstm.artifacts import atomic_write_json, check_output_dir, staged_direc
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference.load import load
 from nlp_lstm.inference.onnx_graphs import ClassifierGraph, DecoderStepGraph, EncoderGraph, pad_mask_from
+from nlp_lstm.inference.tagger_batch import TaggerGraph
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.summarizer import Summarizer
 from nlp_lstm.nn.lstm import LSTM
@@ -224,9 +225,37 @@ def _summarizer_graphs(loaded, staging: Path) -> tuple[dict[str, Any], dict[str,
     return export_summarizer(loaded.model, staging), extra
 
 
+def _tagger_graphs(loaded, staging: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A `TaggerPredictor`'s emission graph (`tagger_batch.TaggerGraph`):
+
+        word_ids (B, T), type_chars (U, L), token_types (B, T) (U at padding), lengths (B,)
+        [features (B, T): a model with a per-token feature]  ->  emissions (B, T, K)
+
+    and, in `onnx.json`, what decoding outside needs: the tag names and the CRF's constrained scores
+    (Viterbi and marginals over them: `decoding/crf_numpy.py`, docs/deploy-onnx.md)."""
+    model = loaded.model.eval()
+    batch, time, types, chars = 3, 5, 4, 6
+    token_types = torch.arange(batch * time).remainder(types).view(batch, time)
+    args = (torch.full((batch, time), 2, dtype=torch.int64), torch.full((types, chars), 2, dtype=torch.int64),
+            token_types, _example_lengths(batch, time))
+    inputs = {"word_ids": {0: "batch", 1: "time"}, "type_chars": {0: "types", 1: "chars"},
+              "token_types": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    if model.feature_embedding is not None:
+        args += (torch.zeros(batch, time, dtype=torch.int64),)
+        inputs["features"] = {0: "batch", 1: "time"}
+    path = staging / "tagger.onnx"
+    _trace(TaggerGraph(model), args, path=path, inputs=inputs, outputs={"emissions": {0: "batch", 1: "time"}})
+    add_peepholes(path, model.encoder)
+    extra = {"tags": loaded.labels, "scheme": loaded.scheme, "decoder": model.config.decoder,
+             "language": model.config.language, "decoding": "crf: Viterbi over crf_scores; softmax: argmax"}
+    if loaded.crf_scores is not None:
+        extra["crf_scores"] = {name: value.tolist() for name, value in loaded.crf_scores._asdict().items()}
+    return {"tagger": describe_graph(path)}, extra
+
+
 # The kinds that export, by kind: (predictor, staging directory) -> (graphs, extra onnx.json keys).
 # The runtime side, `onnx_runtime.ONNX_MODELS`, runs what each writes.
-EXPORTERS = {"classifier": _classifier_graphs, "summarizer": _summarizer_graphs}
+EXPORTERS = {"classifier": _classifier_graphs, "summarizer": _summarizer_graphs, "tagger": _tagger_graphs}
 
 
 def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, *, overwrite: bool = False) -> Path:

@@ -28,7 +28,7 @@ from nlp_lstm.inference.onnx_export import EXPORT_COMMAND, ONNX_DIR, ONNX_FORMAT
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.summarizer import DecoderState, SummarizerConfig
 
-__all__ = ["OnnxEncoderOutput", "OnnxGraph", "OnnxSummarizer", "OnnxTextClassifier", "load_onnx"]
+__all__ = ["OnnxEncoderOutput", "OnnxGraph", "OnnxSummarizer", "OnnxTagger", "OnnxTextClassifier", "load_onnx"]
 
 
 def import_onnxruntime():
@@ -197,6 +197,22 @@ class OnnxSummarizer(_Inference):
         return log_probs, new_state, _tensor(out["attention"]), _tensor(out["p_gen"])
 
 
+class OnnxTagger(_Inference):
+    """A tagger's emission graph run by ONNX Runtime: `type_emissions(TypeBatch) -> (B, T, K)`, what
+    `TaggerPredictor.emissions` calls; decoding stays the predictor's own numpy code."""
+
+    def __init__(self, graph: OnnxGraph, config) -> None:
+        self.graph = graph
+        self.config = config
+
+    def type_emissions(self, batch) -> np.ndarray:
+        feed = {"word_ids": batch.word_ids, "type_chars": batch.type_chars, "token_types": batch.token_types,
+                "lengths": batch.lengths}
+        if batch.features is not None:
+            feed["features"] = batch.features
+        return self.graph.run(**feed)["emissions"]
+
+
 def read_manifest(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
     """`onnx.json`, checked against the model directory it claims to come from."""
     command = EXPORT_COMMAND.format(model=model_dir)
@@ -270,4 +286,5 @@ ONNX_MODELS = {
     "classifier": lambda graphs, config: OnnxTextClassifier(graphs["classifier"], config),
     "summarizer": lambda graphs, config: OnnxSummarizer(encoder=graphs["encoder"], decoder_step=graphs["decoder_step"],
                                                         config=config),
+    "tagger": lambda graphs, config: OnnxTagger(graphs["tagger"], config),
 }

@@ -1,4 +1,4 @@
-"""`classify` and `summarize`: predict with a saved model, importing only what prediction needs.
+"""`classify`, `summarize` and `tag`: predict with a saved model, importing only what prediction needs.
 
 No `datasets`, matplotlib or training code is loaded on this path, so `nlp-lstm classify` of one text
 starts about as fast as torch itself (BENCHMARKS.md, cold start).
@@ -51,6 +51,16 @@ def summarize(model_dir: str | Path, texts: Iterable[str], *, attention_plot: st
             warnings.simplefilter("ignore")  # already warned above
             summarizer.plot_attention(first, attention_plot, **decoding)
     return [{"text": text, "summary": summary} for text, summary in zip(texts, summaries)]
+
+
+def tag(model_dir: str | Path, texts: Any, *, pretokenized: bool = False, confidences: bool = True,
+        device: str = "auto", runtime: str = "torch") -> list[dict[str, Any]]:
+    """Tag each text with a saved tagger (`TaggerPredictor.tag`): tokens, tags, per-token confidences and
+    spans (with character offsets for raw text). `texts` are raw texts, or token lists; with
+    `pretokenized`, each string is whitespace-separated tokens. `runtime="onnx"` runs the emission
+    graph `export_onnx` wrote (decoding is the same numpy code either way)."""
+    predictor = load_predictor(model_dir, expect="tagger", device=device, runtime=runtime)
+    return predictor.tag(texts, pretokenized=pretokenized, confidences=confidences)
 
 
 EXPLAINED = ("classifier", "summarizer")

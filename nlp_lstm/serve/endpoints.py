@@ -49,4 +49,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                            summary="The top label, its probability, and every label's probability, per text."),
     "summarizer": Endpoint("/v1/summarize", schemas.SummarizeRequest, schemas.SummarizeResponse,
                            items=summarize_items, summary="A summary per text (beam search; `beam_size` 1 is greedy)."),
+    "tagger": Endpoint("/v1/tag", schemas.TagRequest, schemas.TagResponse, exclude_none=True,
+                       items=lambda body, model: [(text, body.pretokenized) for text in body.texts],
+                       summary="Per text: tokens, tags, each tag's probability, and spans with character offsets."),
 }

@@ -27,6 +27,15 @@ class SummarizeRequest(BaseModel):
     max_length: Optional[int] = Field(None, ge=1, le=MAX_SUMMARY_TOKENS, description="Most output tokens; default: the model's.")
 
 
+class TagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["Anna flew to Paris."]}]})
+
+    texts: list[str] = Field(description="Texts to tag.")
+    model: Optional[str] = Field(None, description="A served model's name (GET /v1/models); default: the first tagger.")
+    pretokenized: bool = Field(False, description="Each text is tokens separated by whitespace (else the model's "
+                                                  "language's spaCy rules split it into words).")
+
+
 class ClassifyResult(BaseModel):
     label: Optional[str] = Field(description="The most probable label.")
     score: float = Field(description="Its probability.")
@@ -48,6 +57,31 @@ class SummarizeResult(BaseModel):
 class SummarizeResponse(BaseModel):
     model: str
     results: list[SummarizeResult]
+
+
+class TagSpan(BaseModel):
+    type: str = Field(description="The span's type (X of B-X).")
+    start: int = Field(description="Its first token.")
+    end: int = Field(description="One past its last token.")
+    start_char: Optional[int] = Field(None, description="Raw text: its first character's offset in the text.")
+    end_char: Optional[int] = Field(None, description="Raw text: one past its last character.")
+    text: str
+    confidence: Optional[float] = Field(None, description="The probability of exactly this span (CRF: its tags' "
+                                                          "exact probability, with no I-X after them).")
+
+
+class TagResult(BaseModel):
+    tokens: list[str]
+    tags: list[str]
+    confidences: Optional[list[float]] = Field(None, description="Per token, the marginal probability of its tag.")
+    spans: list[TagSpan]
+    offsets: Optional[list[list[int]]] = Field(None, description="Raw text: each token's [start, end) characters.")
+    truncated: bool = Field(False, description="The text was longer than the model reads; its first tokens were tagged.")
+
+
+class TagResponse(BaseModel):
+    model: str
+    results: list[TagResult]
 
 
 class QueueInfo(BaseModel):
