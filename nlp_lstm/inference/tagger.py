@@ -101,6 +101,14 @@ class TaggerPredictor:
         """Tokens of one text the server tags (the rest is cut, `truncated`); `tag` reads whole texts."""
         return MAX_INPUT_TOKENS
 
+    @property
+    def serve_refusal(self) -> str | None:
+        """Why `serve` cannot run this model, or None: `/v1/tag` takes texts only, no per-token feature."""
+        if self.config.feature_embedding_dim > 0:
+            return ("reads a per-token feature column (such as a predicate indicator), which /v1/tag cannot "
+                    "carry; tag with it from Python: nlp_lstm.load(DIR).tag(tokens, features=...)")
+        return None
+
     @classmethod
     def load(cls, path: Path, model_file: ModelFile, *, device: torch.device) -> "TaggerPredictor":
         model = SequenceTagger(model_file.model)

@@ -207,6 +207,9 @@ def load_models(models: Mapping[str, Any], *, kinds: Sequence[str] = tuple(ENDPO
         kind = getattr(served[name].model, "kind", None)
         if kind not in kinds:
             raise NlpLstmError(f"model {name!r} is a {type(value).__name__} of kind {kind!r}; serve a {' or '.join(kinds)}")
+        refusal = getattr(served[name].model, "serve_refusal", None)
+        if refusal:
+            raise NlpLstmError(f"model {name!r} {refusal}")
     if bf16_output:
         decoders = [name for name, model in served.items() if bfloat16_applies(model.model)]
         if not decoders:

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import nlp_lstm
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.inference import tagger as tagger_module
 from nlp_lstm.serve import create_app
 from tests.tagger_helpers import train_tagger_dir
@@ -66,3 +67,11 @@ def test_the_explain_endpoint_gives_a_taggers_marginals_and_runners_up(tagger_di
     [expected] = nlp_lstm.load(tagger_dir, device="cpu").explain([text])
     assert result["words"] == expected["words"] and result["text"] == text and result["truncated"] is False
     assert refused.status_code == 422 and "label and steps are for classifiers" in refused.json()["error"]
+
+
+def test_a_tagger_that_reads_a_feature_column_is_refused_at_start_in_one_line(tmp_path):
+    """/v1/tag carries texts only: such a model would answer every request with an error, so `serve`
+    refuses it before starting, naming the way that works."""
+    directory = train_tagger_dir(tmp_path / "predicates", steps=2, feature_embedding_dim=4)
+    with pytest.raises(NlpLstmError, match=r"model 'srl' reads a per-token feature column.*features="):
+        create_app({"srl": directory}, device="cpu")
