@@ -37,6 +37,7 @@ class KindSpec:
         description: the card's "This is ..." text; `{field}` is filled from the model config.
         metrics: the hub metric names of the card's front matter.
         usage: the card's "How to use" text.
+        files: the card's line on what the directory holds besides weights and `config.json`.
     """
 
     name: str
@@ -49,6 +50,7 @@ class KindSpec:
     usage: str
     labels: bool = False
     decoding: type | None = None
+    files: str = "`tokenizer/` holds its tokenizer"
 
     @property
     def title(self) -> str:
@@ -98,6 +100,7 @@ register(KindSpec(
 register(KindSpec(
     name="tagger", config=TaggerConfig, module=SequenceTagger, command="tag", labels=True,
     pipeline_tag="token-classification", metrics=("accuracy", "f1"),
+    files="`tagging_vocab.json` holds its word, character and tag vocabularies",
     description="a BiLSTM sequence tagger (words and character CNN -> BiLSTM -> CRF or softmax; Lample et al. 2016)",
     usage=("```bash\nnlp-lstm tag --model DIR \"some text\"\nnlp-lstm serve --model DIR\n```\n\n"
            "```python\nimport nlp_lstm\nmodel = nlp_lstm.load(\"DIR\")\nmodel.tag([\"some text\"])\n```"),

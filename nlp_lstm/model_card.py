@@ -97,7 +97,7 @@ def model_card(model_file: ModelFile, metrics: dict[str, Any], *, data: str, hub
         f"# {spec.title} (nlp-lstm)",
         "",
         f"This is {what}, trained with [nlp-lstm](https://pypi.org/project/nlp-lstm/). "
-        "Weights are `model.safetensors`; `config.json` rebuilds the model; `tokenizer/` holds its tokenizer.",
+        f"Weights are `model.safetensors`; `config.json` rebuilds the model; {spec.files}.",
         "",
         "## Data",
         "",

@@ -97,6 +97,7 @@ def test_the_model_directory_is_what_the_predictor_reads(bio_model):
     assert not (directory / "model.partial").exists()
     card = (model_dir / "README.md").read_text()
     assert "token-classification" in card and "span F1 micro (strict)" in card
+    assert "`tagging_vocab.json` holds" in card and "tokenizer/" not in card
 
 
 @pytest.mark.slow
