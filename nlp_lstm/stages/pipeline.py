@@ -129,17 +129,19 @@ def load_pipeline(path: str | Path) -> Pipeline:
     sections: dict[str, Any] = {"pipeline": header}
     if "model" in data:
         data["model"] = stage.model_table(data["model"])  # sizes left out: the language model's, the vectors'
+    data["train"] = {**stage.training_defaults, **data.get("train", {})}  # the kind's defaults, then the file's
     for name, cls in SECTIONS.items():
         if name in data and name != "pipeline":
             sections[name] = from_dict(cls or spec.config, data[name], where=f"{file} [{name}]")
-    if "tokenizer" not in sections and getattr(sections.get("model"), "embeddings", None):
-        sections["tokenizer"] = TokenizerSection(name=header.name)  # unused: the vectors bring a word tokenizer
-    for name in ("data", "tokenizer"):
-        if name not in sections:
-            raise NlpLstmError(f"{file}: missing table [{name}]; see pipelines/ for examples")
+    if "data" not in sections:
+        raise NlpLstmError(f"{file}: missing table [data]; see pipelines/ for examples")
+    sections.setdefault("model", spec.config())
+    if "tokenizer" not in sections:  # needed only by a vocab stage: the vectors or the corpus bring the words
+        sections["tokenizer"] = TokenizerSection(name=header.name)
+        if "vocab" in stage.pipeline_inputs(Pipeline(**sections)):
+            raise NlpLstmError(f"{file}: missing table [tokenizer]; see pipelines/ for examples")
     check_plain_name(sections["tokenizer"].name, where=f"{file} [tokenizer]")
     check_data_paths(sections["data"], file=file)
-    sections.setdefault("model", spec.config())
     if spec.decoding is None and "decoding" in sections:
         decoders = " and ".join(f"{kind}s" for kind, other in KINDS.items() if other.decoding is not None)
         raise NlpLstmError(f"{file}: [decoding] is for {decoders}; remove it from a {header.task} pipeline")

@@ -15,7 +15,7 @@ which rank saves, and when the others wait, so no task can deadlock under torchr
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -189,6 +189,7 @@ class StageKind:
         pipeline_encode: `(pipe, *, source, vocab_dir, encoded_dir)`: the encode stage, if a kind has one.
         model_table: the pipeline's `[model]` table as read -> with the sizes it leaves out filled in.
         finish_pipeline: `(sections, file)`: the kind's defaults and checks of a pipeline's typed tables.
+        training_defaults: the kind's `[train]` settings where they differ from `TrainConfig`'s.
     """
 
     kind: str
@@ -199,3 +200,4 @@ class StageKind:
     pipeline_encode: Callable[..., Any] | None = None
     model_table: Callable[[dict[str, Any]], dict[str, Any]] = lambda table: table
     finish_pipeline: Callable[[dict[str, Any], Path], None] = lambda sections, file: None
+    training_defaults: dict[str, Any] = field(default_factory=dict)

@@ -265,4 +265,5 @@ def _finish_pipeline(sections: dict[str, Any], file: Path) -> None:
 
 
 STAGE = StageKind(kind="tagger", evaluate=evaluate_tagger, pipeline_train=_pipeline_train,
-                  pipeline_inputs=lambda pipe: (), finish_pipeline=_finish_pipeline)
+                  pipeline_inputs=lambda pipe: (), finish_pipeline=_finish_pipeline,
+                  training_defaults=DEFAULT_TRAINING)

@@ -1,6 +1,9 @@
 import json
 from pathlib import Path
 
+import pytest
+
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.stages.pipeline import load_pipeline, run_pipeline
 from tests.helpers import invoke, sentiment_rows, write_csv
 
@@ -142,3 +145,16 @@ def test_a_pipeline_with_word_vectors_trains_from_the_data_and_reruns_when_the_v
     lines.clear()
     run_pipeline(path, progress=False, echo=lines.append)
     assert ["running" in line for line in lines] == [True, True]
+
+
+def test_the_tokenizer_table_is_required_only_where_a_vocab_stage_runs(tmp_path):
+    """A tagger reads its corpus's own words, so its pipeline needs no [tokenizer]; a classifier
+    pipeline without one is told the table is missing. The shipped tagger pipeline states only a
+    seed under [train]: the tagger's own training defaults fill the rest."""
+    classifier = tmp_path / "clf.toml"
+    classifier.write_text('[pipeline]\nname = "c"\n[data]\ntrain_file = "x.csv"\n')
+    with pytest.raises(NlpLstmError, match=r"missing table \[tokenizer\]"):
+        load_pipeline(classifier)
+    pipe = load_pipeline(PIPELINES / "turkish_pos.toml")
+    assert (pipe.train.epochs, pipe.train.batch_size, pipe.train.learning_rate, pipe.train.clip_norm) == (30, 16, 2e-3, 5.0)
+    assert pipe.train.seed == 13 and pipe.tokenizer.name == "turkish-pos"
