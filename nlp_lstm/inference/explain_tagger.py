@@ -22,6 +22,11 @@ def is_low(word: dict[str, Any]) -> bool:
     return word["probability"] < LOW_CONFIDENCE
 
 
+def spanned(result: dict[str, Any]) -> bool:
+    """Whether the tags mark spans (`O`, `B-PER`, ...) rather than being a plain tag set (NOUN, VERB)."""
+    return any(split_tag(word["tag"])[0] != "" for word in result["words"])
+
+
 def segments(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Per segment `{"type": str | None, "tokens": [index, ...], "confidence": float | None}`: an
     entity span's type and probability, a plain tag's own token and its marginal, or an `O` token
