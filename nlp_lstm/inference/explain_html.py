@@ -170,7 +170,7 @@ def _tagger(result: dict[str, Any], colours: dict[str, int]) -> str:
     rows = "".join(f'<tr><td>{escape(w["token"])}</td><td>{escape(w["tag"])}</td><td>{w["probability"]:.3f}'
                    f'{" ?" if is_low(w) else ""}</td><td>{escape(w["runner_up"])}</td><td>{w["runner_up_probability"]:.3f}</td></tr>'
                    for w in words)
-    counted = f", {len(result['spans'])} spans" if spanned(result) else ""
+    counted = f", {len(result['spans'])} span{'s' * (len(result['spans']) != 1)}" if spanned(result) else ""
     return (f'<section class="tagged"><h2>Tags: {len(words)} tokens{counted}</h2>'
             f'<p class="note">Legend: {legend}<span class="low">low confidence</span> (tag probability under '
             f'{LOW_CONFIDENCE:.2f}: {low} tokens). Hover over or tab to a token for its tag\'s probability and the runner-up.'

@@ -113,7 +113,7 @@ def tagger_view(result: dict[str, Any], styles: dict[str, str] | None = None) ->
     styles = styles if styles is not None else {kind: TYPE_STYLES[i % len(TYPE_STYLES)] for i, kind in enumerate(types([result]))}
     low = [word for word in words if is_low(word)]
     lines = [Text(result.get("text", " ".join(result["tokens"]))),
-             Text(f"{len(words)} tokens" + (f", {len(result['spans'])} spans" if spanned(result) else "") + f"; {len(low)} of low confidence "
+             Text(f"{len(words)} tokens" + (f", {len(result['spans'])} span{'s' * (len(result['spans']) != 1)}" if spanned(result) else "") + f"; {len(low)} of low confidence "
                   f"(tag probability under {LOW_CONFIDENCE:.2f}: marked ?)")]
     if result["truncated"]:
         lines.append(Text("the text was longer than the model reads: only the tokens shown were read", style="yellow"))

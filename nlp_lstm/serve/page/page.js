@@ -307,7 +307,7 @@ function showTagger(result) {
   });
   info.textContent = "";
   const spanned = words.some((word) => word.tag === "O" || /^[BIESUL]-/.test(word.tag));  // else a plain tag set (POS)
-  $("tag-note").textContent = words.length + " tokens" + (spanned ? ", " + result.spans.length + " spans." : ".") +
+  $("tag-note").textContent = words.length + " tokens" + (spanned ? ", " + result.spans.length + (result.spans.length === 1 ? " span." : " spans.") : ".") +
     (result.truncated ? " The text is longer than the model reads: only the tokens shown were read." : "");
   $("spans-block").hidden = !result.spans.length;
   table($("spans"), ["type", "text", "tokens", "probability"], segments.filter((s) => s.span).map((s) => [
