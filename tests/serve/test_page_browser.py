@@ -251,6 +251,11 @@ def test_a_tagger_explained_in_the_browser(browser, server, tagger_dir, shots):
                             f"{least['runner_up_probability']:.3f}"]
     assert browser.find_element(By.ID, "tag-note").text.startswith(f"{len(words)} tokens, {len(expected['spans'])} span")
     browser.save_screenshot(str(shots / "page-tagger-test.png"))
+    # A thousand words: every one tagged on the page.
+    browser.execute_script("arguments[0].value = arguments[1]", box, " ".join(["Anna went to Paris"] * 250))
+    browser.find_element(By.ID, "go").click()
+    wait(browser, lambda b: b.find_element(By.ID, "tag-note").text.startswith("1000 tokens"), "a thousand tagged words")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tagged .tok")) == 1000
 
 
 def test_errors_are_text_and_a_thousand_words_are_explained(browser, server):
