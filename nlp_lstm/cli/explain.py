@@ -7,7 +7,6 @@ from nlp_lstm.cli.common import read_inputs, run_stage
 from nlp_lstm.cli.options import RUNTIME, Options, with_options
 
 FORMATS = ("table", "json")
-DEFAULT_STEPS = 256  # inference/explain.py DEFAULT_STEPS; not imported here: the CLI loads torch only when it runs
 
 
 def check_format(value: str) -> str:
@@ -19,15 +18,16 @@ def check_format(value: str) -> str:
 @with_options(RUNTIME)
 def explain_command(
     options: Options,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Classifier or summarizer model directory.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Classifier, summarizer or tagger model directory.")],
     texts: Annotated[Optional[List[str]], typer.Argument(help="Texts to explain (else --input-file or stdin).")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input-file", "-i", help="txt (one per line), csv, json or jsonl with a 'text' column.")] = None,
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Classifiers: the label to explain (default: the predicted one).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Classifiers: the most gradient evaluations of integrated gradients per text (1 to 4096; default 256).")] = DEFAULT_STEPS,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Classifiers: the most gradient evaluations of integrated gradients per text (1 to 4096; default 256).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", callback=check_format, help="table (a readable view) | json.")] = "table",
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page of the explanations.")] = None,
 ) -> None:
-    """Show why a model answered as it did: signed word attributions (classifiers), attention and copying (summarizers)."""
+    """Show why a model answered as it did: signed word attributions (classifiers), attention and copying
+    (summarizers), each token's tag probability and the runner-up (taggers)."""
 
     def action():
         import json

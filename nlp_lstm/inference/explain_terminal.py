@@ -1,18 +1,25 @@
 """`explain` results as a terminal view (rich): green for support, red against, and the strength
 readable without colour as well, from the signed numbers and a bar that grows to the right for
-support and to the left against."""
+support and to the left against. A tagger's tokens are shown inline with their tags (spans in
+brackets with their type, a colour per type), each token's tag probability beside the runner-up's,
+and tokens of low confidence marked with a `?` (`explain_tagger`)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from nlp_lstm.inference.explain_tagger import LOW_CONFIDENCE, before, is_low, segments, spanned, types
+
 BAR_WIDTH = 10
 TOP_NGRAMS = 8
 TOP_SOURCE = 3
+TYPE_STYLES = ("bold cyan", "bold magenta", "bold yellow", "bold blue", "bold green", "bold red",
+               "cyan", "magenta", "yellow", "blue", "green", "red")
 
 
 def bar(value: float, largest: float) -> Text:
@@ -95,9 +102,72 @@ def summarizer_view(result: dict[str, Any]) -> Group:
     return Group(*lines)
 
 
+def confidence_bar(probability: float) -> str:
+    """`BAR_WIDTH` cells, one filled per tenth of probability: readable without colour."""
+    cells = round(BAR_WIDTH * min(max(probability, 0.0), 1.0))
+    return "█" * cells + "·" * (BAR_WIDTH - cells)
+
+
+def tagger_view(result: dict[str, Any], styles: dict[str, str] | None = None) -> Group:
+    words = result["words"]
+    styles = styles if styles is not None else {kind: TYPE_STYLES[i % len(TYPE_STYLES)] for i, kind in enumerate(types([result]))}
+    low = [word for word in words if is_low(word)]
+    lines = [Text(result.get("text", " ".join(result["tokens"]))),
+             Text(f"{len(words)} tokens" + (f", {len(result['spans'])} span{'s' * (len(result['spans']) != 1)}" if spanned(result) else "") + f"; {len(low)} of low confidence "
+                  f"(tag probability under {LOW_CONFIDENCE:.2f}: marked ?)")]
+    if result["truncated"]:
+        lines.append(Text("the text was longer than the model reads: only the tokens shown were read", style="yellow"))
+    inline = Text()
+    for segment in segments(result):
+        style, first = styles.get(segment["type"], ""), segment["tokens"][0]
+        inline.append(" " if first else "")  # between segments always a space: "gitti/VERB ,/PUNCT"
+        bracketed = segment["type"] is not None and (len(segment["tokens"]) > 1 or words[first]["tag"] != segment["type"])
+        if bracketed:
+            inline.append("[", style=style)
+        for index in segment["tokens"]:
+            inline.append(before(result, index) if index != first else "")
+            inline.append(words[index]["token"], style=style)
+            if is_low(words[index]):
+                inline.append("?", style="bold yellow")
+        if bracketed:
+            inline.append(f"]{segment['type']}", style=style)
+        elif segment["type"] is not None:  # a plain tag set: word/TAG
+            inline.append(f"/{segment['type']}", style=style)
+    lines += [Text("tokens with their tags (spans in brackets with their type):"), inline]
+    if result["spans"]:
+        lines.append(Text("spans (probability: that the model tags exactly this span):"))
+        spans = Table()
+        for column in ("type", "text", "tokens", "probability"):
+            spans.add_column(column, justify="right" if column == "probability" else "left")
+        for span in result["spans"]:
+            text = span.get("text", " ".join(result["tokens"][span["start"] : span["end"]]))
+            probability = f"{span['confidence']:.3f}" if "confidence" in span else ""
+            spans.add_row(Text(span["type"], style=styles.get(span["type"], "")), text,
+                          str(span["start"]) if span["end"] - span["start"] == 1 else f"{span['start']}-{span['end'] - 1}",
+                          probability)
+        lines.append(spans)
+    lines.append(Text("per token: its tag's marginal probability, and the runner-up tag's:"))
+    table = Table()
+    for column in ("#", "token", "tag", "probability", "runner-up"):
+        table.add_column(column, justify="right" if column == "#" else "left", no_wrap=column == "probability")
+    for index, word in enumerate(words):
+        flag = is_low(word)
+        shown = Text.assemble(f"{word['probability']:.3f} ", (confidence_bar(word["probability"]), "yellow" if flag else "green"),
+                              (" ? low" if flag else "", "bold yellow"))
+        table.add_row(str(index), word["token"], word["tag"], shown, f"{word['runner_up']} {word['runner_up_probability']:.3f}")
+    lines.append(table)
+    return Group(*lines)
+
+
+VIEWS = {"classifier": classifier_view, "summarizer": summarizer_view, "tagger": tagger_view}
+
+
 def print_explanations(results: list[dict[str, Any]], console: Console | None = None) -> None:
     console = console or Console()
+    tagged = types([result for result in results if result["kind"] == "tagger"])  # one colour per type throughout
+    styles = {kind: TYPE_STYLES[i % len(TYPE_STYLES)] for i, kind in enumerate(tagged)}
+    views = {**VIEWS, "tagger": partial(tagger_view, styles=styles)}
     for index, result in enumerate(results):
         if index:
             console.rule()
-        console.print(classifier_view(result) if result["kind"] == "classifier" else summarizer_view(result))
+        console.print(views[result["kind"]](result))

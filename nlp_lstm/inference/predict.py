@@ -63,24 +63,29 @@ def tag(model_dir: str | Path, texts: Any, *, pretokenized: bool = False, confid
     return predictor.tag(texts, pretokenized=pretokenized, confidences=confidences)
 
 
-EXPLAINED = ("classifier", "summarizer")
+EXPLAINED = ("classifier", "summarizer", "tagger")
+NOT_ATTRIBUTED = {"summarizer": "a summarizer has no labels and no gradient steps",
+                  "tagger": "a tagger explains every token's own tag, by exact marginals (no gradient steps)"}
 
 
 def explain(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto", label: str | None = None,
-            steps: int = DEFAULT_STEPS, **decoding: Any) -> list[dict[str, Any]]:
+            steps: int | None = None, **decoding: Any) -> list[dict[str, Any]]:
     """Why a saved model answered as it did, per text (`inference/explain.py`): a classifier's signed
-    attributions per word for `label` (default: the predicted one) from each of its parts; a
-    summarizer's attention, p_gen and copy source per output word (`decoding` overrides its saved
-    decoding settings)."""
-    check_steps(steps)
+    attributions per word for `label` (default: the predicted one; `steps`: the most gradient
+    evaluations, default `DEFAULT_STEPS`) from each of its parts; a summarizer's attention, p_gen and
+    copy source per output word (`decoding` overrides its saved decoding settings); a tagger's
+    marginal probability of each token's tag and the runner-up tag's (`TaggerPredictor.explain`)."""
+    if steps is not None:
+        check_steps(steps)
     texts = as_texts(texts)
     check_texts(texts)
     predictor = load(model_dir, device=device)
     if predictor.kind not in EXPLAINED:
         raise NlpLstmError(f"{model_dir} holds a {predictor.kind}, which explain cannot take apart; "
-                           "pass a classifier or summarizer model directory")
-    if predictor.kind == "summarizer":
-        if label is not None:
-            raise NlpLstmError("--label is for classifiers; a summarizer has no labels: drop it")
+                           "pass a classifier, summarizer or tagger model directory")
+    if predictor.kind != "classifier":
+        which = "--label" if label is not None else "--steps" if steps is not None else None
+        if which is not None:
+            raise NlpLstmError(f"{which} is for classifiers; {NOT_ATTRIBUTED[predictor.kind]}: drop it")
         return predictor.explain(texts, **decoding)
-    return predictor.explain(texts, label=label, steps=steps)
+    return predictor.explain(texts, label=label, steps=DEFAULT_STEPS if steps is None else steps)

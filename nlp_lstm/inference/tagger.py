@@ -263,7 +263,7 @@ class TaggerPredictor:
         Returns:
             per text `{"kind": "tagger", "tokens", "tags", "spans", "words": [{"token", "tag",
             "probability", "runner_up", "runner_up_probability"}, ...], "truncated": False}` (+ `"text"`
-            for raw text; every token is read).
+            for raw text, and each word's `"start"`, `"end"` in it; every token is read).
         Raises:
             NlpLstmError: `label` or `steps` given (a classifier's options, which `/v1/explain` passes on).
         """
@@ -275,6 +275,8 @@ class TaggerPredictor:
                       "runner_up_probability": second_probability}
                      for token, tag, probability, (second, second_probability)
                      in zip(result["tokens"], result["tags"], result["confidences"], result["runner_up"])]
+            for word, (start, end) in zip(words, result.get("offsets", ())):  # raw text: where each token is
+                word["start"], word["end"] = start, end
             text = {"text": result["text"]} if "text" in result else {}
             explained.append({"kind": self.kind, **text, "tokens": result["tokens"], "tags": result["tags"],
                               "spans": result["spans"], "words": words, "truncated": False})

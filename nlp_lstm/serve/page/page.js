@@ -2,7 +2,9 @@
 // Plain script, no build step, no network beyond this server. Every text from the server is put in
 // with textContent (never parsed as HTML). Shades stay at most 65% opaque over white, so the black
 // text on them keeps a contrast of at least 5:1; the sign also shows as a solid (for) or dashed
-// (against) underline whose thickness grows with the strength.
+// (against) underline whose thickness grows with the strength. A tagger's spans get a light
+// background per type with the type written after them, and low-confidence tokens a dotted
+// underline and a "?", so neither the type nor the doubt is told by colour alone.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -65,8 +67,10 @@ function modelChanged() {
   $("label-row").hidden = !labels.length;
   const options = [new Option("the predicted one", "")].concat(labels.map((label) => new Option(label, label)));
   $("label").replaceChildren(...options);
-  $("model-note").textContent = model ? (model.kind === "classifier"
-    ? "shows label probabilities and word attributions" : "shows the summary, attention and copying") : "";
+  const notes = { classifier: "shows label probabilities and word attributions",
+                  summarizer: "shows the summary, attention and copying",
+                  tagger: "shows each token's tag, its probability and the runner-up" };
+  $("model-note").textContent = model ? notes[model.kind] || "" : "";
 }
 
 function shade(value, largest) {
@@ -180,6 +184,143 @@ function showSummarizer(result) {
   info.textContent = "";
 }
 
+// A tagger's tokens in segments, as inference/explain_tagger.py lays them out for the terminal and
+// the HTML file: an entity span (B-PER I-PER), a token whose plain tag is a type of its own (NOUN),
+// or a token tagged O (no type).
+const LOW_CONFIDENCE = 0.7;  // inference/explain_tagger.py LOW_CONFIDENCE
+const COLOURS = 12;  // .t0 ... .t11 in page.css
+const LEAST_SURE = 5;
+
+function tagType(tag) {
+  if (tag === "O") return null;
+  const prefixed = /^[BIESUL]-(.+)$/.exec(tag);
+  return prefixed ? prefixed[1] : tag;
+}
+
+function segmentsOf(result) {
+  const starts = new Map(result.spans.map((span) => [span.start, span]));
+  const segments = [];
+  for (let i = 0; i < result.words.length;) {
+    const span = starts.get(i);
+    if (span) {
+      const tokens = [];
+      for (let t = span.start; t < span.end; t++) tokens.push(t);
+      segments.push({ type: span.type, tokens, confidence: span.confidence, span });
+      i = span.end;
+    } else {
+      const type = tagType(result.words[i].tag);
+      segments.push({ type, tokens: [i], confidence: type === null ? null : result.words[i].probability, span: null });
+      i += 1;
+    }
+  }
+  return segments;
+}
+
+function gapBefore(result, i) {  // the text's own space between two tokens (pre-tokenized: one space)
+  if (i === 0) return "";
+  const words = result.words;
+  if (words[i].start === undefined) return " ";
+  return result.text.slice(words[i - 1].end, words[i].start) ? " " : "";
+}
+
+function spanText(result, segment) {
+  return segment.tokens.map((i) => (i === segment.tokens[0] ? "" : gapBefore(result, i)) + result.words[i].token).join("");
+}
+
+function cells(row, values) {
+  row.replaceChildren(...values.map((value) => {
+    const cell = document.createElement(row.parentElement && row.parentElement.tagName === "THEAD" ? "th" : "td");
+    if (value instanceof Node) cell.append(value); else cell.textContent = value;
+    return cell;
+  }));
+  return row;
+}
+
+function table(target, head, rows) {
+  const thead = document.createElement("thead");
+  const top = document.createElement("tr");
+  thead.append(top);
+  cells(top, head);
+  const tbody = document.createElement("tbody");
+  rows.forEach((values) => { const row = document.createElement("tr"); tbody.append(row); cells(row, values); });
+  target.replaceChildren(thead, tbody);
+}
+
+function chip(type, colour) {
+  const mark = document.createElement("span");
+  mark.className = "ent " + colour;
+  mark.textContent = type;
+  return mark;
+}
+
+function showTagger(result) {
+  const words = result.words, segments = segmentsOf(result);
+  const order = [];
+  segments.forEach((segment) => { if (segment.type !== null && !order.includes(segment.type)) order.push(segment.type); });
+  const colour = (type) => "t" + (order.indexOf(type) % COLOURS);
+  const low = words.filter((word) => word.probability < LOW_CONFIDENCE).length;
+  const legend = $("tag-legend");
+  const doubt = document.createElement("span");
+  doubt.className = "low";
+  doubt.textContent = "low confidence";
+  legend.replaceChildren(...order.map((type) => chip(type, colour(type))), doubt,
+    " (tag probability under " + LOW_CONFIDENCE.toFixed(2) + ": " + low + " of " + words.length +
+    " tokens). Hover over or tab to a token for its tag's probability and the runner-up.");
+  const target = $("tagged"), info = $("tag-info"), tokens = [];
+  target.replaceChildren();
+  segments.forEach((segment) => {
+    const first = segment.tokens[0];
+    target.append(gapBefore(result, first));
+    const holder = segment.type === null ? target : document.createElement("mark");
+    const inSpan = segment.type !== null && (segment.tokens.length > 1 || words[first].tag !== segment.type);
+    segment.tokens.forEach((i) => {
+      const word = words[i];
+      if (i !== first) holder.append(gapBefore(result, i));
+      const token = document.createElement("span");
+      token.className = "tok" + (word.probability < LOW_CONFIDENCE ? " low" : "");
+      token.tabIndex = 0;
+      token.textContent = word.token;
+      token.dataset.tag = word.tag;
+      token.dataset.probability = String(word.probability);
+      const note = word.token + ": " + word.tag + " " + word.probability.toFixed(3) + "; runner-up " + word.runner_up +
+        " " + word.runner_up_probability.toFixed(3) + (word.probability < LOW_CONFIDENCE ? " (low confidence)" : "") +
+        (inSpan ? "; in the " + segment.type + " span \u201c" + spanText(result, segment) + "\u201d" +
+          (segment.confidence === undefined || segment.confidence === null ? "" : " " + segment.confidence.toFixed(3)) : "");
+      token.title = note;
+      const show = () => {
+        tokens.forEach((other) => other.classList.toggle("active", other === token));
+        info.textContent = note;
+      };
+      token.addEventListener("mouseenter", show);
+      token.addEventListener("focus", show);
+      tokens.push(token);
+      holder.append(token);
+    });
+    if (segment.type !== null) {
+      holder.className = "ent " + colour(segment.type);
+      const label = document.createElement("span");
+      label.className = "type";
+      label.textContent = segment.type;
+      holder.append(label);
+      target.append(holder);
+    }
+  });
+  info.textContent = "";
+  const spanned = words.some((word) => word.tag === "O" || /^[BIESUL]-/.test(word.tag));  // else a plain tag set (POS)
+  $("tag-note").textContent = words.length + " tokens" + (spanned ? ", " + result.spans.length + (result.spans.length === 1 ? " span." : " spans.") : ".") +
+    (result.truncated ? " The text is longer than the model reads: only the tokens shown were read." : "");
+  $("spans-block").hidden = !result.spans.length;
+  table($("spans"), ["type", "text", "tokens", "probability"], segments.filter((s) => s.span).map((s) => [
+    chip(s.type, colour(s.type)), spanText(result, s),
+    s.tokens.length > 1 ? s.tokens[0] + "\u2013" + s.tokens[s.tokens.length - 1] : String(s.tokens[0]),
+    s.confidence === undefined ? "" : s.confidence.toFixed(3)]));
+  const unsure = words.map((word, i) => [word.probability, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .slice(0, LEAST_SURE).map(([, i]) => words[i]);
+  table($("unsure"), ["token", "tag", "probability", "runner-up", "probability"], unsure.map((word) => [
+    word.token, word.tag, word.probability.toFixed(3) + (word.probability < LOW_CONFIDENCE ? " ?" : ""),
+    word.runner_up, word.runner_up_probability.toFixed(3)]));
+}
+
 async function explain(event) {
   event.preventDefault();
   const text = $("text").value;
@@ -195,9 +336,10 @@ async function explain(event) {
     if (!$("label-row").hidden && $("label").value) body.label = $("label").value;
     const answer = await call("/v1/explain", body);
     const result = answer.results[0];
-    $("classifier").hidden = answer.kind !== "classifier";
-    $("summarizer").hidden = answer.kind !== "summarizer";
-    if (answer.kind === "classifier") showClassifier(result); else showSummarizer(result);
+    const views = { classifier: showClassifier, summarizer: showSummarizer, tagger: showTagger };
+    if (!views[answer.kind]) throw new Error("the page cannot show a " + answer.kind);
+    Object.keys(views).forEach((kind) => { $(kind).hidden = answer.kind !== kind; });
+    views[answer.kind](result);
     $("result").hidden = false;
     $("result").scrollIntoView({ block: "start" });
   } catch (error) {
