@@ -170,7 +170,9 @@ def from_dataset(dataset, *, tokens_column: str = "tokens", tags_column: str = "
     names = list(dataset.column_names)
     for role, name in (("tokens", tokens_column), ("tags", tags_column), ("feature", feature_column)):
         if name is not None and name not in names:
-            raise NlpLstmError(f"{where} has no {role} column {name!r}; its columns are {', '.join(names)}")
+            option = {"tokens": "--tokens-column", "tags": "--tag-column", "feature": "--feature-column"}[role]
+            raise NlpLstmError(f"{where} has no {role} column {name!r}; its columns are {', '.join(names)}: "
+                               f"name the one that holds the {role} with {option}")
     tokens_feature = dataset.features[tokens_column]
     if isinstance(tokens_feature, datasets.Value):
         raise NlpLstmError(f"column {tokens_column!r} of {where} holds {tokens_feature.dtype} values, not token lists; "

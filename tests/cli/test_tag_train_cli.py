@@ -74,6 +74,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, case):
     elif case == "text":
         path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a b", "tags": ["O", "O"]}] * 10)
         assert_usage_error(train("--train-file", path, "--tokens-column", "text", *out), "'text'", "token lists")
+        assert_usage_error(train("--train-file", path, *out), "no tokens column 'tokens'", "columns are text, tags",
+                           "--tokens-column")
     assert not (tmp_path / "model").exists()
 
 
