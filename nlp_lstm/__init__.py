@@ -23,6 +23,7 @@ _EXPORTS = {
     "export_onnx": "nlp_lstm.api",
     "load_onnx": "nlp_lstm.api",
     "run_pipeline": "nlp_lstm.api",
+    "tune": "nlp_lstm.api",
     "LSTM": "nlp_lstm.nn.lstm",
     "TextClassifier": "nlp_lstm.models.classifier",
     "ClassifierConfig": "nlp_lstm.models.classifier",

@@ -22,9 +22,10 @@ from nlp_lstm.stages.pipeline import run_pipeline
 from nlp_lstm.stages.sequences import fit_sequences
 from nlp_lstm.stages.summarization import evaluate_summarizer, train_summarizer
 from nlp_lstm.stages.tokenizer import vocab
+from nlp_lstm.stages.tune import tune
 
 __all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",
-           "train_summarizer", "vocab"]
+           "train_summarizer", "tune", "vocab"]
 
 _DEFAULT_COLUMNS = {"text": DataSource.text_column, "label": DataSource.label_column, "summary": None}
 

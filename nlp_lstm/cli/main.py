@@ -6,7 +6,7 @@ threads.configure_before_torch()  # OpenMP must sleep, not spin, at barriers: se
 
 import typer  # noqa: E402
 
-from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, serve, summarize, train, vocab  # noqa: E402
+from nlp_lstm.cli import classify, encode, evaluate, export, pretrain, run, serve, summarize, train, tune, vocab  # noqa: E402
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -25,6 +25,7 @@ app.command("summarize")(summarize.summarize_command)
 app.command("run")(run.run_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
+app.command("tune")(tune.tune_command)
 
 if __name__ == "__main__":
     app()
