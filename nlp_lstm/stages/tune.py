@@ -244,7 +244,7 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     test = None
     if not plan.source.split_disabled("test") and (plan.source.test_file or plan.source.dataset
                                                    or plan.source.test_fraction > 0):
-        test = spec.evaluate(best_dir, plan.source, split="test", device=plan.device)
+        test = spec.evaluate(best_dir, plan.source, split="test", plots_dir=best_dir / "plots", device=plan.device)
         metrics["test"] = test
         atomic_write_json(best_dir / "metrics.json", metrics)
     model_file = read_model_config(best_dir)
@@ -261,7 +261,8 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     rows = trial_rows(study, origin=start)
     weights = importances(study, seed=plan.seed)
     elapsed = time.time() - start
-    process_seconds = sum(t.wall for t in times) + (time.time() - final_started)
+    # This process from the start (its first data preparation came before `search`), the others' own.
+    process_seconds = elapsed + sum(t.wall for t in times[1:])
     training = sum(t.train + t.finish for t in times)
     preparation = sum(t.prepare for t in times)
     summary: dict[str, Any] = {

@@ -37,15 +37,17 @@ class TuneKind:
     space: dict[str, dict[str, Any]]  # the default search space, in the TOML file's form
     encode_fields: tuple[str, ...]  # model fields the prepared (encoded) data depends on
     make_stage: Callable[..., Any]  # (model, training, source, tokenizer_dir, tokenizer_settings) -> TrainingStage
-    evaluate: Callable[..., dict[str, Any]]  # (model_dir, source, split=...) -> metrics
+    evaluate: Callable[..., dict[str, Any]]  # (model_dir, source, split=..., plots_dir=..., device=...) -> metrics
     columns: dict[str, str | None]  # the DataSource columns the kind's `train` command reads by default
     source: Callable[[DataSource], DataSource] = lambda source: source  # the source as the kind reads it
 
 
 def _classifier_stage(*, model: ClassifierConfig, training: TrainConfig, source: DataSource,
                       tokenizer_dir: str | Path | None, tokenizer_settings: dict[str, Any]):
+    # No plots per trial: the best model's are drawn from the test split at the end.
     return classification.ClassificationStage(model=model, training=training, source=source,
-                                              tokenizer_dir=tokenizer_dir, tokenizer_settings=tokenizer_settings)
+                                              tokenizer_dir=tokenizer_dir, tokenizer_settings=tokenizer_settings,
+                                              plots=False)
 
 
 def _summarizer_stage(*, model: SummarizerConfig, training: TrainConfig, source: DataSource,
@@ -62,8 +64,9 @@ CLASSIFIER_SPACE = {
         "num_layers": [1, 2],
         "dropout": {"low": 0.1, "high": 0.6},
         "pooling": ["mean", "max", "concat", "attention"],
+        # Each pair of n-gram orders is one more encoding of the data (cached per process).
         "word_ngrams": [1, 2, 3],
-        "char_ngrams": [0, 4, 5, 6],
+        "char_ngrams": [0, 5],
     },
     "train": {
         "epochs": {"low": 2, "high": 10},

@@ -30,7 +30,8 @@ from nlp_lstm.training.loop import Trainer, seed_everything
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "tune"
-# Steps (and seconds) a trial runs before its measured speed may prune it as too slow for the time left.
+# A trial's speed is measured after this many steps, or sooner once 2 steps after the first took this
+# many seconds; from then on it is pruned ("too slow") as soon as it cannot end in the time left.
 SPEED_PROBE_STEPS, SPEED_PROBE_SECONDS = 10, 2.0
 
 
@@ -175,6 +176,7 @@ class TrialRunner:
             self.train(trial, trainer, training, started)
         finally:
             self.times.train += time.perf_counter() - started
+            trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 2))
         result = trainer.result(started)
         network.load_state_dict(result.best_state)
         finishing = time.perf_counter()
@@ -184,6 +186,7 @@ class TrialRunner:
             metrics.update(stage.finish(network, prepared, result, staging, self.device))
             atomic_write_json(staging / "metrics.json", metrics)
         seconds = time.perf_counter() - finishing
+        trial.set_user_attr("finish_seconds", round(seconds, 2))
         self.times.finish += seconds
         self.finish_estimate = max(self.finish_estimate, seconds)
         self.times.projected_minimum = min(self.times.projected_minimum, time.perf_counter() - started)
@@ -193,7 +196,8 @@ class TrialRunner:
         return float(metrics["validation"][self.plan.metric]), metrics
 
     def train(self, trial, trainer: TrialTrainer, training: TrainConfig, started: float) -> None:
-        steps_per_epoch = trainer.steps_per_epoch
+        total_steps = trainer.steps_per_epoch * training.epochs
+        first_step = 0.0  # the first step's time: it carries one-off costs (allocations), left out of the rate
         for event in trainer.train_while_improving(self.stop_requested):
             if isinstance(event, StepEnd):
                 self.on_step()
@@ -201,8 +205,10 @@ class TrialRunner:
                 if now > self.search_end:
                     raise TrialStopped("budget")
                 elapsed = time.perf_counter() - started
-                if event.state.step >= SPEED_PROBE_STEPS and elapsed >= SPEED_PROBE_SECONDS:
-                    projected = elapsed / event.state.step * steps_per_epoch * training.epochs
+                step = event.state.step
+                first_step = first_step or elapsed
+                if step > SPEED_PROBE_STEPS or (step > 2 and elapsed - first_step >= SPEED_PROBE_SECONDS):
+                    projected = first_step + (elapsed - first_step) / (step - 1) * (total_steps - 1)
                     if event.state.epoch == 0:
                         self.times.projected_minimum = min(self.times.projected_minimum, projected)
                     if now + projected - elapsed > self.search_end:
@@ -275,7 +281,7 @@ def search(plan: SearchPlan, *, worker: int = 0, runner: TrialRunner | None = No
             except TrialStopped as stop:
                 reason = stop.reason
                 state = TrialState.PRUNED if reason in ("pruned", "too slow") else TrialState.FAIL
-            except TrainingInterrupted:
+            except (TrainingInterrupted, KeyboardInterrupt):  # the trial in progress is dropped, no other
                 reason, state = "interrupt", TrialState.FAIL
             except NlpLstmError as error:  # a setting combination the config refuses, a diverging loss
                 reason, state = f"failed: {error}", TrialState.FAIL
