@@ -238,6 +238,9 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
                            "or more, or narrow the search space to smaller models")
     best = max(complete, key=lambda trial: trial.value)
     best_dir = output / "best"
+    if not (plan.trial_dir(best.number) / "config.json").is_file():
+        raise NlpLstmError(f"the best trial's model {plan.trial_dir(best.number)} is missing (deleted?); "
+                           "start a new search with --overwrite")
     with staged_directory(best_dir) as staging:
         shutil.copytree(plan.trial_dir(best.number), staging, dirs_exist_ok=True)
     metrics = read_json(best_dir / "metrics.json", what="the best trial's metrics")

@@ -132,6 +132,7 @@ class TrialRunner:
         self.plan, self.kind, self.times, self.on_step = plan, kind, times, on_step
         self.device = pick_device(plan.device)
         self.prepared: dict[tuple, Any] = {}
+        self.last_prepare = 0.0  # seconds the last encoding took
         self.stop_requested: Callable[[], bool] = lambda: False
         self.finish_estimate = 0.0
 
@@ -153,11 +154,17 @@ class TrialRunner:
         """The stage's data without its test split, cached by the model fields the encoding depends on."""
         key = tuple(getattr(model, name) for name in self.kind.encode_fields)
         if key not in self.prepared:
+            if self.prepared and time.time() + self.last_prepare > self.search_end:
+                raise TrialStopped("too slow")  # no time left to encode the data once more
             started = time.perf_counter()
             with datasets_bars(False):
                 prepared = stage.prepare(self.plan.output_dir / "data", reuse_tokenizer=True)
+            if "validation" not in prepared.encoded:
+                raise NlpLstmError("tune scores trials on a validation split; give --validation-file, or data "
+                                   "to cut one from (validation_fraction > 0)")
             self.prepared = {**dict(list(self.prepared.items())[-3:]), key: without_test(prepared)}
-            self.times.prepare += time.perf_counter() - started
+            self.last_prepare = time.perf_counter() - started
+            self.times.prepare += self.last_prepare
         return self.prepared[key]
 
     def run(self, trial, settings: dict[str, dict[str, Any]]) -> tuple[float, dict[str, Any]]:
@@ -190,7 +197,7 @@ class TrialRunner:
         self.times.finish += seconds
         self.finish_estimate = max(self.finish_estimate, seconds)
         self.times.projected_minimum = min(self.times.projected_minimum, time.perf_counter() - started)
-        if time.time() > self.search_end:
+        if time.time() > self.plan.end - self.plan.reserve:  # its scoring ate into the report's time
             shutil.rmtree(self.plan.trial_dir(trial.number), ignore_errors=True)
             raise TrialStopped("budget")
         return float(metrics["validation"][self.plan.metric]), metrics
