@@ -54,7 +54,6 @@ from nlp_lstm.stages.tune_search import (STUDY_FILE, SearchPlan, TrialRunner, Wo
 from nlp_lstm.threads import default_threads
 
 PRUNERS = ("halving", "hyperband", "median", "none")
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_budget(budget: str | float | int) -> float:

@@ -39,6 +39,8 @@ class TuneKind:
     make_stage: Callable[..., Any]  # (model, training, source, tokenizer_dir, tokenizer_settings) -> TrainingStage
     evaluate: Callable[..., dict[str, Any]]  # (model_dir, source, split=..., plots_dir=..., device=...) -> metrics
     columns: dict[str, str | None]  # the DataSource columns the kind's `train` command reads by default
+    # Work on freshly prepared data that every trial on it would repeat, done once (stage, prepared) -> None.
+    precompute: Callable[[Any, Any], None] | None = None
     source: Callable[[DataSource], DataSource] = lambda source: source  # the source as the kind reads it
 
 
@@ -57,6 +59,13 @@ def _summarizer_stage(*, model: SummarizerConfig, training: TrainConfig, source:
                                             tokenizer_dir=tokenizer_dir, tokenizer_settings=tokenizer_settings)
 
 
+def _fit_linear_part_once(stage, prepared) -> None:
+    """The linear part's logistic regression depends on the n-gram features and labels, not on the
+    BiLSTM: fitted here once per encoding (seconds to minutes on 15k texts), every trial reuses it."""
+    if prepared.ngrams is not None:
+        classification.fit_linear_part(stage.build(prepared), prepared.encoded, fits=prepared.linear_fits)
+
+
 CLASSIFIER_SPACE = {
     "model": {
         "embedding_dim": {"low": 32, "high": 384, "log": True},
@@ -64,13 +73,14 @@ CLASSIFIER_SPACE = {
         "num_layers": [1, 2],
         "dropout": {"low": 0.1, "high": 0.6},
         "pooling": ["mean", "max", "concat", "attention"],
-        # Each pair of n-gram orders is one more encoding of the data (cached per process).
-        "word_ngrams": [1, 2, 3],
+        # Each n-gram setting is one more encoding of the data and fit of the linear part (cached per
+        # process; minutes on 15k texts on a busy machine), so only the one that matters most is searched
+        # by default: character n-grams (hedge +4.6 points, VADER -0.3; BENCHMARKS.md, issue 22).
         "char_ngrams": [0, 5],
     },
     "train": {
         "epochs": {"low": 2, "high": 10},
-        "batch_size": [32, 64, 128],
+        "batch_size": [32, 64, 128, 256],
         "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
         "weight_decay": {"low": 1e-3, "high": 0.3, "log": True},
     },
@@ -96,7 +106,7 @@ TUNE_KINDS: dict[str, TuneKind] = {
         training_defaults=classification.DEFAULT_TRAINING, tokenizer_defaults=classification.DEFAULT_TOKENIZER,
         space=CLASSIFIER_SPACE, encode_fields=("max_length", "word_ngrams", "char_ngrams"),
         make_stage=_classifier_stage, evaluate=classification.evaluate_classifier,
-        columns={"text_column": "text", "label_column": "label"},
+        columns={"text_column": "text", "label_column": "label"}, precompute=_fit_linear_part_once,
     ),
     "summarizer": TuneKind(
         name="summarizer", model_class=SummarizerConfig, metric="rougeL", metrics=("rougeL", "rouge1", "rouge2"),

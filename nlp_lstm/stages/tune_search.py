@@ -162,7 +162,10 @@ class TrialRunner:
             if "validation" not in prepared.encoded:
                 raise NlpLstmError("tune scores trials on a validation split; give --validation-file, or data "
                                    "to cut one from (validation_fraction > 0)")
-            self.prepared = {**dict(list(self.prepared.items())[-3:]), key: without_test(prepared)}
+            prepared = without_test(prepared)
+            if self.kind.precompute is not None:
+                self.kind.precompute(stage, prepared)
+            self.prepared = {**dict(list(self.prepared.items())[-3:]), key: prepared}
             self.last_prepare = time.perf_counter() - started
             self.times.prepare += self.last_prepare
         return self.prepared[key]
