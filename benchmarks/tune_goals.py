@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--budget", default="10m")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the CLI's rule)")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--pruner", default="halving")
+    parser.add_argument("--pruner", default="hyperband")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--out", type=Path, default=Path("runs/tune_goals"))
     args = parser.parse_args()

@@ -27,7 +27,7 @@ def tune_command(
     metric: Annotated[Optional[str], typer.Option(
         "--metric", help="Validation metric to maximise (classifier: macro_f1 | accuracy; summarizer: rougeL | rouge1 | rouge2).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials run in parallel processes sharing the study.")] = 1,
-    pruner: Annotated[str, typer.Option("--pruner", help="halving | hyperband | median | none.")] = "halving",
+    pruner: Annotated[str, typer.Option("--pruner", help="hyperband | halving | median | none (docs/tune.md).")] = "hyperband",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every trial's training and of the sampler.")] = None,
     overrides: Annotated[Optional[List[str]], typer.Option(
         "--set", help="Pin a setting (not searched): SECTION.KEY=VALUE, e.g. --set model.num_layers=1 (sections: model, train).")] = None,

@@ -13,7 +13,7 @@ classifier: the linear part fitted and stacked, temperature-scaled), i.e. the mo
 The budget is wall-clock time for everything: data preparation, trials, scoring the best model and
 the report. A trial still running when the search's share of it is spent is stopped and not counted;
 a trial whose measured speed says it cannot end in the time left is pruned after a few steps ("too
-slow"), and an Optuna pruner (successive halving by default; `--pruner`) stops a trial whose score
+slow"), and an Optuna pruner (Hyperband by default; `--pruner`) stops a trial whose score
 after an epoch ranks low among the trials before it. The study lives in `DIR/study.db` (SQLite,
 Optuna's RDB storage): every finished trial is committed at once, so an interrupt loses none,
 `--resume` continues, and `--jobs N` processes (or two commands) share it.
@@ -154,7 +154,7 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
          space_file: str | Path | None = None, space: dict[str, Any] | None = None,
          model: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
          tokenizer_dir: str | Path | None = None, tokenizer_settings: dict[str, Any] | None = None,
-         metric: str | None = None, jobs: int = 1, pruner: str = "halving", resume: bool = False,
+         metric: str | None = None, jobs: int = 1, pruner: str = "hyperband", resume: bool = False,
          overwrite: bool = False, threads: int | None = None, device: str = "auto", progress: bool = True,
          echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Search `kind`'s settings on `source`'s validation split within `budget`; keep the best model in

@@ -73,10 +73,9 @@ CLASSIFIER_SPACE = {
         "num_layers": [1, 2],
         "dropout": {"low": 0.1, "high": 0.6},
         "pooling": ["mean", "max", "concat", "attention"],
-        # Each n-gram setting is one more encoding of the data and fit of the linear part (cached per
-        # process; minutes on 15k texts on a busy machine), so only the one that matters most is searched
-        # by default: character n-grams (hedge +4.6 points, VADER -0.3; BENCHMARKS.md, issue 22).
-        "char_ngrams": [0, 5],
+        # Not the linear part's n-gram orders (`word_ngrams`, `char_ngrams`): each value is one more
+        # encoding of the data and fit of the linear part, 1.5 minutes of a 10-minute budget on VADER
+        # at load 5-8 (BENCHMARKS.md, issue 26). A space file adds them.
     },
     "train": {
         "epochs": {"low": 2, "high": 10},

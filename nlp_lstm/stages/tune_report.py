@@ -144,26 +144,27 @@ def pipeline_toml(*, kind: str, name: str, source: DataSource, tokenizer_setting
 
 def plot_search(rows: list[dict], weights: dict[str, float], path: str | Path, *, metric: str) -> None:
     """Left: each trial's validation score by the minute it ended (complete: dots; pruned: crosses at
-    their last epoch's score, the BiLSTM's alone for a classifier), and the best so far. Right: the
-    importance of each setting."""
+    their last epoch's score, which for a classifier is the BiLSTM's alone, before the linear part is
+    stacked), and the best so far. Right: the importance of each setting."""
     figure = Figure(figsize=(11, 4.2))
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     complete = [row for row in rows if row["state"] == "complete"]
     pruned = [row for row in rows if row["state"] == "pruned" and row["last_epoch_score"] is not None]
     left.scatter([r["minutes"] for r in complete], [r["value"] for r in complete], color="tab:blue", label="complete")
     left.scatter([r["minutes"] for r in pruned], [r["last_epoch_score"] for r in pruned], color="tab:gray",
-                 marker="x", label="pruned (score at its last epoch)")
+                 marker="x", label="pruned (its last epoch's score)")
     best, xs, ys = -math.inf, [], []
     for row in sorted(complete, key=lambda r: r["minutes"]):
         best = max(best, row["value"])
         xs.append(row["minutes"])
         ys.append(best)
-    if xs:
-        left.step(xs, ys, where="post", color="tab:orange", label="best so far")
+    if xs:  # the best so far, held to the last trial's end
+        end = max(row["minutes"] for row in rows)
+        left.step(xs + [end], ys + ys[-1:], where="post", color="tab:orange", label="best so far")
     left.set_xlabel("minutes since the search started")
     left.set_ylabel(f"validation {metric}")
     left.set_title("score over time")
-    left.legend(loc="lower right", fontsize=8)
+    left.legend(loc="best", fontsize=8)
     left.grid(alpha=0.3)
     if weights:
         names = list(weights)[::-1]

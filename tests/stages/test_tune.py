@@ -76,7 +76,7 @@ def test_the_first_trial_is_the_defaults_wherever_the_space_holds_them():
     assert "model.hidden_size" not in params
     # The classifier's `train` defaults (stages/classification.py DEFAULT_TRAINING, ClassifierConfig).
     assert params["train.learning_rate"] == 3e-3 and params["train.batch_size"] == 64
-    assert params["model.pooling"] == "mean" and params["model.char_ngrams"] == 5
+    assert params["model.pooling"] == "mean" and params["model.dropout"] == 0.5
 
 
 @pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("45", 45), ("1h30m", 5400), (" 2.5m ", 150)])
