@@ -229,12 +229,14 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     final_started = time.time()
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        prepare = sum(t.prepare for t in times)
+        prepare = max(t.prepare for t in times)
         fastest = min(t.projected_minimum for t in times)
-        need = (time.time() - start) if math.isinf(fastest) else prepare + fastest * 1.2 + plan.reserve
-        raise NlpLstmError(f"--budget {budget:.0f}s is too small for one trial: the fastest trial needed about "
-                           f"{need:.0f} s here (data preparation {prepare:.0f} s); give --budget {math.ceil(need * 1.5)}s "
-                           "or more, or narrow the search space to smaller models")
+        trial = f"the fastest trial would take about {fastest:.0f} s more" if math.isfinite(fastest) else \
+            "no trial got far enough to measure its speed"
+        need = prepare + (fastest if math.isfinite(fastest) else prepare) + plan.reserve
+        raise NlpLstmError(f"--budget {budget:.0f}s is too small for one trial: preparing the data took {prepare:.0f} s "
+                           f"and {trial}, with {plan.reserve:.0f} s kept for the report; give --budget "
+                           f"{math.ceil(need * 1.5)}s or more, or narrow the search space to smaller models")
     best = max(complete, key=lambda trial: trial.value)
     best_dir = output / "best"
     if not (plan.trial_dir(best.number) / "config.json").is_file():
