@@ -1,7 +1,7 @@
 """nlp-lstm: LSTM text classification and abstractive summarization.
 
 The stage functions mirror the CLI: `vocab`, `encode`, `train`, `train_summarizer`, `evaluate`,
-`classify`, `summarize`, `pretrain`, `export_onnx`, `run_pipeline`; `load(DIR)` returns a model ready to predict. Imports are lazy
+`classify`, `summarize`, `pretrain`, `export_onnx`, `run_pipeline`, `tune`; `load(DIR)` returns a model ready to predict. Imports are lazy
 so that `nlp-lstm --help` starts fast.
 """
 
