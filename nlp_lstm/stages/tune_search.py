@@ -155,15 +155,17 @@ class TrialRunner:
         self.device = pick_device(plan.device)
         self.prepared: dict[tuple, Any] = {}
         self.last_prepare = 0.0  # seconds the last encoding took
+        self.shortest_complete = 0.0  # seconds of the fastest complete trial (training and scoring)
         self.stop_requested: Callable[[], bool] = lambda: False
         self.finish_estimate = 0.0
 
     @property
     def fastest_trial(self) -> float:
-        """The shortest trial seen (complete, or projected when pruned as too slow; 0 before any): with
-        less time left a new trial would most likely be pruned as too slow, at the cost of a model build
-        and Optuna's bookkeeping each, so the search ends there."""
-        return 0.0 if math.isinf(self.times.projected_minimum) else self.times.projected_minimum
+        """The shortest complete trial's training and scoring (0 before one): with less time left a new
+        trial would most likely be pruned as too slow, at the cost of a model build and Optuna's
+        bookkeeping each, so the search ends there. Projections of trials pruned as too slow do not
+        count: they measure the large settings, not the fastest the space holds."""
+        return self.shortest_complete
 
     @property
     def search_end(self) -> float:
@@ -230,6 +232,7 @@ class TrialRunner:
         self.finish_estimate = max(self.finish_estimate, seconds)
         spent = time.perf_counter() - started
         self.times.projected_minimum = min(self.times.projected_minimum, spent)
+        self.shortest_complete = min(self.shortest_complete or spent, spent)
         if time.time() > self.plan.end - self.plan.reserve:  # its scoring ate into the report's time
             shutil.rmtree(self.plan.trial_dir(trial.number), ignore_errors=True)
             raise TrialStopped("budget")
