@@ -37,6 +37,7 @@ SPEED_PROBE_STEPS, SPEED_PROBE_SECONDS = 10, 2.0
 # trial slower than it looks. On VADER at load 5-8, the defaults projected to 485 s at step 10 and
 # needed that more (plus validation) by epoch 2, when it was too late for them and for the time spent.
 SPEED_MARGIN = 1.25
+TOO_SLOW_IN_A_ROW = 10
 
 
 class TrialStopped(Exception):
@@ -155,17 +156,12 @@ class TrialRunner:
         self.device = pick_device(plan.device)
         self.prepared: dict[tuple, Any] = {}
         self.last_prepare = 0.0  # seconds the last encoding took
-        self.shortest_complete = 0.0  # seconds of the fastest complete trial (training and scoring)
+        # Trials pruned as too slow in a row: after `TOO_SLOW_IN_A_ROW` of them the time left fits no
+        # setting the sampler proposes, and each more costs a model build and Optuna's bookkeeping.
+        self.too_slow_in_a_row = 0
         self.stop_requested: Callable[[], bool] = lambda: False
         self.finish_estimate = 0.0
 
-    @property
-    def fastest_trial(self) -> float:
-        """The shortest complete trial's training and scoring (0 before one): with less time left a new
-        trial would most likely be pruned as too slow, at the cost of a model build and Optuna's
-        bookkeeping each, so the search ends there. Projections of trials pruned as too slow do not
-        count: they measure the large settings, not the fastest the space holds."""
-        return self.shortest_complete
 
     @property
     def search_end(self) -> float:
@@ -232,7 +228,6 @@ class TrialRunner:
         self.finish_estimate = max(self.finish_estimate, seconds)
         spent = time.perf_counter() - started
         self.times.projected_minimum = min(self.times.projected_minimum, spent)
-        self.shortest_complete = min(self.shortest_complete or spent, spent)
         if time.time() > self.plan.end - self.plan.reserve:  # its scoring ate into the report's time
             shutil.rmtree(self.plan.trial_dir(trial.number), ignore_errors=True)
             raise TrialStopped("budget")
@@ -312,7 +307,8 @@ def search(plan: SearchPlan, *, worker: int = 0, runner: TrialRunner | None = No
     interrupted = False
     with stop_on_interrupt() as stop_requested:
         runner.stop_requested = stop_requested
-        while time.time() + runner.fastest_trial < runner.search_end and not stop_requested():
+        while (time.time() < runner.search_end and runner.too_slow_in_a_row < TOO_SLOW_IN_A_ROW
+               and not stop_requested()):
             trial = study.ask()
             trial.set_user_attr("worker", worker)
             trial_started = time.perf_counter()
@@ -331,6 +327,7 @@ def search(plan: SearchPlan, *, worker: int = 0, runner: TrialRunner | None = No
             trial.set_user_attr("seconds", round(time.perf_counter() - trial_started, 2))
             if reason:
                 trial.set_user_attr("stopped", reason)
+            runner.too_slow_in_a_row = runner.too_slow_in_a_row + 1 if reason == "too slow" else 0
             study.tell(trial, value, state=state)
             _drop_unbest(plan, study)
             on_trial(study)

@@ -184,13 +184,3 @@ def test_summarizer_search_runs(tmp_path):
     assert "rougeL" in summary["test"] and Path(summary["best"]["model_dir"]).joinpath("config.json").is_file()
     assert load_pipeline(tmp_path / "search" / "best.toml").model.embedding_dim == 16
 
-
-def test_a_trial_pruned_as_too_slow_does_not_end_the_search(tmp_path):
-    """Only complete trials say how fast the fastest setting is: one projection of the (large)
-    defaults once ended a VADER search after its first trial."""
-    plan = tune_search.SearchPlan(kind="classifier", output_dir=tmp_path, source=DataSource(train_file="x.csv"),
-                                  space=space(None), base_model={}, base_train={}, tokenizer_dir=None,
-                                  tokenizer_settings={}, metric="macro_f1", pruner="none", seed=13, end=0.0,
-                                  reserve=1.0, threads=1, device="cpu")
-    runner = tune_search.TrialRunner(plan, CLASSIFIER, tune_search.WorkerTimes(projected_minimum=689.0))
-    assert runner.fastest_trial == 0.0
