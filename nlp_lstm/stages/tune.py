@@ -34,10 +34,13 @@ import json
 import math
 import re
 import shutil
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nlp_lstm.artifacts import atomic_write_json, atomic_write_text, read_json, staged_directory
 from nlp_lstm.config import TrainConfig, from_dict
@@ -202,10 +205,14 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
         shown = SearchProgress(bar, start=start, budget=seconds)
         runner = TrialRunner(plan, spec, WorkerTimes(), on_step=shown.tick)
         # The first encoding here, before any worker starts: it fits the tokenizer they all reuse.
-        runner.prepare(runner.stage(base_model, base_train), base_model)
+        with alarm_at(plan.end - plan.reserve):
+            try:
+                runner.prepare(runner.stage(base_model, base_train), base_model)
+            except BudgetSpent:
+                pass
         if time.time() > plan.end - plan.reserve:
             raise NlpLstmError(f"--budget {budget} is too small for one trial: preparing the data alone took "
-                               f"{runner.times.prepare:.0f} s; give a budget of minutes (e.g. --budget 10m)")
+                               f"{time.time() - start:.0f} s and was stopped; give a budget of minutes (e.g. --budget 10m)")
         processes, results = start_workers(plan, jobs)
         try:
             times = [search(plan, runner=runner, on_trial=shown.trials)]
@@ -217,6 +224,35 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
         summary = finalize(plan, study, start=start, budget=seconds, times=times, jobs=jobs)
         shown.tick()
     return summary
+
+
+class BudgetSpent(BaseException):
+    """Raised by `alarm_at`'s timer in the middle of work that has no step events to check the time at.
+    A BaseException, as KeyboardInterrupt is: the data loaders turn any Exception into a message about
+    the file."""
+
+
+@contextmanager
+def alarm_at(deadline: float) -> Iterator[None]:
+    """Raise `BudgetSpent` in this (main) thread at `deadline` (a `time.time()`), e.g. inside a data
+    preparation that would run past the budget. Python code is stopped at once; a long call into C
+    (sentencepiece's trainer, scikit-learn's solver) is stopped when it returns. Elsewhere than in
+    the main thread of a Unix process, no timer."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def ring(signum, frame) -> None:
+        raise BudgetSpent
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.time()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: list[WorkerTimes], jobs: int
