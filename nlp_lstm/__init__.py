@@ -1,7 +1,7 @@
 """nlp-lstm: LSTM text classification and abstractive summarization.
 
 The stage functions mirror the CLI: `vocab`, `encode`, `train`, `train_summarizer`, `evaluate`,
-`classify`, `summarize`, `pretrain`, `export_onnx`, `run_pipeline`; `load(DIR)` returns a model ready to predict. Imports are lazy
+`classify`, `summarize`, `pretrain`, `export_onnx`, `run_pipeline`, `tune`; `load(DIR)` returns a model ready to predict. Imports are lazy
 so that `nlp-lstm --help` starts fast.
 """
 
@@ -26,6 +26,7 @@ _EXPORTS = {
     "export_onnx": "nlp_lstm.api",
     "load_onnx": "nlp_lstm.api",
     "run_pipeline": "nlp_lstm.api",
+    "tune": "nlp_lstm.api",
     "LSTM": "nlp_lstm.nn.lstm",
     "TextClassifier": "nlp_lstm.models.classifier",
     "ClassifierConfig": "nlp_lstm.models.classifier",

@@ -24,9 +24,10 @@ from nlp_lstm.stages.sequences import fit_sequences
 from nlp_lstm.stages.summarization import train_summarizer
 from nlp_lstm.stages.tagging import train_tagger
 from nlp_lstm.stages.tokenizer import vocab
+from nlp_lstm.stages.tune import tune
 
 __all__ = ["classify", "encode", "evaluate", "export_onnx", "fit_sequences", "load", "load_onnx", "pretrain", "run_pipeline", "summarize", "train",
-           "train_summarizer", "train_tagger", "vocab"]
+           "train_summarizer", "train_tagger", "tune", "vocab"]
 
 _DEFAULT_COLUMNS = {"text": DataSource.text_column, "label": DataSource.label_column, "summary": None}
 

@@ -6,7 +6,7 @@ threads.configure_before_torch()  # OpenMP must sleep, not spin, at barriers: se
 
 import typer  # noqa: E402
 
-from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, tag, train, train_tagger, vocab  # noqa: E402
+from nlp_lstm.cli import classify, encode, evaluate, explain, export, pretrain, run, serve, summarize, tag, train, train_tagger, tune, vocab  # noqa: E402
 
 app = typer.Typer(
     name="nlp-lstm",
@@ -28,6 +28,7 @@ app.command("explain")(explain.explain_command)
 app.command("run")(run.run_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
+app.command("tune")(tune.tune_command)
 
 if __name__ == "__main__":
     app()

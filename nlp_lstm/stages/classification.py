@@ -115,6 +115,9 @@ class ClassifierData:
     ngrams: WordNgrams | None = None  # the linear part's features (None: no linear part)
     columns: dict[str, str] = field(default_factory=dict)
     embedding: PretrainedEmbedding | None = None  # word vectors the embedding starts from (`--embeddings`)
+    # The linear part's fit depends on these features and labels alone, not on the BiLSTM: a search
+    # (`stages/tune.py`) training many models on the same prepared data fits it once.
+    linear_fits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,6 +130,7 @@ class ClassificationStage:
     encoded_dir: str | Path | None = None
     tokenizer_dir: str | Path | None = None
     tokenizer_settings: dict[str, Any] | None = None
+    plots: bool = True  # the confusion matrix and reliability diagram in the model directory
 
     def describe_data(self) -> tuple[str, str | None]:
         if self.source is None:
@@ -220,7 +224,7 @@ class ClassificationStage:
             metrics["embeddings"] = {"found": coverage.found, "lowercased": coverage.lowercased,
                                      "missing": coverage.missing, "coverage": coverage.describe()}
         if network.ngrams is not None:
-            metrics["linear_part"] = fit_linear_part(network, prepared.encoded)
+            metrics["linear_part"] = fit_linear_part(network, prepared.encoded, fits=prepared.linear_fits)
         temperature, thresholds, mix = calibrate(network, prepared.encoded["validation"],
                                                  labels=prepared.labels, device=device)
         predictor = ClassifierPredictor(network, prepared.tokenizer, labels=prepared.labels, temperature=temperature,
@@ -240,8 +244,9 @@ class ClassificationStage:
         if prepared.ngrams is not None:
             prepared.ngrams.save(staging)
         final = metrics.get("test", metrics["validation"])
-        plot_confusion_matrix(final["confusion_matrix"], prepared.labels, staging / "plots" / "confusion_matrix.png")
-        plot_reliability_diagram(final["reliability"], staging / "plots" / "reliability_diagram.png")
+        if self.plots:
+            plot_confusion_matrix(final["confusion_matrix"], prepared.labels, staging / "plots" / "confusion_matrix.png")
+            plot_reliability_diagram(final["reliability"], staging / "plots" / "reliability_diagram.png")
         return metrics
 
 
@@ -251,18 +256,24 @@ def task_for(predictor: ClassifierPredictor) -> ClassificationTask:
                               temperature=predictor.temperature)
 
 
-def fit_linear_part(network: TextClassifier, encoded: datasets.DatasetDict) -> dict[str, Any]:
+def fit_linear_part(network: TextClassifier, encoded: datasets.DatasetDict, *, fits: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
     """Fit the linear part's weights (a logistic regression on the word n-gram features of the
-    training split, its L2 strength chosen on validation: `training/linear_fit.py`), in place."""
+    training split, its L2 strength chosen on validation: `training/linear_fit.py`), in place.
+    `fits` keeps the fit for the next model trained on the same `encoded` data."""
     def rows(split: str):
         data = encoded[split]
         columns = take_rows(data, np.arange(len(data)))  # Arrow columns, as training batches read them
         return (sparse_rows(columns.column("ngram_ids"), columns.column("ngram_weights"), network.config.ngram_features),
                 np.asarray(data["labels"]))
-    train, train_labels = rows("train")
-    validation, validation_labels = rows("validation")
-    fit = fit_linear(train, train_labels, validation, validation_labels, task=network.config.task,
-                     num_labels=network.config.num_labels)
+    fit = (fits or {}).get("linear")
+    if fit is None:
+        train, train_labels = rows("train")
+        validation, validation_labels = rows("validation")
+        fit = fit_linear(train, train_labels, validation, validation_labels, task=network.config.task,
+                         num_labels=network.config.num_labels)
+        if fits is not None:
+            fits["linear"] = fit
     device = network.ngrams.table.device
     network.ngrams.table.copy_(fit.table.to(device))
     network.ngrams.bias.copy_(fit.bias.to(device))

@@ -1,0 +1,67 @@
+"""`nlp-lstm tune`: bad input is one line and exit code 2; a short search prints its result."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tests.helpers import assert_usage_error, invoke, sentiment_rows, write_csv
+
+QUICK = ["--quiet", "--threads", "1", "--tokenizer-kind", "spacy", "--vocab-size", "300"]
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory):
+    return write_csv(tmp_path_factory.mktemp("tune-cli") / "train.csv", sentiment_rows(300, seed=4))
+
+
+def tune(train_file, output, *args):
+    return invoke("tune", "classifier", "--train-file", train_file, "-o", output, *QUICK, *args)
+
+
+@pytest.mark.parametrize("space, fragments", [
+    ("[model]\nhiden_size = [8, 16]\n", ["unknown setting 'hiden_size'", "did you mean 'hidden_size'?"]),
+    ("[model]\ndropout = { low = 0.5, high = 0.2 }\n", ["model.dropout", "low 0.5 is above high 0.2", "swap"]),
+    ("[model]\ncoverage = [true, false]\n", ["'coverage' does not apply to a classifier", "summarizer setting"]),
+    ("[train]\nlearning_rate = { low = 1e-3, hihg = 1e-2 }\n", ["unknown range key 'hihg'", "did you mean 'high'?"]),
+    ("[model\n", ["is not valid TOML"]),
+])
+def test_bad_search_space_files(train_file, tmp_path, space, fragments):
+    path = tmp_path / "space.toml"
+    path.write_text(space)
+    assert_usage_error(tune(train_file, tmp_path / "out", "--space", path), *fragments)
+
+
+def test_bad_options(train_file, tmp_path):
+    assert_usage_error(tune(train_file, tmp_path / "out", "--budget", "ten"), "--budget 'ten' is not a duration")
+    assert_usage_error(tune(train_file, tmp_path / "out", "--resume"), "--resume: no study")
+    assert_usage_error(tune(train_file, tmp_path / "out", "--metric", "rougeL"), "--metric for a classifier")
+    assert_usage_error(tune(train_file, tmp_path / "out", "--set", "model.hiden_size=8"), "did you mean 'hidden_size'")
+    result = invoke("tune", "tagger", "--train-file", train_file, "-o", tmp_path / "out", *QUICK)
+    assert_usage_error(result, "unknown model kind 'tagger'", "classifier, summarizer")
+
+
+def test_a_study_from_another_kind_or_corpus(train_file, tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    study = optuna.create_study(study_name="tune", storage=f"sqlite:///{output / 'study.db'}")
+    study.set_user_attr("kind", "summarizer")
+    assert_usage_error(tune(train_file, output, "--resume"), "is a study of a summarizer, not a classifier")
+    study.set_user_attr("kind", "classifier")
+    study.set_user_attr("corpus", "0123456789abcdef")
+    study.set_user_attr("metric", "macro_f1")
+    assert_usage_error(tune(train_file, output, "--resume"), "searched on other data")
+    assert_usage_error(tune(train_file, output), "holds a search already", "--resume")
+
+
+def test_a_short_search(train_file, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text("[search]\nreplace = true\n[model]\nhidden_size = [8, 16]\nembedding_dim = 8\n"
+                     "[train]\nepochs = { low = 1, high = 2 }\n")
+    result = tune(train_file, tmp_path / "out", "--space", space, "--budget", "20s", "--set", "model.char_ngrams=0")
+    assert result.exit_code == 0, result.output
+    assert "best: trial" in result.stdout and "test: accuracy" in result.stdout
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert {t.params.get("model.hidden_size") for t in study.trials} <= {8, 16}
+    assert all("model.char_ngrams" not in t.params for t in study.trials)  # pinned by --set
+    assert (tmp_path / "out" / "best" / "config.json").is_file()
