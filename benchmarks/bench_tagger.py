@@ -10,8 +10,12 @@ the issue (most-frequent tag, sklearn-crfsuite feature CRF).
 
 The corpora are in ../shared/data/splits (WNUT-16 is for benchmarks only: never commit it).
 
-Measured 2026-12-06 on the 2-core box shared with other jobs (load 3-8), 1 thread, defaults (30
-epochs at most, patience 5, a 900 s budget where noted "cut"); test split, best validation epoch:
+The recipe's defaults come from `TAGGER_TRAINING` (models/tagger.py); `--set FIELD=VALUE` overrides a
+`TaggerConfig` field. How the defaults were chosen, run by run: BENCHMARKS.md, "Tagger defaults".
+
+Measured 2026-12-06 with the earlier defaults (char CNN, 50 filters) on the 2-core box shared with
+other jobs (load 3-8), 1 thread (30 epochs at most, patience 5, a 900 s budget where noted "cut");
+test split, best validation epoch:
 
 | corpus | decoder | vectors | epochs (best) | train s | test | tag sent/s |
 |---|---|---|---|---|---|---|
@@ -46,7 +50,7 @@ import torch
 from nlp_lstm.data.predicates import predicate_argument_corpus
 from nlp_lstm.data.tagging import TaggingVocab, fit_with_vectors, length_batches
 from nlp_lstm.metrics.spans import SpanCounts, TokenCounts, detect_scheme, repair, token_calibration
-from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
+from nlp_lstm.models.tagger import TAGGER_TRAINING, SequenceTagger, TaggerConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "splits"
 PEERS = {"turkish_pos": ("token accuracy", 0.894, 0.933, 0.95), "wnut16_ner": ("strict span F1", 0.299, 0.383, 0.45),
@@ -138,11 +142,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=sorted(PEERS), default="turkish_pos")
     parser.add_argument("--decoder", choices=("crf", "softmax"), default="crf")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--min-count", type=int, default=2)
-    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation score")
+    recipe = TAGGER_TRAINING
+    parser.add_argument("--epochs", type=int, default=recipe["max_epochs"])
+    parser.add_argument("--batch-size", type=int, default=recipe["batch_size"])
+    parser.add_argument("--learning-rate", type=float, default=recipe["learning_rate"])
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=recipe["optimizer"])
+    parser.add_argument("--clip-norm", type=float, default=recipe["clip_norm"])
+    parser.add_argument("--lr-decay", type=float, default=recipe["lr_decay"],
+                        help="learning rate lr / (1 + decay * finished epochs) (Ma & Hovy 2016: 0.05)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a TaggerConfig field (int, float or string), repeatable: --set char_encoder=lstm")
+    parser.add_argument("--min-count", type=int, default=recipe["min_count"])
+    parser.add_argument("--patience", type=int, default=recipe["patience"], help="stop after this many epochs without a better validation score")
     parser.add_argument("--time-budget", type=float, default=900.0, help="stop starting epochs after this many seconds")
     parser.add_argument("--embeddings", help="a word vectors file (such as GloVe 6B 50d as .npy + .vocab.txt)")
     parser.add_argument("--speed-only", action="store_true",
@@ -160,20 +171,29 @@ def main() -> None:
         print(coverage.describe())
     else:
         vocab = TaggingVocab.fit(zip(train[0], train[1]), min_count=args.min_count)
+    overrides = {}
+    for key, value in (setting.split("=", 1) for setting in args.set):
+        kind = type(getattr(TaggerConfig, key, ""))  # the field's default says its type
+        overrides[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     config = TaggerConfig(tags=vocab.tags, vocab_size=len(vocab.words), char_vocab_size=len(vocab.chars),
-                          decoder=args.decoder, feature_embedding_dim=16 if train[2] is not None else 0, **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}))
+                          decoder=args.decoder, feature_embedding_dim=16 if train[2] is not None else 0,
+                          **({"embedding_dim": vectors.shape[1]} if vectors is not None else {}), **overrides)
     if args.speed_only:
         compare_speed(vocab, config, test)
         return
     model = SequenceTagger(config)
     if vectors is not None:
         model.load_word_vectors(vectors)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    if args.optimizer == "sgd":  # Ma & Hovy 2016, sec. 3.1: momentum 0.9
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda finished: 1.0 / (1.0 + args.lr_decay * finished))
     generator = torch.Generator().manual_seed(args.seed)
     metric = "span_f1" if config.scheme != "plain" else "token_accuracy"
     print(f"{args.corpus}: {len(train[0])} train sentences, {len(vocab.words)} words, {len(vocab.chars)} chars, "
           f"{len(vocab.tags)} tags ({config.scheme}), decoder {args.decoder}, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+          f"{sum(p.numel() for p in model.parameters()):,} parameters; {config}"[:2000], flush=True)
     started = time.perf_counter()
     best, best_state, best_epoch = -1.0, None, 0
     for epoch in range(1, args.epochs + 1):
@@ -184,9 +204,10 @@ def main() -> None:
             loss = model.loss(batch)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
             optimizer.step()
             total += loss.item() * len(indices)
+        schedule.step()
         scores = evaluate(model, vocab, *validation)
         elapsed = time.perf_counter() - started
         print(f"epoch {epoch}: train loss {total / len(train[0]):.3f}, validation {metric} {scores[metric]:.4f} "

@@ -4,16 +4,20 @@ Lample et al. 2016; Ma & Hovy 2016).
 One sentence of T words, batched `(B, T)`:
 
     w_t = E_word[word_key(x_t)]                    (B, T, E)   word dropout: id -> <unk> w.p. p
-    c_t = max_over_chars(Conv1d(E_char[chars(x_t)]))  (B, T, F)   character-level word features
+    c_t = CharBiLSTM(E_char[chars(x_t)])          (B, T, F)   character-level word features
     f_t = E_feature[feature_t]                     (B, T, D_f) optional 0/1 feature (predicate)
     h_t = BiLSTM(dropout([w_t; c_t; f_t]))         (B, T, 2H)  `nn/lstm.py`, exact ragged lengths
     s_t = W dropout(h_t) + b                       (B, T, K)   emission scores
     y   = Viterbi(s) under `nn/crf.py`, or argmax_k s_t   (decoder "crf" | "softmax")
 
-Characters go through a CNN (Ma & Hovy 2016, sec. 2.1: width 3, max over positions), not a char
-BiLSTM (Lample et al.): Reimers & Gurevych 2017 (sec. 7.4) found no significant difference between
-the two across five tagging tasks, and on CPU a convolution over all words at once is one call where
-a char BiLSTM is a recurrence over the longest word's characters.
+Characters go through a BiLSTM by default (Lample et al. 2016, sec. 2.2), or a CNN (Ma & Hovy 2016,
+sec. 2.1: width 3, max over positions) with `char_encoder="cnn"`. Reimers & Gurevych 2017 (sec. 7.4)
+found no significant difference between the two across five English/German tasks; Plank et al. 2016
+credit the char BiLSTM for morphologically rich languages, and on the Turkish treebank here it was
+ahead on validation (0.9566 vs 0.9519, one seed each; BENCHMARKS.md, "Tagger defaults"), at about
+the same tagging speed.
+
+`TAGGER_TRAINING` is the training recipe the defaults were chosen with; the train stage uses it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,24 @@ from nlp_lstm.nn.crf import CRF, span_constraints
 from nlp_lstm.nn.lstm import LSTM
 
 DECODERS = ("crf", "softmax")
+CHAR_ENCODERS = ("cnn", "lstm")
+
+# How a tagger with the defaults below is trained (measured with benchmarks/bench_tagger.py; BENCHMARKS.md,
+# "Tagger defaults"). Adam (Reimers & Gurevych 2017, sec. 7.1: lower variance than SGD); global gradient
+# norm rescaled to at most `clip_norm` (their "gradient normalization", sec. 7.2); batches of similar
+# lengths; after each epoch the validation score (token accuracy, or strict span F1 for span tags) picks
+# the epoch whose weights are kept, and `patience` epochs without a better one stop training.
+# `lr_decay`: learning rate lr / (1 + lr_decay * finished epochs) (Ma & Hovy 2016, sec. 3.1).
+TAGGER_TRAINING = {
+    "optimizer": "adam",
+    "learning_rate": 2e-3,
+    "lr_decay": 0.0,
+    "batch_size": 16,
+    "max_epochs": 30,
+    "patience": 5,
+    "clip_norm": 5.0,
+    "min_count": 2,  # training words seen once are <unk> (the vocabulary's min_count)
+}
 
 
 @dataclass
@@ -48,8 +70,10 @@ class TaggerConfig:
     constrained: bool = True
     embedding_dim: int = 100  # Lample et al. 2016: 100-d word embeddings
     char_embedding_dim: int = 30  # Ma & Hovy 2016: 30-d characters, 30 filters of width 3
-    char_filters: int = 50
+    char_encoder: str = "lstm"  # lstm | cnn: how a word's characters become its features
+    char_filters: int = 50  # char_encoder "cnn": features per word
     char_kernel_size: int = 3
+    char_hidden_size: int = 50  # char_encoder "lstm": per direction (Lample et al. 2016: 25; Plank et al. 2016: 100)
     hidden_size: int = 128  # per direction
     num_layers: int = 1
     dropout: float = 0.5  # on the BiLSTM's inputs and outputs (Lample et al. 2016, sec. 4.3)
@@ -75,9 +99,11 @@ class TaggerConfig:
 
     def __post_init__(self) -> None:
         check_choice("decoder", self.decoder, DECODERS)
+        check_choice("char_encoder", self.char_encoder, CHAR_ENCODERS)
         check_positive(vocab_size=self.vocab_size, char_vocab_size=self.char_vocab_size,
                        embedding_dim=self.embedding_dim, char_embedding_dim=self.char_embedding_dim,
                        char_filters=self.char_filters, char_kernel_size=self.char_kernel_size,
+                       char_hidden_size=self.char_hidden_size,
                        hidden_size=self.hidden_size, num_layers=self.num_layers)
         check_fraction("dropout", self.dropout)
         check_fraction("word_dropout", self.word_dropout)
@@ -95,6 +121,7 @@ class CharCNN(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(char_vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.conv = nn.Conv1d(embedding_dim, filters, kernel_size, padding=kernel_size // 2)
+        self.output_size = filters
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         embedded = self.embedding(char_ids).transpose(1, 2)  # (N, C, L)
@@ -105,6 +132,33 @@ class CharCNN(nn.Module):
         return torch.tanh(convolved.max(dim=2).values)  # (N, F)
 
 
+class CharLSTM(nn.Module):
+    """Character-level word features: embed, run a BiLSTM over the word's characters, and join the
+    forward state after the last character with the backward state after the first (Lample et al.
+    2016, sec. 2.2; Plank et al. 2016 credit it for morphologically rich languages).
+
+    `(N, L)` char ids -> `(N, 2H)`; padding characters are never read (exact lengths)."""
+
+    def __init__(self, char_vocab_size: int, embedding_dim: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(char_vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = LSTM(embedding_dim, hidden_size, bidirectional=True)
+        self.output_size = 2 * hidden_size
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        # A padding word (no characters) reads one padding character: finite features the caller zeroes.
+        lengths = (char_ids != PAD_ID).sum(dim=1).clamp(min=1)  # (N,)
+        _, (h_n, _) = self.encoder(self.embedding(char_ids), lengths, need_cell_state=False)  # h_n (2, N, H)
+        return torch.cat([h_n[0], h_n[1]], dim=-1)  # (N, 2H)
+
+
+def char_encoder(config: TaggerConfig) -> nn.Module:
+    """The character encoder the config names, with its `output_size`."""
+    if config.char_encoder == "lstm":
+        return CharLSTM(config.char_vocab_size, config.char_embedding_dim, config.char_hidden_size)
+    return CharCNN(config.char_vocab_size, config.char_embedding_dim, config.char_filters, config.char_kernel_size)
+
+
 class SequenceTagger(nn.Module):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
@@ -112,11 +166,10 @@ class SequenceTagger(nn.Module):
             raise NlpLstmError("a tagger needs its tag names (set from the training data)")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
-        self.chars = CharCNN(config.char_vocab_size, config.char_embedding_dim, config.char_filters,
-                             config.char_kernel_size)
+        self.chars = char_encoder(config)
         self.feature_embedding = (nn.Embedding(2, config.feature_embedding_dim)
                                   if config.feature_embedding_dim else None)
-        input_size = config.embedding_dim + config.char_filters + config.feature_embedding_dim
+        input_size = config.embedding_dim + self.chars.output_size + config.feature_embedding_dim
         self.encoder = LSTM(input_size, config.hidden_size, num_layers=config.num_layers, bidirectional=True,
                             dropout=config.dropout if config.num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(config.dropout)

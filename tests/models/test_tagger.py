@@ -153,12 +153,43 @@ def test_vocabulary_keys_unknown_words_and_chars():
     assert clip_word(long) == "a" * (MAX_WORD_CHARS // 2) + "b" * (MAX_WORD_CHARS // 2)
 
 
-def test_char_features_ignore_padding_characters():
+@pytest.mark.parametrize("char_encoder", ["cnn", "lstm"])
+def test_char_features_ignore_padding_characters(char_encoder):
     vocab = TaggingVocab.fit([(["ab", "abcdefgh"], ["A", "A"])], min_count=1)
-    model = _model(vocab).eval()
+    model = _model(vocab, char_encoder=char_encoder).eval()
     short = model.chars(vocab.encode([["ab"]]).char_ids[0])
     padded = model.chars(vocab.encode([["ab", "abcdefgh"]]).char_ids[0])[:1]
     torch.testing.assert_close(short, padded)
+
+
+def test_char_lstm_joins_last_forward_and_first_backward_states():
+    """Against torch.nn.LSTM run on each word alone (no padding): the same parameter names."""
+    torch.manual_seed(0)
+    vocab = TaggingVocab.fit([(["ab", "abcdefgh", "c"], ["A", "A", "A"])], min_count=1)
+    model = _model(vocab, char_encoder="lstm", char_hidden_size=5).eval()
+    char_ids = vocab.encode([["ab", "abcdefgh", "c"]]).char_ids[0]  # (3, 8)
+    features = model.chars(char_ids)
+    assert features.shape == (3, 10)
+    reference = torch.nn.LSTM(8, 5, bidirectional=True, batch_first=True)
+    reference.load_state_dict(model.chars.encoder.state_dict())
+    for row, word in enumerate(["ab", "abcdefgh", "c"]):
+        embedded = model.chars.embedding(char_ids[row, : len(word)]).unsqueeze(0)  # (1, L, 8)
+        outputs, (h_n, _) = reference(embedded)
+        torch.testing.assert_close(features[row], torch.cat([h_n[0, 0], h_n[1, 0]]))
+        # the forward state after the last character, the backward state after the first
+        torch.testing.assert_close(features[row, :5], outputs[0, -1, :5])
+        torch.testing.assert_close(features[row, 5:], outputs[0, 0, 5:])
+
+
+def test_char_lstm_tagger_learns_and_pads_consistently():
+    vocab = TaggingVocab.fit(zip(SENTENCES, TAGS), min_count=1)
+    torch.manual_seed(0)
+    model = _model(vocab, char_encoder="lstm", char_hidden_size=8)
+    _train(model, vocab, SENTENCES, TAGS, epochs=60)
+    model.eval()
+    alone = [model.decode(vocab.encode([sentence]))[0] for sentence in SENTENCES]
+    assert model.decode(vocab.encode(SENTENCES)) == alone  # padding words change nothing
+    assert [[vocab.tags[i] for i in path] for path in alone] == TAGS
 
 
 def test_config_refuses_mixed_schemes_and_bad_decoder():
@@ -166,3 +197,5 @@ def test_config_refuses_mixed_schemes_and_bad_decoder():
         TaggerConfig(tags=["B-PER", "NOUN"])
     with pytest.raises(NlpLstmError, match="decoder must be one of crf, softmax"):
         TaggerConfig(tags=["A"], decoder="hmm")
+    with pytest.raises(NlpLstmError, match="char_encoder must be one of cnn, lstm"):
+        TaggerConfig(tags=["A"], char_encoder="gru")
