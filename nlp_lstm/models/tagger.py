@@ -4,14 +4,14 @@ Lample et al. 2016; Ma & Hovy 2016).
 One sentence of T words, batched `(B, T)`:
 
     w_t = E_word[word_key(x_t)]                    (B, T, E)   word dropout: id -> <unk> w.p. p
-    c_t = CharBiLSTM(E_char[chars(x_t)])          (B, T, F)   character-level word features
+    c_t = CharCNN | CharLSTM(E_char[chars(x_t)])  (B, T, F)   character-level word features
     f_t = E_feature[feature_t]                     (B, T, D_f) optional 0/1 feature (predicate)
     h_t = BiLSTM(dropout([w_t; c_t; f_t]))         (B, T, 2H)  `nn/lstm.py`, exact ragged lengths
     s_t = W dropout(h_t) + b                       (B, T, K)   emission scores
     y   = Viterbi(s) under `nn/crf.py`, or argmax_k s_t   (decoder "crf" | "softmax")
 
-Characters go through a BiLSTM by default (Lample et al. 2016, sec. 2.2), or a CNN (Ma & Hovy 2016,
-sec. 2.1: width 3, max over positions) with `char_encoder="cnn"`. Reimers & Gurevych 2017 (sec. 7.4)
+Characters go through a CNN (Ma & Hovy 2016, sec. 2.1: width 3, max over positions), or a BiLSTM
+(Lample et al. 2016, sec. 2.2) with `char_encoder="lstm"`. Reimers & Gurevych 2017 (sec. 7.4)
 found no significant difference between the two across five English/German tasks; Plank et al. 2016
 credit the char BiLSTM for morphologically rich languages, and on the Turkish treebank here it was
 ahead on validation (0.9566 vs 0.9519, one seed each; BENCHMARKS.md, "Tagger defaults"), at about
@@ -70,7 +70,9 @@ class TaggerConfig:
     constrained: bool = True
     embedding_dim: int = 100  # Lample et al. 2016: 100-d word embeddings
     char_embedding_dim: int = 30  # Ma & Hovy 2016: 30-d characters, 30 filters of width 3
-    char_encoder: str = "lstm"  # lstm | cnn: how a word's characters become its features
+    # cnn | lstm. "lstm" measured better (BENCHMARKS.md, "Tagger defaults") but the predictor and its ONNX
+    # graph (inference/tagger_batch.py) read CharCNN's layers directly: the default moves once they read CharLSTM.
+    char_encoder: str = "cnn"
     char_filters: int = 50  # char_encoder "cnn": features per word
     char_kernel_size: int = 3
     char_hidden_size: int = 50  # char_encoder "lstm": per direction (Lample et al. 2016: 25; Plank et al. 2016: 100)
