@@ -32,19 +32,20 @@ from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.metrics.spans import prepare_tags
 from nlp_lstm.model_dir import ModelFile, load_state, read_model_config, save_model
-from nlp_lstm.models.tagger import SequenceTagger, TaggerConfig
+from nlp_lstm.models.tagger import TAGGER_TRAINING, SequenceTagger, TaggerConfig
 from nlp_lstm.plots import plot_confusion_matrix, plot_reliability_diagram
 from nlp_lstm.stages.run import StageKind, score_dataset, train_stage
 from nlp_lstm.training import distributed
 from nlp_lstm.training.loop import TrainResult
 from nlp_lstm.training.tagging import TaggingTask, corpus_dataset, span_types
 
-# What the tagger trains with unless told otherwise (Lample et al. 2016 train with small batches and
-# clip gradients at 5; `benchmarks/bench_tagger.py` measured these: Adam 2e-3, batches of 16).
-DEFAULT_TRAINING = {"epochs": 30, "batch_size": 16, "learning_rate": 2e-3, "weight_decay": 0.0,
-                    "schedule": "constant", "clip_norm": 5.0, "patience": 5}
+# What the tagger trains with unless told otherwise: the recipe its defaults were chosen with
+# (models/tagger.py TAGGER_TRAINING; BENCHMARKS.md "Tagger defaults"), as `TrainConfig` settings.
+DEFAULT_TRAINING = {"epochs": TAGGER_TRAINING["max_epochs"], "batch_size": TAGGER_TRAINING["batch_size"],
+                    "learning_rate": TAGGER_TRAINING["learning_rate"], "weight_decay": 0.0, "schedule": "constant",
+                    "clip_norm": TAGGER_TRAINING["clip_norm"], "patience": TAGGER_TRAINING["patience"]}
 FEATURE_EMBEDDING_DIM = 16  # a feature column given with feature_embedding_dim left at 0
-MIN_WORD_COUNT = 2  # training words seen fewer times reach the model as <unk> plus their characters
+MIN_WORD_COUNT = TAGGER_TRAINING["min_count"]  # training words seen fewer times reach the model as <unk> plus their characters
 
 
 def default_training(**settings: Any) -> TrainConfig:

@@ -156,5 +156,6 @@ def test_the_tokenizer_table_is_required_only_where_a_vocab_stage_runs(tmp_path)
     with pytest.raises(NlpLstmError, match=r"missing table \[tokenizer\]"):
         load_pipeline(classifier)
     pipe = load_pipeline(PIPELINES / "turkish_pos.toml")
-    assert (pipe.train.epochs, pipe.train.batch_size, pipe.train.learning_rate, pipe.train.clip_norm) == (30, 16, 2e-3, 5.0)
+    assert (pipe.train.epochs, pipe.train.batch_size, pipe.train.learning_rate, pipe.train.clip_norm) == (50, 16, 2e-3, 5.0)
+    assert pipe.train.patience == 10
     assert pipe.train.seed == 13 and pipe.tokenizer.name == "turkish-pos"
