@@ -7,13 +7,10 @@ import dataclasses
 import math
 import multiprocessing
 import shutil
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -26,7 +23,7 @@ from nlp_lstm.progress import datasets_bars
 from nlp_lstm.stages.search_space import SearchSpace
 from nlp_lstm.stages.tune_kinds import TuneKind, tune_kind
 from nlp_lstm.training.events import EpochEnd, StepEnd
-from nlp_lstm.training.loop import Trainer, seed_everything
+from nlp_lstm.training.loop import Trainer, seed_everything, stop_on_interrupt
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "tune"
@@ -266,28 +263,6 @@ def without_test(prepared: Any) -> Any:
         if hasattr(value, "keys") and "test" in value.keys():
             changes[item.name] = type(value)({k: v for k, v in value.items() if k != "test"})
     return dataclasses.replace(prepared, **changes)
-
-
-@contextmanager
-def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C asks the running trial to stop at its next step (it is not counted); a second
-    one interrupts at once. Finished trials are in the study already either way."""
-    requested: list[bool] = []
-    previous = signal.getsignal(signal.SIGINT)
-    install = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
-
-    def handler(signum, frame) -> None:
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(True)
-
-    if install:
-        signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(requested)
-    finally:
-        if install:
-            signal.signal(signal.SIGINT, previous)
 
 
 def search(plan: SearchPlan, *, worker: int = 0, runner: TrialRunner | None = None,

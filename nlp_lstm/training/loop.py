@@ -361,14 +361,11 @@ def _evaluate(task: Task, model: torch.nn.Module, batches: Callable[[], Any]) ->
 
 
 @contextmanager
-def _stop_requests():
-    """Turn the first Ctrl-C into a request to stop at the next step boundary.
-
-    A KeyboardInterrupt raised inside a step (between `optimizer.step()` and the step counter, or after
-    dropout drew from the RNG) would leave a checkpoint that no longer resumes to the same weights, so
-    the loop checkpoints only between steps. A second Ctrl-C stops at once; the last checkpoint stays.
-    Yields a callable that says whether a stop was requested.
-    """
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C becomes a request (the yielded callable turns True) that the running work
+    honours at its next safe point; a second one raises KeyboardInterrupt at once. Installed only in
+    the main thread and over Python's default handler (a background job that ignores SIGINT keeps
+    ignoring it)."""
     requested: list[bool] = []
     previous = signal.getsignal(signal.SIGINT)
     install = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
@@ -382,11 +379,25 @@ def _stop_requests():
         signal.signal(signal.SIGINT, handler)
     try:
         yield lambda: bool(requested)
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _stop_requests():
+    """Turn the first Ctrl-C into a request to stop at the next step boundary.
+
+    A KeyboardInterrupt raised inside a step (between `optimizer.step()` and the step counter, or after
+    dropout drew from the RNG) would leave a checkpoint that no longer resumes to the same weights, so
+    the loop checkpoints only between steps. A second Ctrl-C stops at once; the last checkpoint stays.
+    Yields a callable that says whether a stop was requested.
+    """
+    try:
+        with stop_on_interrupt() as requested:
+            yield requested
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             "interrupted twice: stopped without a new checkpoint; run the same command with --resume "
             "to continue from the last one"
         ) from None
-    finally:
-        if install:
-            signal.signal(signal.SIGINT, previous)
