@@ -68,6 +68,16 @@ def is_main_process() -> bool:
     return launch_rank() == 0
 
 
+def report_saved(options, metrics: dict) -> tuple[str, dict]:
+    """Print where the model went (and the vectors' coverage); return the held-out split reported
+    on (test when there is one) and its scores."""
+    split = "test" if "test" in metrics else "validation"
+    if "embeddings" in metrics:
+        typer.echo(metrics["embeddings"]["coverage"])
+    typer.echo(f"saved model to {options.output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
+    return split, metrics[split]
+
+
 def configs(model_class: type, model: dict, options: Options, *, decoding: dict | None = None,
             training_defaults: dict | None = None) -> dict:
     """The typed `model`, `train` (and `decoding`) sections from the options given over the task's
@@ -151,11 +161,7 @@ def classifier_command(
         )
         if not is_main_process():
             return  # under torchrun: rank 0 reports
-        split = "test" if "test" in metrics else "validation"
-        report = metrics[split]
-        if "embeddings" in metrics:
-            typer.echo(metrics["embeddings"]["coverage"])
-        typer.echo(f"saved model to {options.output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
+        split, report = report_saved(options, metrics)
         typer.echo(f"{split}: accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
 
     run_stage(action, debug=options.debug, quiet=options.quiet, threads=options.threads)
@@ -204,8 +210,7 @@ def summarizer_command(
         )
         if not is_main_process():
             return  # under torchrun: rank 0 reports
-        report = metrics.get("test", metrics["validation"])
-        typer.echo(f"saved model to {options.output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
+        _, report = report_saved(options, metrics)
         typer.echo(f"ROUGE-1/2/L {report['rouge1']:.2f} / {report['rouge2']:.2f} / {report['rougeL']:.2f}")
 
     run_stage(action, debug=options.debug, quiet=options.quiet, threads=options.threads)

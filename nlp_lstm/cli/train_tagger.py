@@ -7,7 +7,7 @@ import typer
 
 from nlp_lstm.cli.common import data_source, run_stage
 from nlp_lstm.cli.options import DATA, RUNTIME, TRAINING, Options, with_options
-from nlp_lstm.cli.train import configs, is_main_process, maybe_relaunch
+from nlp_lstm.cli.train import configs, is_main_process, maybe_relaunch, report_saved
 
 
 @with_options(DATA, TRAINING, RUNTIME)
@@ -54,11 +54,7 @@ def train_tagger_command(
         )
         if not is_main_process():
             return  # under torchrun: rank 0 reports
-        split = "test" if "test" in metrics else "validation"
-        report = metrics[split]
-        if "embeddings" in metrics:
-            typer.echo(metrics["embeddings"]["coverage"])
-        typer.echo(f"saved model to {options.output_dir} (best epoch {metrics['best_epoch']}, {metrics['train_seconds']} s)")
+        split, report = report_saved(options, metrics)
         line = f"{split}: token accuracy {report['token_accuracy']:.4f}"
         if "span_f1" in report:
             line += f"  span F1 {report['span_f1']:.4f} (P {report['span_precision']:.4f}, R {report['span_recall']:.4f})"
