@@ -107,7 +107,9 @@ def load_hub(source: DataSource) -> dict:
     return splits
 
 
-def _validate(source: DataSource, splits: Sequence[str]) -> None:
+def check_source(source: DataSource, splits: Sequence[str]) -> None:
+    """One line for a source that cannot give `splits`: an unknown split, both or neither of a hub
+    dataset and files, a held-out fraction outside [0, 1)."""
     for split in splits:
         if split not in SPLITS:
             raise NlpLstmError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -147,7 +149,7 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
     import datasets
 
     splits = tuple(splits)
-    _validate(source, splits)
+    check_source(source, splits)
     if source.dataset:
         raw = load_hub(source)
         origin = {s: f"{source.describe()} split {s!r}" for s in raw}

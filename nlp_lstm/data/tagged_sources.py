@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from nlp_lstm.data.conll import CONLL_SUFFIXES, CONLLU_COLUMNS, CONLLU_SUFFIXES, TaggedCorpus, from_dataset, read_tagged_file
-from nlp_lstm.data.sources import SPLITS, DataSource, load_hub
+from nlp_lstm.data.sources import SPLITS, DataSource, check_source, load_hub
 from nlp_lstm.data.splits import split_indices
 from nlp_lstm.errors import NlpLstmError
 
@@ -74,14 +74,7 @@ def load_tagged_splits(source: DataSource, *, splits: Sequence[str] = SPLITS) ->
         NlpLstmError: no data, hub failure, a bad file or row (`data/conll.py` names it), no train
             split to cut a missing one from.
     """
-    for split in splits:
-        if split not in SPLITS:
-            raise NlpLstmError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    has_files = any(source.file_for(split) for split in SPLITS)
-    if source.dataset and has_files:
-        raise NlpLstmError(f"give either a hub dataset ({source.dataset!r}) or local files, not both")
-    if not source.dataset and not has_files:
-        raise NlpLstmError("no data source: give a hub dataset name (--dataset) or local files (--train-file)")
+    check_source(source, splits)
     missing = [split for split in splits if split != "train"]
     wanted = set(splits) | ({"train"} if any(not source.file_for(s) for s in missing) else set())
     raw: dict[str, TaggedCorpus] = {}
