@@ -47,13 +47,13 @@ def read_texts(name: str) -> list[str]:
 
 
 def fit_sentencepiece(texts: list[str]):
-    from nlp_lstm.data.tokenize import fit_tokenizer
+    from nlp_lstm.data.tokenizers import fit_tokenizer
 
     return fit_tokenizer(texts, kind="sentencepiece", vocab_size=8000)
 
 
 def fit_spacy(texts: list[str]):
-    from nlp_lstm.data.tokenize import fit_tokenizer
+    from nlp_lstm.data.tokenizers import fit_tokenizer
 
     return fit_tokenizer(texts, kind="spacy", vocab_size=20000)
 
@@ -172,7 +172,7 @@ def memory_child(data_file: str, tokenizer_dir: str, mode: str, max_steps: str) 
     from nlp_lstm.data.columns import Binarize, label_names
     from nlp_lstm.data.sources import DataSource, load_splits
     from nlp_lstm.data.encode import encode_classification
-    from nlp_lstm.data.tokenize import load_tokenizer
+    from nlp_lstm.data.tokenizers import load_tokenizer
     from nlp_lstm.models.classifier import TextClassifier
     from nlp_lstm.training.loop import fit
     from nlp_lstm.training.tasks import ClassificationTask

@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 
 WIKI = Path(__file__).resolve().parents[1] / "data" / "wiki_descriptions_en.jsonl.gz"
 

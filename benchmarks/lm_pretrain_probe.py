@@ -33,7 +33,7 @@ from datasets import Dataset
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.specials import EOS_ID
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig
 from nlp_lstm.training.loop import fit
 

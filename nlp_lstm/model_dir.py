@@ -23,7 +23,8 @@ import torch
 
 from nlp_lstm.artifacts import atomic_write_json, load_tensors, read_json, read_tensor_shapes, save_tensors
 from nlp_lstm.config import check_size_caps, from_dict, TrainConfig
-from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.tokenizers import load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.kinds import KindSpec, kind_spec
 

@@ -18,7 +18,7 @@ from tests.helpers import ROOT, assert_usage_error, invoke
 
 import nlp_lstm
 import nlp_lstm.inference.classifier
-from nlp_lstm.data.tokenize import load_tokenizer
+from nlp_lstm.data.tokenizers import load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 
 FIXTURES = ROOT / "tests" / "fixtures" / "format1"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import nlp_lstm
 from nlp_lstm.data.collate import collate_classification
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.decoding.beam_search import DecodeConfig, beam_search
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig

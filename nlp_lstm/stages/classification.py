@@ -17,7 +17,8 @@ from nlp_lstm.data.columns import drop_unknown_labels, is_multilabel, is_stream,
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.sampler import LengthBucketSampler
 from nlp_lstm.data.sources import DataSource, load_split, load_splits
-from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.tokenizers import load_tokenizer
 from nlp_lstm.data.vectors import PretrainedEmbedding, load_pretrained_embedding, vector_dim
 from nlp_lstm.data.word_ngrams import WordNgrams, fit_word_ngrams, load_word_ngrams
 from nlp_lstm.errors import NlpLstmError

@@ -20,7 +20,8 @@ from nlp_lstm.config import TrainConfig, from_dict
 from nlp_lstm.data.columns import is_stream
 from nlp_lstm.data.encode import encode_classification
 from nlp_lstm.data.sources import DataSource, load_splits
-from nlp_lstm.data.tokenize import Tokenizer, load_tokenizer
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.tokenizers import load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_dir import ModelFile, read_model_config, save_model
 from nlp_lstm.models.language_model import LanguageModel, LanguageModelConfig

@@ -26,7 +26,8 @@ from nlp_lstm.artifacts import atomic_write_json, check_output_dir, staged_direc
 from nlp_lstm.config import TrainConfig
 from nlp_lstm.data.columns import iter_texts
 from nlp_lstm.data.sampler import LengthBucketSampler
-from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer, load_tokenizer
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer, load_tokenizer
 from nlp_lstm.devices import pick_device
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_card import write_model_card

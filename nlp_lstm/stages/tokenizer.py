@@ -6,7 +6,8 @@ from pathlib import Path
 
 from nlp_lstm.data.columns import iter_texts
 from nlp_lstm.data.sources import DataSource, load_split
-from nlp_lstm.data.tokenize import Tokenizer, fit_tokenizer
+from nlp_lstm.data.tokenize import Tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 
 
 def vocab(source: DataSource, output_dir: str | Path, *, kind: str = "spacy", vocab_size: int = 20000,

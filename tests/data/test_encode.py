@@ -3,7 +3,7 @@ import pytest
 
 from nlp_lstm.data.encode import encode_classification, encode_summarization, extend_with_oovs
 from nlp_lstm.data.specials import EOS_ID, UNK_ID
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 
 datasets.disable_progress_bars()

@@ -12,7 +12,7 @@ import pytest
 import spacy
 
 from nlp_lstm.data.spacy_rules import MAX_CHUNK, MAX_SYMBOL_RUN, bound_chunks
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = [

@@ -10,7 +10,7 @@ from nlp_lstm.data.columns import Binarize, label_names
 from nlp_lstm.data.sources import DataSource, load_splits
 from nlp_lstm.data.splits import _row_hashes, split_bounds, split_order
 from nlp_lstm.data.encode import encode_classification, encode_summarization
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from tests.helpers import assert_usage_error, invoke, sentiment_rows, write_csv, write_jsonl
 

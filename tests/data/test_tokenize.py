@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nlp_lstm.data.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK, UNK_ID
-from nlp_lstm.data.tokenize import TOKENIZER_KINDS, fit_tokenizer, load_tokenizer
+from nlp_lstm.data.tokenize import TOKENIZER_KINDS
+from nlp_lstm.data.tokenizers import fit_tokenizer, load_tokenizer
 from nlp_lstm.errors import NlpLstmError
 
 CORPUS = [

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.data.word_ngrams import fit_word_ngrams
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError

@@ -7,7 +7,7 @@ import torch
 
 from nlp_lstm.models.classifier import ClassifierConfig
 from nlp_lstm.data.collate import collate_classification
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.nn.lstm import LSTM

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from nlp_lstm.data.tokenize import fit_tokenizer, load_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer, load_tokenizer
 from nlp_lstm.data.word_ngrams import CHAR_PREFIX, char_grams, text_grams
 from nlp_lstm.inference.words import ngram_occurrences, spread, word_spans
 from tests.helpers import ROOT

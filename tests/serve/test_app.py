@@ -15,7 +15,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from nlp_lstm.data.tokenize import fit_tokenizer
+from nlp_lstm.data.tokenizers import fit_tokenizer
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.classifier import TextClassifier
 from nlp_lstm.serve import ServeSettings, create_app, parse_model_specs

@@ -86,7 +86,7 @@ def test_an_unlabelled_hub_test_split_is_left_out_and_named_splits_are_used(monk
 
 
 def test_language_picks_the_spacy_rules():
-    from nlp_lstm.data.tokenize import fit_tokenizer
+    from nlp_lstm.data.tokenizers import fit_tokenizer
 
     german = fit_tokenizer(["Das ist's, z.B. gut."], kind="spacy", vocab_size=50, min_freq=1, lang="de")
     english = fit_tokenizer(["Das ist's, z.B. gut."], kind="spacy", vocab_size=50, min_freq=1, lang="en")
@@ -191,7 +191,7 @@ def test_summarize_uses_the_decoding_settings_saved_with_the_model(tmp_path):
     from nlp_lstm.inference.summarizer import SummarizerPredictor
     from nlp_lstm.decoding.beam_search import DecodeConfig
     from nlp_lstm.models.summarizer import Summarizer, SummarizerConfig
-    from nlp_lstm.data.tokenize import fit_tokenizer
+    from nlp_lstm.data.tokenizers import fit_tokenizer
 
     tokenizer = fit_tokenizer(["a b c d e f g"] * 3, kind="spacy", vocab_size=20, min_freq=1)
     torch.manual_seed(0)
