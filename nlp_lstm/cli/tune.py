@@ -12,7 +12,7 @@ from nlp_lstm.cli.options import DATA, RUNTIME, TOKENIZER, Options, with_options
 @with_options(DATA, TOKENIZER, RUNTIME)
 def tune_command(
     options: Options,
-    kind: Annotated[str, typer.Argument(help="Model kind to tune: classifier | summarizer.")],
+    kind: Annotated[str, typer.Argument(help="Model kind to tune: classifier | summarizer | tagger.")],
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", "-o", help="Search directory: study.db, trials/, best/ (the best model), report.md, best.toml.")],
     budget: Annotated[str, typer.Option(
@@ -24,8 +24,15 @@ def tune_command(
     label_column: Annotated[Optional[str], typer.Option("--label-column", help="Classifier: the label column (default: label).")] = None,
     summary_column: Annotated[Optional[str], typer.Option(
         "--summary-column", help="Summarizer: the reference summary column (default: summary).")] = None,
+    tokens_column: Annotated[Optional[str], typer.Option(
+        "--tokens-column", help="Tagger, jsonl/parquet/hub: the column of token lists (default: tokens).")] = None,
+    tag_column: Annotated[Optional[str], typer.Option(
+        "--tag-column", help="Tagger: the column of tag lists (default: tags); CoNLL-U: upos, xpos or misc:KEY.")] = None,
+    feature_column: Annotated[Optional[str], typer.Option(
+        "--feature-column", help="Tagger, jsonl/parquet/hub: a column of 0/1 per token.")] = None,
     metric: Annotated[Optional[str], typer.Option(
-        "--metric", help="Validation metric to maximise (classifier: macro_f1 | accuracy; summarizer: rougeL | rouge1 | rouge2).")] = None,
+        "--metric", help="Validation metric to maximise (classifier: macro_f1 | accuracy; summarizer: rougeL | rouge1 | "
+                         "rouge2; tagger: span_f1 for span tags, else token_accuracy).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials run in parallel processes sharing the study.")] = 1,
     pruner: Annotated[str, typer.Option("--pruner", help="hyperband | halving | median | none (docs/tune.md).")] = "hyperband",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every trial's training and of the sampler.")] = None,
@@ -37,6 +44,8 @@ def tune_command(
     """Search the model's settings within a time budget; keep the best model, score it on the test split."""
 
     def action():
+        from dataclasses import replace
+
         import nlp_lstm
         from nlp_lstm.config import parse_override
         from nlp_lstm.stages.tune_kinds import tune_kind
@@ -45,7 +54,11 @@ def tune_command(
         columns = {**spec.columns, **{name: value for name, value in (
             ("text_column", text_column), ("label_column", label_column), ("summary_column", summary_column))
             if value is not None}}
-        source = data_source(options, **columns)
+        tagged = {"tokens_column": tokens_column, "tag_column": tag_column, "feature_column": feature_column}
+        given = [f"--{name.replace('_', '-')}" for name, value in tagged.items() if value is not None]
+        if given and kind != "tagger":
+            raise nlp_lstm.NlpLstmError(f"{', '.join(given)}: a tagger's option; a {kind} reads --text-column")
+        source = replace(data_source(options, **columns), **{k: v for k, v in tagged.items() if v is not None})
         pinned: dict[str, dict] = {"model": {}, "train": {}}
         for text in overrides or []:
             (section, *keys), value = parse_override(text)
@@ -70,7 +83,7 @@ def tune_command(
                    + f"); best: trial {best['number']}, validation {summary['metric']} {best['value']:.4f}")
         if summary["test"]:
             scores = "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()
-                               if k in ("accuracy", "macro_f1", "rouge1", "rouge2", "rougeL"))
+                               if k in ("accuracy", "macro_f1", "rouge1", "rouge2", "rougeL", "token_accuracy", "span_f1"))
             typer.echo(f"test: {scores}")
         typer.echo(f"best model: {best['model_dir']}; settings: {Path(output_dir) / 'best.toml'}; "
                    f"report: {Path(output_dir) / 'report.md'}")

@@ -36,7 +36,8 @@ from nlp_lstm.errors import NlpLstmError
 SECTIONS = ("model", "train")
 # Settings that come from the data, name a file, or steer the run rather than the model: never searched.
 FIXED = {
-    "model": {"num_labels", "task", "vocab_size", "input_size", "ngram_features", "init_from", "embeddings"},
+    "model": {"num_labels", "task", "vocab_size", "input_size", "ngram_features", "init_from", "embeddings", "tags",
+              "char_vocab_size", "language"},
     "train": {"seed", "checkpoint_every", "keep_checkpoints"},
 }
 RANGE_KEYS = {"low", "high", "log", "step"}
@@ -140,7 +141,7 @@ def build_space(default: dict[str, Any], user: dict[str, Any] | None, *, kind: s
 
 def check_key(section: str, key: str, cls: type, *, kind: str, other_kinds: dict[str, type], where: str) -> None:
     fields = [f.name for f in dataclasses.fields(cls)]
-    if key in FIXED[section]:
+    if key in FIXED[section] and key in fields:
         raise NlpLstmError(f"{where}: '{key}' is not searched (it comes from the data, a file or the run); "
                            f"remove it, or give it to tune as an option")
     if key in fields:

@@ -97,6 +97,7 @@ class TaggingStage:
     model: TaggerConfig
     training: TrainConfig
     source: DataSource
+    plots: bool = True  # False: no plots in the model directory (`tune`'s trials)
 
     def describe_data(self) -> tuple[str, str | None]:
         return self.source.describe(), self.source.dataset
@@ -155,7 +156,8 @@ class TaggingStage:
                                labels=list(prepared.vocab.tags), columns=tag_columns(self.source))
         save_model(staging, model_file=model_file, state=network.state_dict(), tokenizer=None)
         save_vocab(staging, prepared.vocab)
-        write_plots(metrics.get("test", metrics["validation"]), prepared.vocab.tags, staging / "plots")
+        if self.plots:
+            write_plots(metrics.get("test", metrics["validation"]), prepared.vocab.tags, staging / "plots")
         return metrics
 
 
@@ -181,6 +183,14 @@ def check_language(language: str) -> None:
     except NlpLstmError:
         raise NlpLstmError(f"unknown spaCy language {language!r} for the tagger's word tokenizer; give --language an "
                            "ISO code spaCy has rules for, such as en, de, tr, or xx (multi-language)") from None
+
+
+def tag_scheme(source: DataSource) -> str:
+    """The scheme of the train split's tags: "plain" (parts of speech), or a span scheme (BIO, BIOES)."""
+    corpora = load_tagged_splits(source, splits=("train",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # repairs are said when the data is prepared
+        return prepared_tags(corpora, describe=source.describe())
 
 
 def tagger_source(source: DataSource) -> DataSource:

@@ -173,12 +173,10 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
     spec = tune_kind(kind)
     if pruner not in PRUNERS:
         raise NlpLstmError(f"--pruner must be one of {', '.join(PRUNERS)}; got {pruner!r}")
-    metric = metric or spec.metric
-    if metric not in spec.metrics:
-        raise NlpLstmError(f"--metric for a {kind} is one of {', '.join(spec.metrics)}; got {metric!r}")
     if jobs < 1:
         raise NlpLstmError(f"--jobs must be >= 1, got {jobs}")
     source = spec.source(source)
+    metric = spec.pick_metric(source, metric)
     base_model = from_dict(spec.model_class, dict(model or {}), where="model settings")
     base_train = from_dict(TrainConfig, {**spec.training_defaults, **(training or {})}, where="training settings")
     user_space = read_space_file(space_file) if space_file is not None else space

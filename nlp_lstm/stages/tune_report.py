@@ -132,12 +132,12 @@ def pipeline_toml(*, kind: str, name: str, source: DataSource, tokenizer_setting
         data["binarize"] = asdict(data["binarize"])
     tokenizer = {"name": name, **{TOKENIZER_KEYS[k]: v for k, v in tokenizer_settings.items() if k in TOKENIZER_KEYS}}
     model_values = {k: v for k, v in asdict(model).items()
-                    if k not in FIXED["model"] or (k in ("init_from", "embeddings") and v is not None)}
+                    if k not in FIXED["model"] or (k in ("init_from", "embeddings", "language") and v is not None)}
     lines = [f"# Found by `nlp-lstm tune {kind}`: validation {metric} {value:.4f}.",
              "# Paths are relative to the directory `nlp-lstm run` is run from, as in every pipeline file."]
     lines += [f"# {note}"] if note else []
     lines += ["", *_table("pipeline", {"name": name, "task": kind}), *_table("data", data),
-              *_table("tokenizer", tokenizer), *_table("model", model_values), *_table("train", asdict(training)),
+              *(_table("tokenizer", tokenizer) if tokenizer_settings else []), *_table("model", model_values), *_table("train", asdict(training)),
               *_table("evaluate", {"split": "test"})]
     return "\n".join(lines)
 

@@ -37,8 +37,19 @@ def test_bad_options(train_file, tmp_path):
     assert_usage_error(tune(train_file, tmp_path / "out", "--resume"), "--resume: no study")
     assert_usage_error(tune(train_file, tmp_path / "out", "--metric", "rougeL"), "--metric for a classifier")
     assert_usage_error(tune(train_file, tmp_path / "out", "--set", "model.hiden_size=8"), "did you mean 'hidden_size'")
-    result = invoke("tune", "tagger", "--train-file", train_file, "-o", tmp_path / "out", *QUICK)
-    assert_usage_error(result, "unknown model kind 'tagger'", "classifier, summarizer")
+    result = invoke("tune", "tagging", "--train-file", train_file, "-o", tmp_path / "out", *QUICK)
+    assert_usage_error(result, "unknown model kind 'tagging'", "classifier, summarizer, tagger")
+    assert_usage_error(tune(train_file, tmp_path / "out", "--tag-column", "ner"), "--tag-column: a tagger's option")
+
+
+def test_tagger_options(tmp_path):
+    from tests.tagging_data import turkish_slice
+
+    paths = turkish_slice(tmp_path, train=40, validation=10, test=10)
+    args = ["tune", "tagger", "--train-file", paths["train"], "--validation-file", paths["validation"],
+            "-o", tmp_path / "out", "--quiet", "--threads", "1"]
+    assert_usage_error(invoke(*args, "--metric", "span_f1"), "--metric span_f1 needs span tags", "token_accuracy")
+    assert_usage_error(invoke(*args, "--tokenizer-kind", "spacy"), "a tagger has no subword tokenizer")
 
 
 def test_a_study_from_another_kind_or_corpus(train_file, tmp_path):

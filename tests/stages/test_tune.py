@@ -184,3 +184,58 @@ def test_summarizer_search_runs(tmp_path):
     assert "rougeL" in summary["test"] and Path(summary["best"]["model_dir"]).joinpath("config.json").is_file()
     assert load_pipeline(tmp_path / "search" / "best.toml").model.embedding_dim == 16
 
+
+
+def test_tagger_search_scores_spans_and_keeps_a_tagger(tmp_path):
+    from tests.tagging_data import write_bio
+
+    paths = write_bio(tmp_path)
+    source = DataSource(train_file=str(paths["train"]), validation_file=str(paths["validation"]),
+                        test_file=str(paths["test"]))
+    summary = nlp_lstm.tune("tagger", output_dir=tmp_path / "search", source=source, budget=15, progress=False,
+                            threads=1, space={"search": {"replace": True},
+                                              "model": {"hidden_size": [16, 32], "embedding_dim": 16, "char_filters": 16},
+                                              "train": {"epochs": {"low": 3, "high": 6}, "batch_size": 16,
+                                                        "learning_rate": 1e-2}})
+    # BIO tags: trials are scored by strict span F1, as `train tagger` picks its epoch; the names are
+    # only taggable from their context, and the search learns them.
+    assert summary["metric"] == "span_f1" and summary["best"]["value"] > 0.8
+    best = Path(summary["best"]["model_dir"])
+    assert not (tmp_path / "search" / "trials" / f"{summary['best']['number']:04d}" / "plots").exists()
+    evaluated = nlp_lstm.evaluate(best, source, split="test", device="cpu")
+    assert summary["test"]["span_f1"] == pytest.approx(evaluated["span_f1"])
+    assert nlp_lstm.load(best).tag(["Mary works for Google in Berlin"])[0]["tags"][0] == "B-PER"
+    pipe = load_pipeline(tmp_path / "search" / "best.toml")
+    assert pipe.pipeline.task == "tagger" and pipe.model.hidden_size == summary["best"]["params"]["model.hidden_size"]
+    # The tags come from the data, and a tagger has no subword tokenizer.
+    assert pipe.model.tags == [] and "[tokenizer]" not in (tmp_path / "search" / "best.toml").read_text()
+
+
+def test_tagger_metric_follows_the_tag_scheme(tmp_path):
+    from tests.tagging_data import turkish_slice, write_bio
+
+    tagger = TUNE_KINDS["tagger"]
+    (tmp_path / "bio").mkdir()
+    bio = DataSource(train_file=str(write_bio(tmp_path / "bio")["train"]))
+    pos = DataSource(train_file=str(turkish_slice(tmp_path, train=20, validation=5, test=5)["train"]))
+    assert tagger.pick_metric(bio, None) == "span_f1"
+    assert tagger.pick_metric(pos, None) == "token_accuracy"  # parts of speech have no spans
+    assert tagger.pick_metric(bio, "token_accuracy") == "token_accuracy"
+    with pytest.raises(NlpLstmError, match="--metric span_f1 needs span tags.*use --metric token_accuracy"):
+        tagger.pick_metric(pos, "span_f1")
+    with pytest.raises(NlpLstmError, match="--metric for a tagger is one of span_f1, token_accuracy"):
+        tagger.pick_metric(pos, "macro_f1")
+
+
+def test_settings_of_another_kind_or_from_the_data_are_named():
+    from nlp_lstm.models.tagger import TaggerConfig
+
+    with pytest.raises(NlpLstmError, match=r"'char_filters' does not apply to a classifier \(it is a tagger setting\)"):
+        build_space(CLASSIFIER.space, {"model": {"char_filters": [8, 16]}}, kind="classifier",
+                    classes=classes_for(ClassifierConfig), base=BASE, other_kinds={"tagger": TaggerConfig})
+    tagger = TUNE_KINDS["tagger"]
+    base = {"model": TaggerConfig(), "train": TrainConfig(**tagger.training_defaults)}
+    with pytest.raises(NlpLstmError, match="'tags' is not searched"):
+        build_space(tagger.space, {"model": {"tags": ["O"]}}, kind="tagger", classes=classes_for(TaggerConfig),
+                    base=base, other_kinds={})
+    build_space(tagger.space, None, kind="tagger", classes=classes_for(TaggerConfig), base=base, other_kinds={})
