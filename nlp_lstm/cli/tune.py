@@ -81,6 +81,8 @@ def tune_command(
             counts[row["state"]] = counts.get(row["state"], 0) + 1
         typer.echo(f"{len(summary['trials'])} trials (" + ", ".join(f"{n} {state}" for state, n in counts.items())
                    + f"); best: trial {best['number']}, validation {summary['metric']} {best['value']:.4f}")
+        if best.get("note"):
+            typer.echo(best["note"])
         if summary["test"]:
             scores = "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()
                                if k in ("accuracy", "macro_f1", "rouge1", "rouge2", "rougeL", "token_accuracy", "span_f1"))

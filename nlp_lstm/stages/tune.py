@@ -53,7 +53,7 @@ from nlp_lstm.stages.search_space import build_space, classes_for, read_space_fi
 from nlp_lstm.stages.tune_kinds import TUNE_KINDS, tune_kind
 from nlp_lstm.stages.tune_report import importances, markdown_report, pipeline_toml, plain_name, plot_search, trial_rows
 from nlp_lstm.stages.tune_search import (STUDY_FILE, SearchPlan, TrialRunner, WorkerTimes, collect_workers,
-                                         default_params, open_study, search, start_workers)
+                                         default_params, kept_trial, open_study, search, start_workers)
 from nlp_lstm.threads import default_threads
 
 PRUNERS = ("halving", "hyperband", "median", "none")
@@ -198,7 +198,10 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
     check_study(study, kind=kind, corpus=corpus_fingerprint(source), metric=metric, output=output)
     plan.trials_before = len(study.trials)
     if not study.trials:
-        study.enqueue_trial(default_params(searched, {"model": asdict(base_model), "train": asdict(base_train)}))
+        defaults = default_params(searched, {"model": asdict(base_model), "train": asdict(base_train)})
+        study.enqueue_trial(defaults)
+        # Trial 0 is the defaults themselves when the space holds every searched setting's default.
+        study.set_user_attr("defaults_exact", len(defaults) == len(searched.params))
     with datasets_bars(False), progress_bar(int(seconds), f"tune {kind}", enabled=progress) as bar:
         shown = SearchProgress(bar, start=start, budget=seconds)
         runner = TrialRunner(plan, spec, WorkerTimes(), on_step=shown.tick)
@@ -271,7 +274,7 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
         raise NlpLstmError(f"--budget {budget:.0f}s is too small for one trial: preparing the data took {prepare:.0f} s "
                            f"and {trial}, with {plan.reserve:.0f} s kept for the report; give --budget "
                            f"{math.ceil(need * 1.5)}s or more, or narrow the search space to smaller models")
-    best = max(complete, key=lambda trial: trial.value)
+    best, kept_note = kept_trial(study, complete, scale=spec.scale)
     best_dir = output / "best"
     if not (plan.trial_dir(best.number) / "config.json").is_file():
         raise NlpLstmError(f"the best trial's model {plan.trial_dir(best.number)} is missing (deleted?); "
@@ -305,7 +308,8 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     preparation = sum(t.prepare for t in times)
     summary: dict[str, Any] = {
         "kind": plan.kind, "metric": plan.metric, "budget_seconds": budget, "jobs": jobs, "threads": plan.threads,
-        "best": {"number": best.number, "value": best.value, "params": best.params, "model_dir": str(best_dir)},
+        "best": {"number": best.number, "value": best.value, "params": best.params, "model_dir": str(best_dir),
+                 "note": kept_note},
         "validation": metrics.get("validation"), "test": test, "trials": rows, "importance": weights,
         "seconds": {"elapsed": elapsed, "training": training, "data preparation": preparation,
                     "scoring and report": time.time() - final_started},
@@ -317,7 +321,8 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     summary["seconds"]["scoring and report"] = time.time() - final_started
     summary["seconds"]["elapsed"] = time.time() - start
     atomic_write_text(output / "report.md", markdown_report(rows, kind=plan.kind, metric=plan.metric,
-                                                            best={"number": best.number, "value": best.value},
+                                                            best={"number": best.number, "value": best.value,
+                                                                  "note": kept_note},
                                                             summary=summary, weights=weights))
     atomic_write_json(output / "summary.json", summary)
     return summary

@@ -45,6 +45,7 @@ class TuneKind:
     source: Callable[[DataSource], DataSource] = lambda source: source  # the source as the kind reads it
     # Where the metric depends on the data: (source, the asked metric or None) -> the metric, or NlpLstmError.
     data_metric: Callable[[DataSource, str | None], str] | None = None
+    scale: float = 1.0  # a perfect score (ROUGE is reported x 100)
 
     def pick_metric(self, source: DataSource, asked: str | None) -> str:
         """The metric a search maximises: `asked` (`--metric`), checked, or the kind's default for the data."""
@@ -159,6 +160,7 @@ TUNE_KINDS: dict[str, TuneKind] = {
         space=SUMMARIZER_SPACE, encode_fields=("max_source_length", "max_target_length"),
         make_stage=_summarizer_stage, evaluate=summarization.evaluate_summarizer,
         columns={"text_column": "document", "summary_column": "summary"}, source=summarization.summarization_source,
+        scale=100.0,
     ),
     "tagger": TuneKind(
         name="tagger", model_class=TaggerConfig, metric="span_f1", metrics=("span_f1", "token_accuracy"),

@@ -74,7 +74,8 @@ def markdown_report(rows: list[dict], *, kind: str, metric: str, best: dict | No
     names = sorted({name for row in rows for name in row["params"]})
     lines = [f"# tune {kind}: {len(rows)} trials", ""]
     if best is not None:
-        lines += [f"Best: trial {best['number']}, validation {metric} {best['value']:.4f}."]
+        lines += [f"Best: trial {best['number']}, validation {metric} {best['value']:.4f}."
+                  + (f" ({best['note'][0].upper()}{best['note'][1:]}.)" if best.get("note") else "")]
         test = summary.get("test")
         if test:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))

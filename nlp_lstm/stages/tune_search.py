@@ -205,6 +205,7 @@ class TrialRunner:
         trainer = TrialTrainer(network, task=task, train_data=prepared.encoded["train"],
                                validation_data=prepared.encoded["validation"], config=training,
                                run_dir=self.plan.output_dir / "data", device=self.device)
+        trial.set_user_attr("validation_rows", len(prepared.encoded["validation"]))
         started = time.perf_counter()
         try:
             self.train(trial, trainer, training, started)
@@ -323,16 +324,41 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def kept_trial(study, complete: list, *, scale: float) -> tuple[Any, str]:
+    """The trial whose model the search keeps, and why when it is not the best by validation score.
+
+    The best trial, unless the study's trial 0 ran the defaults exactly and the best beats them on
+    validation by no more than one standard error of the defaults' score (`sqrt(s (1 - s) / n)` for a
+    score `s` out of `scale` over `n` validation rows: the largest a mean of per-row scores in [0, 1]
+    can have). Among many trials scored on one validation split the highest is partly luck; a
+    gain inside that noise is no evidence against the defaults, so they are kept (the one-standard-error
+    rule of Breiman et al. 1984, with the defaults as the simpler choice).
+    """
+    best = max(complete, key=lambda t: t.value)
+    defaults = next((t for t in complete if t.number == 0), None)
+    if best.number == 0 or defaults is None or not study.user_attrs.get("defaults_exact"):
+        return best, ""
+    rows = defaults.user_attrs.get("validation_rows") or 0
+    share = min(1.0, max(0.0, defaults.value / scale))
+    noise = scale * math.sqrt(share * (1 - share) / rows) if rows else 0.0
+    gain = best.value - defaults.value
+    if gain > noise:
+        return best, ""
+    return defaults, (f"kept the defaults (trial 0): the best trial ({best.number}) scored {gain:+.4f} above them on "
+                      f"validation, within one standard error of their score ({noise:.4f} over {rows} rows)")
+
+
 def _drop_unbest(plan: SearchPlan, study) -> None:
-    """Delete the model directories of finished trials that are not the best (the best never gets worse)."""
+    """Delete the model directories of finished trials that are not the best (the best never gets
+    worse), and the defaults' (trial 0, where it ran them exactly): `kept_trial` may choose them at the end."""
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
-    best = max(complete, key=lambda t: t.value).number
+    keep = {max(complete, key=lambda t: t.value).number} | ({0} if study.user_attrs.get("defaults_exact") else set())
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-        if trial.number != best and plan.trial_dir(trial.number).exists():
+        if trial.number not in keep and plan.trial_dir(trial.number).exists():
             shutil.rmtree(plan.trial_dir(trial.number), ignore_errors=True)
 
 

@@ -239,3 +239,26 @@ def test_settings_of_another_kind_or_from_the_data_are_named():
         build_space(tagger.space, {"model": {"tags": ["O"]}}, kind="tagger", classes=classes_for(TaggerConfig),
                     base=base, other_kinds={})
     build_space(tagger.space, None, kind="tagger", classes=classes_for(TaggerConfig), base=base, other_kinds={})
+
+
+@pytest.mark.parametrize("defaults, best, rows, scale, exact, kept", [
+    (0.80, 0.809, 1600, 1.0, True, 0),   # one standard error: sqrt(0.8 * 0.2 / 1600) = 0.010
+    (0.80, 0.811, 1600, 1.0, True, 7),
+    (0.80, 0.809, 1600, 1.0, False, 7),  # trial 0 was not exactly the defaults: no rule
+    (0.80, 0.835, 100, 1.0, True, 0),    # 100 rows: 0.040
+    (40.0, 44.0, 100, 100.0, True, 0),   # ROUGE x 100: 100 * sqrt(0.4 * 0.6 / 100) = 4.90
+    (40.0, 45.0, 100, 100.0, True, 7),
+])
+def test_the_defaults_are_kept_unless_beaten_by_more_than_one_standard_error(defaults, best, rows, scale, exact, kept):
+    from optuna.distributions import IntDistribution
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("defaults_exact", exact)
+    for number, value in ((0, defaults), *((n, defaults - 0.001 * scale) for n in range(1, 7)), (7, best)):
+        study.add_trial(optuna.trial.create_trial(value=value, params={"model.hidden_size": 8 + number},
+                                                  distributions={"model.hidden_size": IntDistribution(1, 64)},
+                                                  user_attrs={"validation_rows": rows}))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    trial, note = tune_search.kept_trial(study, complete, scale=scale)
+    assert trial.number == kept
+    assert ("kept the defaults" in note) == (kept == 0)
