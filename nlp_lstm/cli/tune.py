@@ -11,6 +11,7 @@ from nlp_lstm.cli.options import DATA, RUNTIME, TOKENIZER, Options, with_options
 
 @with_options(DATA, TOKENIZER, RUNTIME)
 def tune_command(
+    context: typer.Context,
     options: Options,
     kind: Annotated[str, typer.Argument(help="Model kind to tune: classifier | summarizer | tagger.")],
     output_dir: Annotated[Path, typer.Option(
@@ -43,6 +44,10 @@ def tune_command(
 ) -> None:
     """Search the model's settings within a time budget; keep the best model, score it on the test split."""
 
+    # The tagger takes --language as the spaCy rules that split raw text to tag, when it is given.
+    # (By name: typer carries a click of its own, whose enum is not `click.core.ParameterSource`.)
+    language_given = getattr(context.get_parameter_source("language"), "name", None) == "COMMANDLINE"
+
     def action():
         from dataclasses import replace
 
@@ -68,6 +73,10 @@ def tune_command(
         if seed is not None:
             pinned["train"]["seed"] = seed
         settings = {"kind": options.tokenizer_kind, "vocab_size": options.vocab_size, "lang": options.language}
+        if kind == "tagger":  # no subword tokenizer
+            if language_given:
+                pinned["model"].setdefault("language", settings["lang"])
+            settings["lang"] = None
         summary = nlp_lstm.tune(
             kind, output_dir=output_dir, source=source, budget=budget, space_file=space, model=pinned["model"],
             training=pinned["train"], tokenizer_dir=options.tokenizer,
@@ -91,3 +100,4 @@ def tune_command(
                    f"report: {Path(output_dir) / 'report.md'}")
 
     run_stage(action, debug=options.debug, quiet=options.quiet, threads=options.threads)
+

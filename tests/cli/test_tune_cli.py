@@ -76,3 +76,19 @@ def test_a_short_search(train_file, tmp_path):
     assert {t.params.get("model.hidden_size") for t in study.trials} <= {8, 16}
     assert all("model.char_ngrams" not in t.params for t in study.trials)  # pinned by --set
     assert (tmp_path / "out" / "best" / "config.json").is_file()
+
+
+def test_a_short_tagger_search(tmp_path):
+    from tests.tagging_data import turkish_slice
+
+    paths = turkish_slice(tmp_path, train=60, validation=20, test=20)
+    space = tmp_path / "space.toml"
+    space.write_text("[search]\nreplace = true\n[model]\nhidden_size = [8, 16]\nembedding_dim = 16\nchar_filters = 8\n"
+                     "[train]\nepochs = { low = 1, high = 2 }\n")
+    result = invoke("tune", "tagger", "--train-file", paths["train"], "--validation-file", paths["validation"],
+                    "--test-file", paths["test"], "-o", tmp_path / "out", "--quiet", "--threads", "1", "--space", space,
+                    "--budget", "15s", "--language", "tr")
+    assert result.exit_code == 0, result.output
+    # Parts of speech: plain tags, scored by token accuracy; --language is the tagger's word splitter.
+    assert "validation token_accuracy" in result.stdout and "test: token_accuracy" in result.stdout
+    assert 'language = "tr"' in (tmp_path / "out" / "best.toml").read_text()
