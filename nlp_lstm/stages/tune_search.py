@@ -205,7 +205,6 @@ class TrialRunner:
         trainer = TrialTrainer(network, task=task, train_data=prepared.encoded["train"],
                                validation_data=prepared.encoded["validation"], config=training,
                                run_dir=self.plan.output_dir / "data", device=self.device)
-        trial.set_user_attr("validation_rows", len(prepared.encoded["validation"]))
         started = time.perf_counter()
         try:
             self.train(trial, trainer, training, started)
@@ -222,6 +221,10 @@ class TrialRunner:
             atomic_write_json(staging / "metrics.json", metrics)
         seconds = time.perf_counter() - finishing
         trial.set_user_attr("finish_seconds", round(seconds, 2))
+        # What the validation score is a mean over (`kept_trial`'s standard error): tokens for token
+        # accuracy, else the split's rows (texts, documents, sentences).
+        rows = metrics["validation"].get("tokens") if self.plan.metric == "token_accuracy" else None
+        trial.set_user_attr("validation_rows", int(rows or len(prepared.encoded["validation"])))
         self.times.finish += seconds
         self.finish_estimate = max(self.finish_estimate, seconds)
         spent = time.perf_counter() - started

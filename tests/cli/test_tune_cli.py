@@ -79,7 +79,7 @@ def test_a_short_search(train_file, tmp_path):
 
 
 def test_a_short_tagger_search(tmp_path):
-    from tests.tagging_data import turkish_slice
+    from tests.tagging_data import read_conll_sentences, turkish_slice
 
     paths = turkish_slice(tmp_path, train=60, validation=20, test=20)
     space = tmp_path / "space.toml"
@@ -92,3 +92,7 @@ def test_a_short_tagger_search(tmp_path):
     # Parts of speech: plain tags, scored by token accuracy; --language is the tagger's word splitter.
     assert "validation token_accuracy" in result.stdout and "test: token_accuracy" in result.stdout
     assert 'language = "tr"' in (tmp_path / "out" / "best.toml").read_text()
+    # Token accuracy is a mean over tokens: the standard error that may keep the defaults counts them.
+    tokens = sum(len(sentence) for sentence in read_conll_sentences(paths["validation"]))
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert {t.user_attrs["validation_rows"] for t in study.trials if t.state.name == "COMPLETE"} == {tokens}

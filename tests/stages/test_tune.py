@@ -200,6 +200,8 @@ def test_tagger_search_scores_spans_and_keeps_a_tagger(tmp_path):
     # BIO tags: trials are scored by strict span F1, as `train tagger` picks its epoch; the names are
     # only taggable from their context, and the search learns them.
     assert summary["metric"] == "span_f1" and summary["best"]["value"] > 0.8
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{tmp_path / 'search' / 'study.db'}")
+    assert study.trials[0].user_attrs["validation_rows"] == 60  # span F1: over the validation sentences
     best = Path(summary["best"]["model_dir"])
     assert not (tmp_path / "search" / "trials" / f"{summary['best']['number']:04d}" / "plots").exists()
     evaluated = nlp_lstm.evaluate(best, source, split="test", device="cpu")
