@@ -246,7 +246,8 @@ class TrialRunner:
                 elapsed = time.perf_counter() - started
                 step = event.state.step
                 first_step = first_step or elapsed
-                if step > SPEED_PROBE_STEPS or (step > 2 and elapsed - first_step >= SPEED_PROBE_SECONDS):
+                if speed_known(step=step, epoch=event.state.epoch, seconds=elapsed - first_step,
+                               reference=trial.number == 0):
                     projected = first_step + (elapsed - first_step) / (step - 1) * (total_steps - 1)
                     if event.state.epoch == 0:
                         self.times.projected_minimum = min(self.times.projected_minimum, projected)
@@ -257,6 +258,17 @@ class TrialRunner:
                 trial.report(float(event.row["val_metric"]), step=event.state.epoch)
                 if trial.should_prune():
                     raise TrialStopped("pruned")
+
+
+def speed_known(*, step: int, epoch: int, seconds: float, reference: bool) -> bool:
+    """Whether a trial has run long enough for its speed to prune it as too slow: `SPEED_PROBE_STEPS`
+    steps, or 2 steps after the first and `SPEED_PROBE_SECONDS` (`seconds` since the first step). The
+    reference trial (trial 0: the defaults) only once its first epoch is done: a few steps under a
+    passing load spike once pruned the defaults of a VADER search that ran them in 321 s the time
+    before, and without them the search has nothing to keep when no trial beats them."""
+    if reference and epoch < 1:
+        return False
+    return step > SPEED_PROBE_STEPS or (step > 2 and seconds >= SPEED_PROBE_SECONDS)
 
 
 def without_test(prepared: Any) -> Any:

@@ -264,3 +264,14 @@ def test_the_defaults_are_kept_unless_beaten_by_more_than_one_standard_error(def
     trial, note = tune_search.kept_trial(study, complete, scale=scale)
     assert trial.number == kept
     assert ("kept the defaults" in note) == (kept == 0)
+
+
+@pytest.mark.parametrize("step, epoch, seconds, reference, known", [
+    (5, 0, 0.5, False, False),   # too few steps and too little time to judge
+    (11, 0, 0.5, False, True),   # SPEED_PROBE_STEPS steps
+    (3, 0, 2.5, False, True),    # 2 steps after the first, and SPEED_PROBE_SECONDS
+    (500, 0, 300.0, True, False),  # the defaults' trial: never within its first epoch
+    (501, 1, 301.0, True, True),
+])
+def test_when_a_trials_speed_may_prune_it(step, epoch, seconds, reference, known):
+    assert tune_search.speed_known(step=step, epoch=epoch, seconds=seconds, reference=reference) is known
