@@ -235,7 +235,7 @@ class TrialRunner:
         return float(metrics["validation"][self.plan.metric]), metrics
 
     def train(self, trial, trainer: TrialTrainer, training: TrainConfig, started: float) -> None:
-        total_steps = trainer.steps_per_epoch * training.epochs
+        reference = trial.number == 0
         first_step = 0.0  # the first step's time: it carries one-off costs (allocations), left out of the rate
         for event in trainer.train_while_improving(self.stop_requested):
             if isinstance(event, StepEnd):
@@ -246,8 +246,10 @@ class TrialRunner:
                 elapsed = time.perf_counter() - started
                 step = event.state.step
                 first_step = first_step or elapsed
-                if speed_known(step=step, epoch=event.state.epoch, seconds=elapsed - first_step,
-                               reference=trial.number == 0):
+                if speed_known(step=step, epoch=event.state.epoch, seconds=elapsed - first_step, reference=reference):
+                    epochs = epochs_to_end(epoch=event.state.epoch, bad_epochs=event.state.bad_epochs,
+                                           epochs=training.epochs, patience=training.patience, reference=reference)
+                    total_steps = trainer.steps_per_epoch * epochs
                     projected = first_step + (elapsed - first_step) / (step - 1) * (total_steps - 1)
                     if event.state.epoch == 0:
                         self.times.projected_minimum = min(self.times.projected_minimum, projected)
@@ -269,6 +271,18 @@ def speed_known(*, step: int, epoch: int, seconds: float, reference: bool) -> bo
     if reference and epoch < 1:
         return False
     return step > SPEED_PROBE_STEPS or (step > 2 and seconds >= SPEED_PROBE_SECONDS)
+
+
+def epochs_to_end(*, epoch: int, bad_epochs: int, epochs: int, patience: int, reference: bool) -> int:
+    """The epochs a trial in its `epoch` (0-based) is projected to run in all: every one of `epochs`,
+    or for the reference trial (the defaults) the fewest it can still run, should early stopping end
+    it (`patience` epochs without a better score; `bad_epochs` of them already). On the Turkish
+    treebank the defaults reached validation 0.948 by epoch 34 of 50, 5 epochs past their best, and
+    were pruned as too slow for 50 epochs when early stopping would have ended them by epoch 39, inside
+    the budget. A reference trial that improves again is projected anew, and pruned then if it must."""
+    if not reference:
+        return epochs
+    return min(epochs, epoch + max(1, patience) - bad_epochs)
 
 
 def without_test(prepared: Any) -> Any:

@@ -275,3 +275,14 @@ def test_the_defaults_are_kept_unless_beaten_by_more_than_one_standard_error(def
 ])
 def test_when_a_trials_speed_may_prune_it(step, epoch, seconds, reference, known):
     assert tune_search.speed_known(step=step, epoch=epoch, seconds=seconds, reference=reference) is known
+
+
+@pytest.mark.parametrize("epoch, bad_epochs, reference, expected", [
+    (34, 5, False, 50),  # any trial but the defaults: all its epochs
+    (34, 5, True, 39),   # the defaults, 5 epochs past their best with patience 10: epoch 39 at the earliest
+    (3, 0, True, 13),
+    (45, 0, True, 50),   # never past the epochs it was given
+])
+def test_the_defaults_are_projected_to_their_earliest_end(epoch, bad_epochs, reference, expected):
+    assert tune_search.epochs_to_end(epoch=epoch, bad_epochs=bad_epochs, epochs=50, patience=10,
+                                     reference=reference) == expected
