@@ -222,6 +222,28 @@ def load_splits(source: DataSource, *, splits: Sequence[str] = SPLITS):
     return datasets.DatasetDict(result)
 
 
+def file_digest(path: str | None) -> str | None:
+    """A file's content hash (its name and time are no input: a clone elsewhere hashes the same);
+    a path that is no file (a `save_to_disk` directory, a hub name) stands for itself."""
+    if not path or not Path(path).is_file():
+        return path
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_fingerprint(source: DataSource) -> str:
+    """Names a source by its settings and its files' contents, never their location or time: the
+    pipeline's stage markers and a `tune` study are stamped with it."""
+    from dataclasses import asdict
+
+    files = {f"{split}_file": file_digest(source.file_for(split)) for split in SPLITS}
+    payload = json.dumps([{**asdict(source), **files}], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def stream_fingerprint(source: DataSource, split: str) -> str:
     """Names a streamed split by its settings and its files' sizes and times, so an encoded copy is
     reused until a file (or a setting) changes. Hub streams are named by dataset and config."""

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from nlp_lstm.artifacts import atomic_write_json
 from nlp_lstm.config import from_dict, TrainConfig
-from nlp_lstm.data.sources import DataSource
+from nlp_lstm.data.sources import DataSource, content_fingerprint, file_digest
 from nlp_lstm.decoding.beam_search import DecodeConfig
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.kinds import KINDS
@@ -149,17 +149,6 @@ def load_pipeline(path: str | Path) -> Pipeline:
     return Pipeline(**sections)
 
 
-def _file_digest(path: str | None) -> str | None:
-    """The file's content hash (its name is no input: a clone elsewhere gets the same markers)."""
-    if not path or not Path(path).is_file():
-        return path
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -176,14 +165,13 @@ def stage_hashes(pipe: Pipeline) -> dict[str, str]:
     """Each stage's inputs hashed: its settings and the content of its data files (never their
     location or time), chained, so a stage reruns when anything upstream of it changed."""
     source = pipe.data
-    files = {f"{split}_file": _file_digest(getattr(source, f"{split}_file")) for split in ("train", "validation", "test")}
-    data_hash = _hash({**asdict(source), **files})
+    data_hash = content_fingerprint(source)
     decoding = asdict(pipe.decoding) if pipe.decoding else None
     hashes = {"vocab": _hash(data_hash, asdict(pipe.tokenizer))}
     hashes["encode"] = _hash(hashes["vocab"], getattr(pipe.model, "max_length", None),
                              getattr(pipe.model, "word_ngrams", None), getattr(pipe.model, "char_ngrams", None))
     hashes["train"] = _hash(hashes["encode"], asdict(pipe.model), asdict(pipe.train), decoding,
-                            _file_digest(getattr(pipe.model, "embeddings", None)))
+                            file_digest(getattr(pipe.model, "embeddings", None)))
     hashes["evaluate"] = _hash(hashes["train"], asdict(pipe.evaluate))
     return hashes
 

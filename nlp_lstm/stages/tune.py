@@ -29,8 +29,6 @@ speed, and with `--jobs` > 1 also on the order in which the processes report.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 import shutil
@@ -44,7 +42,7 @@ from typing import Any, Callable, Iterator
 
 from nlp_lstm.artifacts import atomic_write_json, atomic_write_text, read_json, staged_directory
 from nlp_lstm.config import TrainConfig, from_dict
-from nlp_lstm.data.sources import SPLITS, DataSource
+from nlp_lstm.data.sources import DataSource, content_fingerprint
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.model_card import write_model_card
 from nlp_lstm.model_dir import read_model_config
@@ -72,22 +70,6 @@ def parse_budget(budget: str | float | int) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise NlpLstmError(f"--budget must be a positive duration, got {budget!r}; write e.g. 10m")
     return seconds
-
-
-def corpus_fingerprint(source: DataSource) -> str:
-    """A study's corpus: the source's settings and its files' contents (not their names or times)."""
-    digest = hashlib.sha256(json.dumps({k: v for k, v in asdict(source).items() if not k.endswith("_file")},
-                                       sort_keys=True, default=str).encode())
-    for split in SPLITS:
-        path = source.file_for(split)
-        digest.update(split.encode())
-        if path and Path(path).is_file():
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        elif path:
-            digest.update(str(path).encode())  # a save_to_disk directory: its path
-    return digest.hexdigest()[:16]
 
 
 def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
@@ -195,7 +177,7 @@ def tune(kind: str, *, output_dir: str | Path, source: DataSource, budget: str |
                       pruner=pruner, seed=base_train.seed, end=start + seconds,
                       reserve=max(2.0, 0.02 * seconds), threads=max(1, total_threads // jobs), device=device)
     study = open_study(plan)
-    check_study(study, kind=kind, corpus=corpus_fingerprint(source), metric=metric, output=output)
+    check_study(study, kind=kind, corpus=content_fingerprint(source), metric=metric, output=output)
     plan.trials_before = len(study.trials)
     if not study.trials:
         defaults = default_params(searched, {"model": asdict(base_model), "train": asdict(base_train)})
