@@ -148,16 +148,21 @@ def test_a_classifier_explained_in_the_browser(browser, server, trained, shots):
     browser.save_screenshot(str(shots / "page-classifier.png"))
 
 
+def submit(browser, text: str, *, answer: str) -> None:
+    """Type `text` into the page's box, press its button and wait for the `answer` section (an id)."""
+    box = browser.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys(text)
+    browser.find_element(By.ID, "go").click()
+    wait(browser, ready.visibility_of_element_located((By.ID, answer)), f"the {answer}'s answer")
+
+
 def test_a_summarizer_explained_in_the_browser(browser, server, trained, shots):
     open_page_with_key(browser, server)
     Select(browser.find_element(By.ID, "model")).select_by_value("sum")
     assert not browser.find_element(By.ID, "label-row").is_displayed()
     text = "the old movie by anna was long"
-    box = browser.find_element(By.ID, "text")
-    box.clear()
-    box.send_keys(text)
-    browser.find_element(By.ID, "go").click()
-    wait(browser, ready.visibility_of_element_located((By.ID, "summarizer")), "the summarizer's answer")
+    submit(browser, text, answer="summarizer")
     [expected] = trained["summarizer"].explain(text)
     outputs = browser.find_elements(By.CSS_SELECTOR, "#outputs .out")
     assert [o.text for o in outputs] == [o["word"] for o in expected["outputs"]]
@@ -193,11 +198,7 @@ def test_a_tagger_explained_in_the_browser(browser, server, tagger_dir, shots):
     assert not browser.find_element(By.ID, "label-row").is_displayed()  # a tagger takes no label
     assert "tag" in browser.find_element(By.ID, "model-note").text
     text = "Anna Bob went to Paris ,  with Zyx and Carl"
-    box = browser.find_element(By.ID, "text")
-    box.clear()
-    box.send_keys(text)
-    browser.find_element(By.ID, "go").click()
-    wait(browser, ready.visibility_of_element_located((By.ID, "tagger")), "the tagger's answer")
+    submit(browser, text, answer="tagger")
     assert not browser.find_element(By.ID, "classifier").is_displayed()
     [expected] = nlp_lstm.load(tagger_dir, device="cpu").explain(text)
     words = expected["words"]
@@ -252,7 +253,8 @@ def test_a_tagger_explained_in_the_browser(browser, server, tagger_dir, shots):
     assert browser.find_element(By.ID, "tag-note").text.startswith(f"{len(words)} tokens, {len(expected['spans'])} span")
     browser.save_screenshot(str(shots / "page-tagger-test.png"))
     # A thousand words: every one tagged on the page.
-    browser.execute_script("arguments[0].value = arguments[1]", box, " ".join(["Anna went to Paris"] * 250))
+    browser.execute_script("arguments[0].value = arguments[1]", browser.find_element(By.ID, "text"),
+                           " ".join(["Anna went to Paris"] * 250))
     browser.find_element(By.ID, "go").click()
     wait(browser, lambda b: b.find_element(By.ID, "tag-note").text.startswith("1000 tokens"), "a thousand tagged words")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#tagged .tok")) == 1000
