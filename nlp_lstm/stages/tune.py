@@ -275,7 +275,7 @@ def finalize(plan: SearchPlan, study, *, start: float, budget: float, times: lis
     name = plain_name(f"tuned-{output.absolute().name}")
     note = f"The tokenizer was given (--tokenizer {plan.tokenizer_dir}); this [tokenizer] fits a new one." \
         if plan.tokenizer_dir else ""
-    model_config, train_config = TrialRunner(plan, spec, WorkerTimes()).configs(
+    model_config, train_config = plan.configs(
         {"model": {**plan.space.fixed["model"], **_section(best.params, "model")},
          "train": {**plan.space.fixed["train"], **_section(best.params, "train")}})
     atomic_write_text(output / "best.toml", pipeline_toml(

@@ -80,6 +80,13 @@ class SearchPlan:
     def trial_dir(self, number: int) -> Path:
         return self.output_dir / "trials" / f"{number:04d}"
 
+    def configs(self, settings: dict[str, dict[str, Any]]) -> tuple[Any, TrainConfig]:
+        """The typed model and training configs of one trial's `settings` over the base ones."""
+        model = from_dict(tune_kind(self.kind).model_class, {**self.base_model, **settings["model"]},
+                          where="trial settings")
+        training = from_dict(TrainConfig, {**self.base_train, **settings["train"]}, where="trial settings")
+        return model, training
+
 
 @dataclass
 class WorkerTimes:
@@ -164,11 +171,6 @@ class TrialRunner:
     def search_end(self) -> float:
         return self.plan.end - self.plan.reserve - self.finish_estimate
 
-    def configs(self, settings: dict[str, dict[str, Any]]) -> tuple[Any, TrainConfig]:
-        model = from_dict(self.kind.model_class, {**self.plan.base_model, **settings["model"]}, where="trial settings")
-        training = from_dict(TrainConfig, {**self.plan.base_train, **settings["train"]}, where="trial settings")
-        return model, training
-
     def stage(self, model, training):
         return self.kind.make_stage(model=model, training=training, source=self.plan.source,
                                     tokenizer_dir=self.plan.tokenizer_dir,
@@ -196,7 +198,7 @@ class TrialRunner:
 
     def run(self, trial, settings: dict[str, dict[str, Any]]) -> tuple[float, dict[str, Any]]:
         """Train, score and save one trial's model; its validation score and metrics, or TrialStopped."""
-        model, training = self.configs(settings)
+        model, training = self.plan.configs(settings)
         stage = self.stage(model, training)
         prepared = self.prepare(stage, model)
         seed_everything(training.seed)
